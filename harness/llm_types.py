@@ -1,0 +1,46 @@
+"""Plain types shared by the LLM client (``harness.llm_client``) and its users (agent, smoke)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling settings sent explicitly with every request."""
+
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_tokens: int = 4096
+    seed: int | None = 0
+    enable_thinking: bool | None = None  # None: leave the server's default
+
+
+@dataclass
+class Usage:
+    """Token accounting of one reply."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+@dataclass
+class ChatResult:
+    """One chat completion: the reply text, separate reasoning, usage and timings."""
+
+    content: str
+    reasoning: str | None = None
+    finish_reason: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    latency_s: float = 0.0
+    retries: int = 0
+    model: str | None = None
+
+
+class LLMError(Exception):
+    """The server failed (after bounded retries): an infrastructure error, not a task failure."""
+
+
+class ContextOverflowError(LLMError):
+    """The request does not fit the model's context window; retrying cannot help."""
