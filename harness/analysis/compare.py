@@ -1,0 +1,162 @@
+"""Compare runs on their shared tasks: the whole analysis as one JSON-ready dict."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from itertools import combinations
+
+import numpy as np
+
+from harness.analysis import power, stats
+from harness.analysis.model import Run, Trial
+from harness.analysis.overlap import regions, unsolved_by_all
+from harness.errors import AblbenchError
+
+SOLVED_RULES = {
+    "first": "solved in attempt 1 (the lowest-numbered attempt); keeps the paired tests exactly the "
+             "single-attempt design and is unaffected by runs having different numbers of attempts",
+    "any": "solved in at least one attempt (the pass@k set)",
+    "majority": "solved in more than half of its attempts",
+}
+UNUSUAL_RULE = ("a task is flagged when its mean count per trial is above the run's upper Tukey fence "
+                "(Q3 + 1.5 x IQR of the per-task means) and at least 2")
+OUTCOME_ORDER = ["passed", "failed", "agent_timeout", "context_exceeded", "parse_fail_exhausted",
+                 "verifier_error", "llm_error", "infra_error"]
+
+
+def _solved(trials: list[Trial], rule: str) -> bool:
+    if rule == "first":
+        return trials[0].solved
+    if rule == "any":
+        return any(t.solved for t in trials)
+    return sum(t.solved for t in trials) * 2 > len(trials)
+
+
+def _unusual(per_task: dict[str, float]) -> list[dict]:
+    if len(per_task) < 4:
+        return []
+    values = np.array(list(per_task.values()))
+    q1, q3 = np.percentile(values, [25, 75])
+    fence = q3 + 1.5 * (q3 - q1)
+    hits = [(t, v) for t, v in per_task.items() if v > fence and v >= 2]
+    return [{"task": t, "mean": round(v, 3)} for t, v in sorted(hits, key=lambda x: (-x[1], x[0]))]
+
+
+def _failure_stats(grouped: dict[str, list[Trial]]) -> dict:
+    trials = [t for ts in grouped.values() for t in ts]
+    counts = Counter(t.outcome for t in trials)
+    ordered = {k: counts[k] for k in OUTCOME_ORDER if counts[k]}
+    ordered.update({k: v for k, v in sorted(counts.items()) if k not in ordered})
+    out: dict = {"outcomes": ordered}
+    for col in ("parse_fail", "no_cmd"):
+        vals = [getattr(t, col) for t in trials]
+        if all(v is None for v in vals):
+            continue
+        out[f"{col}_mean"] = float(np.mean([v or 0.0 for v in vals]))
+        per_task = {task: float(np.mean([getattr(t, col) or 0.0 for t in ts])) for task, ts in grouped.items()}
+        out[f"unusual_{col}"] = _unusual(per_task)
+    return out
+
+
+def _run_summary(run: Run, grouped: dict[str, list[Trial]], solved: set[str], dropped: list[str]) -> dict:
+    n = len(grouped)
+    passes = len(solved)
+    lo, hi = stats.wilson(passes, n)
+    attempts = [len(ts) for ts in grouped.values()]
+    rates = {task: sum(t.reward for t in ts) / len(ts) for task, ts in grouped.items()}
+    n_trials = sum(attempts)
+    summary: dict = {
+        "name": run.name, "n": n, "passes": passes, "rate": passes / n if n else 0.0, "wilson95": [lo, hi],
+        "source": str(run.source), "kind": run.kind, "tasks_in_run": len(run.tasks()), "dropped_tasks": dropped,
+        "attempts_min": min(attempts), "attempts_max": max(attempts), "trials": n_trials,
+        "trial_passes": sum(t.solved for ts in grouped.values() for t in ts),
+        # the TB2 leaderboard score: mean reward over all trials, errors counted as 0
+        "mean_pass_at_1": sum(t.reward for ts in grouped.values() for t in ts) / n_trials,
+        "mean_of_task_rates": float(np.mean(list(rates.values()))),
+    }
+    kmin = min(attempts)
+    if max(attempts) > 1:
+        summary["ci95_fixed_tasks"] = stats.leaderboard_ci(list(rates.values()), attempts)
+        summary["ci95_tasks_resampled"] = stats.task_resampling_ci(list(rates.values()))
+        summary["pass_at_k"] = {str(k): float(np.mean([stats.pass_at_k(len(ts), sum(t.solved for t in ts), k)
+                                                         for ts in grouped.values()])) for k in range(1, kmin + 1)}
+        summary["pass_hat_k"] = {str(k): float(np.mean([stats.pass_hat_k(len(ts), sum(t.solved for t in ts), k)
+                                                          for ts in grouped.values()])) for k in range(1, kmin + 1)}
+    summary.update(_failure_stats(grouped))
+    summary["per_task_rate"] = dict(sorted(rates.items()))
+    return summary
+
+
+def _pair(a: dict, b: dict, sa: set[str], sb: set[str], tasks: list[str], multi: bool) -> dict:
+    both = len(sa & sb)
+    a_only, b_only = sorted(sa - sb), sorted(sb - sa)
+    n = len(tasks)
+    neither = n - both - len(a_only) - len(b_only)
+    exact, midp = stats.mcnemar_exact(len(a_only), len(b_only))
+    diff, lo, hi = stats.newcombe_paired(both, len(a_only), len(b_only), neither)
+    f2, f1 = stats.fisher(a["passes"], n, b["passes"], n)
+    pa, pb = a["passes"] / n, b["passes"] / n
+    out: dict = {
+        "a": a["name"], "b": b["name"], "n": n, "both": both, "a_only": len(a_only), "b_only": len(b_only),
+        "neither": neither, "diff": diff, "newcombe95": [lo, hi],
+        "mcnemar_exact_p": exact, "mcnemar_midp": midp,
+        "fisher_two_sided_p": f2, "fisher_one_sided_p": f1, "fisher_note": "unpaired; one-sided = a greater than b",
+        "a_only_tasks": a_only, "b_only_tasks": b_only,
+        "power": {m: power.mcnemar_power(n, pa, pb, model=m) for m in power.MODELS},
+        "detectable_increase_80": {m: power.smallest_detectable_increase(n, pb, model=m) for m in power.MODELS},
+    }
+    if multi:
+        diffs = [a["per_task_rate"][t] - b["per_task_rate"][t] for t in tasks]
+        p, method = stats.sign_flip_test(diffs)
+        out.update({"mean_rate_diff": float(np.mean(diffs)), "sign_flip_p": p, "sign_flip_method": method})
+    return out
+
+
+def analyze(runs: Sequence[Run], solved_rule: str = "first") -> dict:
+    """Analyse runs on the tasks they all share; see the module docstring of :mod:`harness.analysis`."""
+    if not runs:
+        raise AblbenchError("no runs given; pass at least one results folder")
+    if solved_rule not in SOLVED_RULES:
+        raise AblbenchError(f"unknown --solved rule {solved_rule!r}; use one of {', '.join(SOLVED_RULES)}")
+    names = [r.name for r in runs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise AblbenchError(f"run name(s) {', '.join(dupes)} used twice; give distinct names with --names a,b,...")
+    shared = set.intersection(*(r.tasks() for r in runs))
+    if not shared:
+        raise AblbenchError("the runs share no task; compare runs made on the same task set")
+    tasks = sorted(shared)
+    grouped = {r.name: {t: ts for t, ts in r.by_task().items() if t in shared} for r in runs}
+    solved = {r.name: {t for t, ts in grouped[r.name].items() if _solved(ts, solved_rule)} for r in runs}
+    summaries = [_run_summary(r, grouped[r.name], solved[r.name], sorted(r.tasks() - shared)) for r in runs]
+    multi = any(s["attempts_max"] > 1 for s in summaries)
+    result: dict = {
+        "n_tasks": len(tasks),
+        "solved_rule": solved_rule,
+        "solved_rule_text": SOLVED_RULES[solved_rule] if multi else "one attempt per task: solved = reward 1",
+        "multi_attempt": multi,
+        "unusual_rule": UNUSUAL_RULE,
+        "runs": summaries,
+        "pairs": [],
+    }
+    by_name = {s["name"]: s for s in summaries}
+    for a, b in combinations(names, 2):
+        result["pairs"].append(_pair(by_name[a], by_name[b], solved[a], solved[b], tasks, multi))
+    if len(runs) >= 3:
+        matrix = np.array([[t in solved[n] for n in names] for t in tasks], dtype=float)
+        q, df, p = stats.cochran_q(matrix)
+        result["cochran_q"] = {"q": q, "df": df, "p": p}
+        for pair, adj in zip(result["pairs"], stats.holm([p["mcnemar_exact_p"] for p in result["pairs"]]),
+                             strict=True):
+            pair["mcnemar_holm_p"] = adj
+    result["overlap"] = [{"runs": list(r.runs), "label": r.label(names), "tasks": list(r.tasks)}
+                         for r in regions(solved, names)]
+    result["unsolved_by_all"] = len(unsolved_by_all(solved, shared))
+    attempts = {(s["attempts_min"], s["attempts_max"]) for s in summaries}
+    notes = []
+    if solved_rule == "any" and len(attempts) > 1:
+        notes.append("runs have different numbers of attempts: with --solved any the run with more attempts "
+                     "is favoured; prefer --solved first")
+    result["notes"] = notes
+    return result

@@ -1,0 +1,261 @@
+"""Write an analysis (the dict from :func:`harness.analysis.compare.analyze`) as markdown or JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from harness.analysis.power import MODELS
+
+
+def fmt_p(p: float | None) -> str:
+    """A p-value for humans: three decimals, '<0.001' below that."""
+    if p is None:
+        return "—"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def pct(x: float | None, digits: int = 1) -> str:
+    return "—" if x is None else f"{100 * x:.{digits}f}%"
+
+
+def signed_pp(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:+.1f} pp"
+
+
+def _ci(lo: float, hi: float) -> str:
+    return f"{pct(lo)} – {pct(hi)}"
+
+
+def _row(cells: list[object]) -> str:
+    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+
+def _table(header: list[str], rows: list[list[object]], align: str | None = None) -> list[str]:
+    spec = align or "l" + "r" * (len(header) - 1)
+    seps = ["---:" if a == "r" else "---" for a in spec]
+    return [_row(header), _row(seps), *(_row(r) for r in rows), ""]
+
+
+def _intro(res: dict) -> list[str]:
+    runs = res["runs"]
+    names = ", ".join(r["name"] for r in runs)
+    lines = [f"# Run comparison: {names}", ""]
+    dropped = {r["name"]: r["dropped_tasks"] for r in runs if r["dropped_tasks"]}
+    shared = f"{res['n_tasks']} tasks"
+    if len(runs) > 1:
+        shared += " shared by both runs" if len(runs) == 2 else f" shared by all {len(runs)} runs"
+    lines.append(f"Analysed: {shared}; " + ("no task dropped." if not dropped else
+                                            "tasks not run by every run were dropped (listed below)."))
+    if res["multi_attempt"]:
+        att = ", ".join(f"{r['name']} {r['attempts_min']}" + (f"–{r['attempts_max']}" if r['attempts_max']
+                        != r['attempts_min'] else "") for r in runs)
+        lines.append(f"Attempts per task: {att}. Per-task 0/1 for rates, paired tests and overlap: "
+                     f"{res['solved_rule_text']} (`--solved {res['solved_rule']}`).")
+    else:
+        lines.append("One attempt per task; a task counts as solved when its reward is 1.")
+    lines += ["Errored trials (timeouts, verifier or server errors) count as failures with reward 0, "
+              "as on the TB2 leaderboard.", ""]
+    return lines
+
+
+def _verdict(p: dict, holm: bool) -> str:
+    pval = p["mcnemar_holm_p"] if holm else p["mcnemar_exact_p"]
+    verdict = "a difference at α = 0.05" if pval <= 0.05 else "not significant at α = 0.05"
+    adj = f", Holm-adjusted {fmt_p(p['mcnemar_holm_p'])}" if holm else ""
+    line = (f"- **{p['a']} vs {p['b']}**: {p['a_only']} task(s) only {p['a']} solved, {p['b_only']} only "
+            f"{p['b']} solved; exact McNemar p = {fmt_p(p['mcnemar_exact_p'])} (two-sided{adj}): {verdict}.")
+    if "sign_flip_p" in p:
+        line += (f" Over all attempts: mean per-task difference {signed_pp(p['mean_rate_diff'])}, sign-flip "
+                 f"p = {fmt_p(p['sign_flip_p'])} (unadjusted).")
+    return line
+
+
+def _summary(res: dict) -> list[str]:
+    if not res["pairs"]:
+        return []
+    holm = "cochran_q" in res
+    return ["## Summary", "", *(_verdict(p, holm) for p in res["pairs"]), ""]
+
+
+def _rates(res: dict) -> list[str]:
+    lines = ["## Pass rates", ""]
+    rows = [[r["name"], f"{r['passes']} / {r['n']}", pct(r["rate"]), _ci(*r["wilson95"])] for r in res["runs"]]
+    lines += _table(["run", "solved / tasks", "rate", "Wilson 95% interval"], rows)
+    if not res["multi_attempt"]:
+        return lines
+    kmax = max(len(r.get("pass_at_k", {})) for r in res["runs"])
+    ks = [k for k in ("1", "2", "3", "5", "10", str(kmax)) if int(k) <= kmax]
+    ks = list(dict.fromkeys(ks))
+    header = ["run", "trials", "mean pass@1", "±95% fixed tasks", "±95% tasks resampled"]
+    header += [f"pass@{k}" for k in ks if k != "1"] + [f"pass^{k}" for k in ks if k != "1"]
+    rows = []
+    for r in res["runs"]:
+        pk, ph = r.get("pass_at_k", {}), r.get("pass_hat_k", {})
+        rows.append([r["name"], r["trials"], pct(r["mean_pass_at_1"]), pct(r.get("ci95_fixed_tasks")),
+                     pct(r.get("ci95_tasks_resampled"))] + [pct(pk.get(k)) for k in ks if k != "1"]
+                    + [pct(ph.get(k)) for k in ks if k != "1"])
+    lines += ["All attempts: mean pass@1 is the mean reward over every trial (the TB2 leaderboard score). "
+              "The fixed-tasks interval is the leaderboard's 1.96/T·√Σ p_t(1−p_t)/(n_t−1), conditional on this "
+              "task set; the tasks-resampled one also treats the tasks as a sample (1.96·sd of per-task "
+              "rates/√T). pass@k and pass^k are the unbiased estimators from n attempts (— where a task has "
+              "fewer than k).", ""]
+    lines += _table(header, rows)
+    return lines
+
+
+def _pairs(res: dict) -> list[str]:
+    if not res["pairs"]:
+        return []
+    holm = "cochran_q" in res
+    lines = ["## Paired comparisons on the same tasks", "",
+             "Both runs ran the same tasks, so outcomes are paired: the test is the exact McNemar test, a "
+             "binomial test on the tasks only one of the two solved. Difference = rate a − rate b with "
+             "Newcombe's paired 95% interval (method 10). Fisher's exact test ignores the pairing and is "
+             "shown, labelled unpaired, only to compare with earlier reports; its one-sided p is for "
+             "\"a greater than b\".", ""]
+    header = ["a vs b", "both", "a only", "b only", "neither", "difference (95% CI)",
+              "McNemar exact p (two-sided)", "mid-p"]
+    header += ["Holm-adjusted p"] if holm else []
+    header += ["Fisher two-sided (unpaired)", "Fisher one-sided a>b (unpaired)"]
+    rows = []
+    for p in res["pairs"]:
+        lo, hi = p["newcombe95"]
+        row = [f"{p['a']} vs {p['b']}", p["both"], p["a_only"], p["b_only"], p["neither"],
+               f"{signed_pp(p['diff'])} ({signed_pp(lo)} to {signed_pp(hi)})", fmt_p(p["mcnemar_exact_p"]), fmt_p(p["mcnemar_midp"])]
+        row += [fmt_p(p["mcnemar_holm_p"])] if holm else []
+        row += [fmt_p(p["fisher_two_sided_p"]), fmt_p(p["fisher_one_sided_p"])]
+        rows.append(row)
+    lines += _table(header, rows)
+    if res["multi_attempt"]:
+        lines += ["Using every attempt: a paired sign-flip permutation test on the per-task mean rewards "
+                  "(tasks fixed, two-sided).", ""]
+        rows = [[f"{p['a']} vs {p['b']}", signed_pp(p["mean_rate_diff"]), fmt_p(p["sign_flip_p"]), p["sign_flip_method"]]
+                for p in res["pairs"]]
+        lines += _table(["a vs b", "mean per-task difference", "sign-flip p", "method"], rows, "lrrl")
+    return lines
+
+
+def _cochran(res: dict) -> list[str]:
+    if "cochran_q" not in res:
+        return []
+    c = res["cochran_q"]
+    return ["## All runs together: Cochran's Q", "",
+            f"Q = {c['q']:.3f}, df = {c['df']}, p = {fmt_p(c['p'])} (chi-square approximation; H0: every run has "
+            "the same solve probability on these tasks). The pairwise McNemar p-values above carry Holm's "
+            "adjustment for the number of pairs.", ""]
+
+
+def _overlap(res: dict) -> list[str]:
+    k = len(res["runs"])
+    lines = ["## Overlap of solved tasks", "",
+             f"All {2 ** k - 1} regions of the solved-task sets, empty ones included: each task appears in exactly "
+             "one region, the one naming exactly the runs that solved it.", ""]
+    rows = [[o["label"], len(o["tasks"]), ", ".join(o["tasks"]) or "—"] for o in res["overlap"]]
+    rows.append(["solved by none", res["unsolved_by_all"], "—"])
+    lines += _table(["region", "tasks", "names"], rows, "lrl")
+    return lines
+
+
+def _min_discordant(alpha: float) -> int:
+    """Fewest discordant tasks for which the two-sided exact McNemar test can reject (all on one side)."""
+    m = 1
+    while 2 * 0.5**m > alpha:
+        m += 1
+    return m
+
+
+def _detectable(d: float | None, n: int) -> str:
+    return f"not reachable with {n} tasks" if d is None else signed_pp(d)
+
+
+def _power(res: dict) -> list[str]:
+    if not res["pairs"]:
+        return []
+    lines = ["## What these data can resolve", "",
+             "Power of the two-sided exact McNemar test at α = 0.05 (unadjusted), computed exactly (enumeration, "
+             "no simulation) with tasks as independent draws, under two models of how the runs' outcomes are "
+             "joined: *nested* (the weaker run solves only tasks the stronger one also solves: the best case for "
+             "a paired test) and *independent* (no benefit from pairing). The detectable increase is the "
+             "smallest rise over b's observed rate found with 80% power; where the two rates are equal, the power "
+             "column is the test's false-positive rate. However the tasks split, the exact test cannot reach "
+             f"p ≤ 0.05 with fewer than {_min_discordant(0.05)} discordant tasks (tasks solved by only one of the "
+             "two runs).", ""]
+    rows = []
+    for p in res["pairs"]:
+        pa, pb = (p["both"] + p["a_only"]) / p["n"], (p["both"] + p["b_only"]) / p["n"]
+        rows.append([f"{p['a']} vs {p['b']}", p["n"], f"{pct(pa)} vs {pct(pb)}"]
+                    + [f"{p['power'][m]:.2f}" for m in MODELS]
+                    + [_detectable(p["detectable_increase_80"][m], p["n"]) for m in MODELS])
+    lines += _table(["a vs b", "tasks", "observed rates", "power, nested", "power, independent",
+                     "detectable at 80%, nested", "detectable at 80%, independent"], rows)
+    if not res["multi_attempt"]:
+        lines += ["With one attempt per task a single task's difference can never be significant: per-task "
+                  "differences (the overlap table) are descriptive. More attempts per task, or more tasks, are "
+                  "what raises power.", ""]
+    return lines
+
+
+def _failures(res: dict) -> list[str]:
+    runs = res["runs"]
+    kinds = list(dict.fromkeys(k for r in runs for k in r["outcomes"]))
+    has_pf = any("parse_fail_mean" in r for r in runs)
+    has_nc = any("no_cmd_mean" in r for r in runs)
+    header = ["run", "trials", *kinds] + (["parse_fail / trial"] if has_pf else []) + (
+        ["no_cmd / trial"] if has_nc else [])
+    rows = []
+    for r in runs:
+        row = [r["name"], r["trials"], *(r["outcomes"].get(k, 0) for k in kinds)]
+        row += [f"{r['parse_fail_mean']:.2f}" if "parse_fail_mean" in r else "—"] if has_pf else []
+        row += [f"{r['no_cmd_mean']:.2f}" if "no_cmd_mean" in r else "—"] if has_nc else []
+        rows.append(row)
+    lines = ["## Outcomes and failure modes", "", *_table(header, rows)]
+    flagged = []
+    for r in runs:
+        for col in ("parse_fail", "no_cmd"):
+            hits = r.get(f"unusual_{col}") or []
+            if hits:
+                flagged.append(f"- {r['name']}, {col}: " + ", ".join(f"{h['task']} ({h['mean']:g})" for h in hits))
+    if has_pf or has_nc:
+        lines += [f"Tasks with unusually many parse_fail / no_cmd ({res['unusual_rule']}):", ""]
+        lines += (flagged or ["- none"]) + [""]
+    return lines
+
+
+def _dropped(res: dict) -> list[str]:
+    dropped = [(r["name"], r["dropped_tasks"]) for r in res["runs"] if r["dropped_tasks"]]
+    if not dropped:
+        return []
+    lines = ["## Dropped tasks", "", "Only tasks every run attempted are analysed. Left out:", ""]
+    lines += [f"- {name} ({len(ts)}): {', '.join(ts)}" for name, ts in dropped]
+    return lines + [""]
+
+
+def to_markdown(res: dict) -> str:
+    """The full human report."""
+    parts = (_intro(res) + _summary(res) + _rates(res) + _pairs(res) + _cochran(res) + _overlap(res) + _power(res)
+             + _failures(res) + _dropped(res))
+    for note in res.get("notes", []):
+        parts.append(f"> Note: {note}")
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def to_json(res: dict) -> str:
+    """The analysis as JSON (keys documented in issue 8; ``runs``, ``pairs``, ``overlap``, ``cochran_q``)."""
+    return json.dumps(res, indent=2, sort_keys=False) + "\n"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

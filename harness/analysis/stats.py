@@ -1,0 +1,186 @@
+"""Statistical tests and intervals for comparing agent runs on the same tasks.
+
+Everything that has a distribution comes from scipy; the rest are closed-form formulas
+with their source named next to them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats
+
+Z95 = 1.959963984540054  # two-sided 95% standard normal quantile
+
+
+def wilson(successes: int, n: int, conf: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (Wilson 1927)."""
+    if n <= 0:
+        return (0.0, 1.0)
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes={successes} outside 0..{n}")
+    z = float(stats.norm.ppf(0.5 + conf / 2))
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)
+    hi = 1.0 if successes == n else min(1.0, centre + half)
+    return (lo, hi)
+
+
+def fisher(a_pass: int, a_n: int, b_pass: int, b_n: int) -> tuple[float, float]:
+    """Fisher's exact test on two independent samples (UNPAIRED).
+
+    Returns (two-sided p, one-sided p for "a's rate greater than b's").
+    """
+    table = [[a_pass, a_n - a_pass], [b_pass, b_n - b_pass]]
+    two = stats.fisher_exact(table, alternative="two-sided").pvalue
+    greater = stats.fisher_exact(table, alternative="greater").pvalue
+    return float(two), float(greater)
+
+
+def mcnemar_exact(a_only: int, b_only: int) -> tuple[float, float]:
+    """Exact McNemar test: a binomial test on the discordant pairs only.
+
+    Returns (two-sided exact p, two-sided mid-p). The mid-p subtracts half the
+    probability of the observed split from each tail (less conservative companion).
+    """
+    m = a_only + b_only
+    if m == 0:
+        return 1.0, 1.0
+    exact = float(stats.binomtest(a_only, m, 0.5, alternative="two-sided").pvalue)
+    low = min(a_only, b_only)
+    midp = 2 * (float(stats.binom.cdf(low, m, 0.5)) - 0.5 * float(stats.binom.pmf(low, m, 0.5)))
+    return exact, min(1.0, midp)
+
+
+def newcombe_paired(both: int, a_only: int, b_only: int, neither: int,
+                    conf: float = 0.95) -> tuple[float, float, float]:
+    """Difference of paired proportions p_a - p_b with Newcombe's (1998) method 10 interval.
+
+    Square-and-add of the two marginal Wilson intervals, with the correlation term phi
+    (continuity-corrected when ad > bc, as in the paper). Returns (diff, lo, hi).
+    """
+    a, b, c, d = both, a_only, b_only, neither
+    n = a + b + c + d
+    if n == 0:
+        raise ValueError("empty paired table")
+    p1, p2 = (a + b) / n, (a + c) / n
+    l1, u1 = wilson(a + b, n, conf)
+    l2, u2 = wilson(a + c, n, conf)
+    marg = (a + b) * (c + d) * (a + c) * (b + d)
+    if marg == 0:
+        phi = 0.0
+    else:
+        num = a * d - b * c
+        if num > 0:
+            num = max(num - n / 2, 0.0)
+        phi = num / math.sqrt(marg)
+    diff = p1 - p2
+    delta = math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    eps = math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
+    return diff, max(-1.0, diff - delta), min(1.0, diff + eps)
+
+
+def cochran_q(matrix: np.ndarray) -> tuple[float, int, float]:
+    """Cochran's Q for a tasks x runs 0/1 matrix. Returns (Q, df, p) from chi-square(k-1)."""
+    x = np.asarray(matrix, dtype=float)
+    if x.ndim != 2 or x.shape[1] < 2:
+        raise ValueError("Cochran's Q needs a tasks x runs matrix with at least 2 runs")
+    k = x.shape[1]
+    col = x.sum(axis=0)
+    row = x.sum(axis=1)
+    total = row.sum()
+    denom = k * total - float((row**2).sum())
+    df = k - 1
+    if denom == 0:  # every task solved by all runs or by none: no evidence of a difference
+        return 0.0, df, 1.0
+    q = (k - 1) * (k * float((col**2).sum()) - total**2) / denom
+    return float(q), df, float(stats.chi2.sf(q, df))
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment (family-wise error), monotone and capped at 1."""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n attempts with c successes: 1 - C(n-c, k)/C(n, k) (Chen et al. 2021)."""
+    _check_nck(n, c, k)
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def pass_hat_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass^k (all k of k attempts succeed) from n attempts with c successes: C(c, k)/C(n, k)."""
+    _check_nck(n, c, k)
+    return math.comb(c, k) / math.comb(n, k)
+
+
+def _check_nck(n: int, c: int, k: int) -> None:
+    if not (0 <= c <= n and 1 <= k <= n):
+        raise ValueError(f"need 0 <= c <= n and 1 <= k <= n, got n={n} c={c} k={k}")
+
+
+EXACT_SIGNFLIP_MAX = 16
+
+
+def sign_flip_test(diffs: Sequence[float], n_resamples: int = 20000, seed: int = 0) -> tuple[float, str]:
+    """Paired sign-flip permutation test of mean(diffs) == 0, two-sided.
+
+    Exact enumeration of all 2^m sign patterns when at most 16 differences are non-zero,
+    otherwise a Monte Carlo estimate with a fixed seed (p = (1 + hits)/(1 + resamples)).
+    Returns (p, method).
+    """
+    d = np.asarray([x for x in diffs if x != 0], dtype=float)
+    if d.size == 0:
+        return 1.0, "exact"
+    observed = abs(d.sum())
+    tol = 1e-9 * max(1.0, observed)
+    if d.size <= EXACT_SIGNFLIP_MAX:
+        codes = np.arange(2 ** d.size, dtype=np.int64)[:, None]
+        signs = 1 - 2 * ((codes >> np.arange(d.size)) & 1)
+        sums = np.abs(signs @ d)
+        return float(np.mean(sums >= observed - tol)), "exact"
+    rng = np.random.default_rng(seed)
+    hits = 0
+    chunk = 5000
+    for start in range(0, n_resamples, chunk):
+        size = min(chunk, n_resamples - start)
+        signs = rng.choice(np.array([-1.0, 1.0]), size=(size, d.size))
+        hits += int(np.sum(np.abs(signs @ d) >= observed - tol))
+    return (1 + hits) / (1 + n_resamples), f"monte carlo ({n_resamples} resamples, seed {seed})"
+
+
+def leaderboard_ci(per_task_rates: Sequence[float], per_task_attempts: Sequence[int]) -> float | None:
+    """Half-width of TB2's leaderboard 95% interval, conditional on the fixed task set.
+
+    1.96 / T * sqrt(sum_t p_t (1 - p_t) / (n_t - 1)); None when some task has fewer than 2 attempts.
+    """
+    if not per_task_rates or min(per_task_attempts) < 2:
+        return None
+    t = len(per_task_rates)
+    var = sum(p * (1 - p) / (n - 1) for p, n in zip(per_task_rates, per_task_attempts, strict=True))
+    return Z95 / t * math.sqrt(var)
+
+
+def task_resampling_ci(per_task_rates: Sequence[float]) -> float | None:
+    """Half-width of a normal 95% interval for the mean that also treats tasks as sampled.
+
+    Uses the between-task variance of per-task rates (which includes attempt noise): 1.96 * sd / sqrt(T).
+    """
+    t = len(per_task_rates)
+    if t < 2:
+        return None
+    return Z95 * float(np.std(per_task_rates, ddof=1)) / math.sqrt(t)

@@ -1,0 +1,132 @@
+"""``ablbench analyze``: compare runs with paired statistics and per-task overlap."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from harness.errors import AblbenchError, fail
+
+
+def _print_summary(res: dict) -> None:
+    """A readable terminal summary with rich tables."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from harness.analysis.report import fmt_p, pct, signed_pp
+
+    console = Console()
+    if not console.is_terminal:  # piped or captured: no width to respect, keep table rows on one line
+        console = Console(width=120)
+    dropped = sum(len(r["dropped_tasks"]) for r in res["runs"])
+    console.print(f"[bold]{res['n_tasks']} shared tasks[/bold]" + (f", {dropped} dropped (not in every run)"
+                                                                    if dropped else ""))
+    if res["multi_attempt"]:
+        short = res["solved_rule_text"].split(";")[0]
+        console.print(f"several attempts per task: rates, paired tests and overlap use per-task solved = {short} "
+                      f"(--solved {res['solved_rule']}); the sign-flip test uses every attempt")
+    t = Table(title="pass rates", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("run", "solved", "rate", "Wilson 95%"):
+        t.add_column(col, justify="left" if col == "run" else "right")
+    if res["multi_attempt"]:
+        t.add_column("trials", justify="right")
+        t.add_column("mean pass@1", justify="right")
+    for r in res["runs"]:
+        row = [r["name"], f"{r['passes']}/{r['n']}", pct(r["rate"]), f"{pct(r['wilson95'][0])}–{pct(r['wilson95'][1])}"]
+        if res["multi_attempt"]:
+            row += [str(r["trials"]), pct(r["mean_pass_at_1"])]
+        t.add_row(*row)
+    console.print(t)
+    if res["pairs"]:
+        holm = "cochran_q" in res
+        t = Table(title="paired on shared tasks: exact McNemar, two-sided", title_justify="left",
+                  box=box.SIMPLE_HEAD)
+        cols = ["a vs b", "both/a only/b only/neither", "a−b pp (95% CI)", "McNemar p"]
+        cols += ["Holm"] if holm else []
+        cols += ["sign-flip p"] if res["multi_attempt"] else []
+        for col in cols:
+            t.add_column(col, justify="left" if col == "a vs b" else "right")
+        for p in res["pairs"]:
+            lo, hi = p["newcombe95"]
+            row = [f"{p['a']} vs {p['b']}", f"{p['both']}/{p['a_only']}/{p['b_only']}/{p['neither']}",
+                   f"{100 * p['diff']:+.1f} ({100 * lo:+.1f}, {100 * hi:+.1f})",
+                   f"{fmt_p(p['mcnemar_exact_p'])} (mid {fmt_p(p['mcnemar_midp'])})"]
+            row += [fmt_p(p["mcnemar_holm_p"])] if holm else []
+            row += [fmt_p(p["sign_flip_p"])] if res["multi_attempt"] else []
+            t.add_row(*row)
+        console.print(t)
+        for p in res["pairs"]:
+            console.print(f"Fisher (unpaired) {p['a']} vs {p['b']}: p = {fmt_p(p['fisher_two_sided_p'])} two-sided, "
+                          f"{fmt_p(p['fisher_one_sided_p'])} one-sided {p['a']} > {p['b']}")
+    if "cochran_q" in res:
+        c = res["cochran_q"]
+        console.print(f"Cochran's Q = {c['q']:.3f}, df = {c['df']}, p = {fmt_p(c['p'])}")
+    if len(res["runs"]) > 1:
+        t = Table(title="overlap of solved tasks (every region)", title_justify="left", box=box.SIMPLE_HEAD)
+        t.add_column("region")
+        t.add_column("n", justify="right")
+        t.add_column("tasks", overflow="fold")
+        for o in res["overlap"]:
+            t.add_row(o["label"], str(len(o["tasks"])), ", ".join(o["tasks"]) or "—")
+        t.add_row("solved by none", str(res["unsolved_by_all"]), "—")
+        console.print(t)
+        for p in res["pairs"]:
+            d = p["detectable_increase_80"]
+            need = (f"80% power needs {signed_pp(d['nested'])} to {signed_pp(d['independent'])} over {p['b']}"
+                    if d["nested"] is not None and d["independent"] is not None
+                    else f"80% power is out of reach with {p['n']} tasks")
+            console.print(f"power {p['a']} vs {p['b']}: {p['power']['nested']:.2f} (nested) / "
+                          f"{p['power']['independent']:.2f} (independent); {need}")
+
+
+def analyze_command(
+    runs: list[Path] = typer.Argument(..., help="Results folders, master_summary.csv files, harbor job folders "
+                                      "or tb run folders.", show_default=False),
+    names: str | None = typer.Option(None, "--names", help="Comma-separated run names, one per RUN."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the analysis as JSON here ('-' = stdout)."),
+    markdown_out: Path | None = typer.Option(None, "--markdown", help="Write the markdown report here "
+                                             "('-' = stdout)."),
+    plots: Path | None = typer.Option(None, "--plots", help="Folder for the PNG figures."),
+    solved: str = typer.Option("first", "--solved", help="With several attempts per task, what counts as "
+                               "solved for rates, paired tests and overlap: first | any | majority."),
+) -> None:
+    """Compare runs on their shared tasks: pass rates, exact paired tests, overlap, power, plots."""
+    from harness.analysis import analyze, load_run
+    from harness.analysis.report import to_json, to_markdown, write_atomic
+
+    try:
+        labels = [n.strip() for n in names.split(",")] if names else [None] * len(runs)
+        if len(labels) != len(runs) or any(label == "" for label in labels):
+            raise AblbenchError(f"--names has {len(labels)} name(s) for {len(runs)} run(s); give one non-empty "
+                                "name per RUN, comma-separated")
+        if str(json_out) == "-" and str(markdown_out) == "-":
+            raise AblbenchError("--json - and --markdown - both want stdout; send one of them to a file")
+        loaded = [load_run(path, label) for path, label in zip(runs, labels, strict=True)]
+        res = analyze(loaded, solved_rule=solved)
+        to_stdout = "-" in (str(json_out), str(markdown_out))
+        if not to_stdout:
+            _print_summary(res)
+        for out, text in ((json_out, to_json), (markdown_out, to_markdown)):
+            if out is None:
+                continue
+            if str(out) == "-":
+                typer.echo(text(res), nl=False)
+            else:
+                write_atomic(out, text(res))
+                if not to_stdout:
+                    typer.echo(f"wrote {out}")
+        if plots is not None:
+            from harness.analysis.plots import make_plots
+
+            for made in make_plots(res, plots):
+                if not to_stdout:
+                    typer.echo(f"wrote {made}")
+    except AblbenchError as exc:
+        raise fail(str(exc)) from exc
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``analyze`` verb."""
+    app.command("analyze")(analyze_command)
