@@ -1,0 +1,278 @@
+"""``ablbench serve``: start a model server, wait until healthy, print URL and identity, stop cleanly.
+
+    ablbench serve --backend B --model DIR [--port P] [--name N] [--detach] [--check] [--base DIR]
+                   [--health-budget S] [-- extra server args]
+    ablbench serve stop [NAME | --all]
+    ablbench serve list
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from harness.errors import AblbenchError, fail
+from harness.paths import cache_dir
+
+BACKEND_NAMES = ("transformers", "sglang", "vllm")
+
+
+def state_dir() -> Path:
+    """Where detached servers are recorded (one JSON file per server name)."""
+    return cache_dir() / "servers"
+
+
+def _state_path(name: str) -> Path:
+    return state_dir() / f"{name}.json"
+
+
+def _write_state(name: str, record: dict[str, Any]) -> Path:
+    path = _state_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(record, fh, indent=2)
+    os.replace(tmp, path)
+    return path
+
+
+def _read_states() -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    if state_dir().is_dir():
+        for path in sorted(state_dir().glob("*.json")):
+            try:
+                out[path.stem] = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+    return out
+
+
+def gpu_present() -> bool:
+    """True when ``nvidia-smi -L`` lists a GPU."""
+    if not shutil.which("nvidia-smi"):
+        return False
+    try:
+        res = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return res.returncode == 0 and "GPU" in res.stdout
+
+
+def _image_present(image: str) -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=30).images.get(image)
+    except Exception:  # noqa: BLE001 - no engine or no image: not usable
+        return False
+    return True
+
+
+def default_backend() -> tuple[str, str]:
+    """(backend, why): sglang when a GPU and the pinned sglang image are present, else transformers."""
+    from runners.servers import SGLANG_IMAGE
+
+    if not gpu_present():
+        return "transformers", "no GPU (nvidia-smi) found"
+    if not _image_present(SGLANG_IMAGE):
+        return "transformers", f"GPU found but image {SGLANG_IMAGE} is not present (docker pull it)"
+    return "sglang", f"GPU and {SGLANG_IMAGE} found"
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``serve`` verb."""
+
+    @app.command(
+        "serve",
+        context_settings={"allow_extra_args": True},
+        help="Serve a model folder over the OpenAI-compatible API on 127.0.0.1. "
+        "Extra server arguments go after `--`. `ablbench serve stop [NAME|--all]` ends detached "
+        "servers; `ablbench serve list` shows them.",
+    )
+    def serve(
+        ctx: typer.Context,
+        model: Path | None = typer.Option(None, "--model", "-m", help="HF model folder to serve."),
+        backend: str | None = typer.Option(
+            None, "--backend", "-b", help="transformers | sglang | vllm (default: sglang with a GPU, else transformers)."
+        ),
+        port: int | None = typer.Option(None, "--port", help="Host port on 127.0.0.1 (default: a free one)."),
+        name: str | None = typer.Option(None, "--name", help="Server name (default: the folder name)."),
+        detach: bool = typer.Option(False, "--detach", help="Leave the server running; stop it with `serve stop`."),
+        check: bool = typer.Option(False, "--check", help="Only run the preflight check of the folder."),
+        base: Path | None = typer.Option(None, "--base", help="Base model folder: tokenizer/template must match."),
+        health_budget: float | None = typer.Option(
+            None, "--health-budget", help="Seconds to wait for health (default: 1200 containers, 300 transformers)."
+        ),
+        image: str | None = typer.Option(None, "--image", help="Override the pinned container image."),
+        gpus: str = typer.Option("all", "--gpus", help="Container GPUs: all, a count, or ids like 0,1."),
+        force: bool = typer.Option(False, "--force", help="Serve even when the preflight check finds errors."),
+        all_: bool = typer.Option(False, "--all", help="With `stop`: every detached or leftover server."),
+    ) -> None:
+        args = list(ctx.args)
+        if model is None and args and args[0] in {"stop", "list"}:
+            if args[0] == "stop":
+                _stop(args[1:], all_)
+            else:
+                _list()
+            return
+        if model is None:
+            raise fail("--model DIR is required (or use `ablbench serve stop NAME` / `ablbench serve list`)")
+        try:
+            _serve(model, backend, port, name, detach, check, base, health_budget, image, gpus, force, args)
+        except AblbenchError as exc:
+            raise fail(str(exc)) from exc
+
+
+def _preflight(model: Path, base: Path | None, check: bool, force: bool) -> None:
+    from runners.preflight import check_model, errors
+
+    problems = check_model(model, base)
+    for problem in problems:
+        typer.secho(str(problem), err=True, fg=typer.colors.RED if problem.severity == "error" else typer.colors.YELLOW)
+    bad = errors(problems)
+    if check:
+        if bad:
+            raise fail(f"{model}: {len(bad)} preflight error(s) (see above)")
+        typer.echo(f"{model}: preflight ok" + (f" ({len(problems)} warning(s))" if problems else ""))
+        raise typer.Exit(0)
+    if bad and not force:
+        raise fail(f"{model}: {len(bad)} preflight error(s) (see above); fix them or pass --force")
+
+
+def _serve(
+    model: Path, backend: str | None, port: int | None, name: str | None, detach: bool, check: bool,
+    base: Path | None, health_budget: float | None, image: str | None, gpus: str, force: bool,
+    extra_args: list[str],
+) -> None:
+    from rich.console import Console
+
+    from runners.servers import ServerError, make_server
+    from runners.servers.base import default_name
+    from runners.servers.detached import detached_alive
+
+    model = model.expanduser().resolve()
+    if not model.is_dir():
+        raise AblbenchError(f"model folder {model} does not exist: pass --model DIR (e.g. `ablbench model embedded`)")
+    _preflight(model, base.expanduser().resolve() if base else None, check, force)
+    if backend is None:
+        backend, why = default_backend()
+        typer.echo(f"backend: {backend} ({why})", err=True)
+    if backend not in BACKEND_NAMES:
+        raise AblbenchError(f"unknown backend {backend!r}: choose one of {', '.join(BACKEND_NAMES)}")
+
+    opts: dict[str, Any] = {"health_budget_s": health_budget}
+    if backend == "transformers":
+        opts["die_with_parent"] = not detach
+        if detach:  # the log must outlive this command
+            opts["log_path"] = state_dir() / f"{name or default_name(model)}.log"
+    else:
+        opts["gpus"] = None if gpus in {"none", ""} else (int(gpus) if gpus.isdigit() else gpus)
+        if image:
+            opts["image"] = image
+    server = make_server(backend, model, name=name, port=port, extra_args=extra_args, **opts)
+    existing = _read_states().get(server.name)
+    if existing and detached_alive(existing.get("detach", {})):
+        raise AblbenchError(f"a server named {server.name} is already running: `ablbench serve stop {server.name}` "
+                            "or pass --name")
+
+    console = Console(stderr=True)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        try:
+            server.start()
+            with console.status(f"starting {backend} server '{server.name}' on {server.base_url} "
+                                f"(up to {server.health_budget_s:.0f} s)"):
+                identity = server.wait_healthy()
+        except ServerError as exc:
+            server.stop()
+            head, _, tail = str(exc).partition("\n")
+            if tail:
+                typer.echo(tail, err=True)
+            raise AblbenchError(head) from exc
+        typer.echo(f"url: {server.base_url}")
+        typer.echo(f"model: {server.model_name}")
+        typer.echo(json.dumps(identity, indent=2))
+        if detach:
+            record = {
+                "name": server.name, "backend": backend, "base_url": server.base_url,
+                "model_name": server.model_name, "model_dir": str(model), "identity": identity,
+                "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "detach": server.detach(),
+            }
+            path = _write_state(server.name, record)
+            typer.echo(f"detached; recorded in {path}; stop with `ablbench serve stop {server.name}`", err=True)
+            return
+        typer.echo("serving; Ctrl-C stops it", err=True)
+        while True:
+            time.sleep(1.0)
+            status = server.exit_status()
+            if status is not None:
+                typer.echo(server.logs_tail(40), err=True)
+                raise AblbenchError(f"{backend} server '{server.name}' {status}")
+    except KeyboardInterrupt:
+        typer.echo("stopping...", err=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if not detach:
+            server.stop()
+    typer.echo(f"stopped {server.name}", err=True)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop(names: list[str], all_: bool) -> None:
+    from runners.servers.detached import stop_detached
+
+    states = _read_states()
+    if not names and not all_:
+        raise fail("name the server to stop (`ablbench serve list`) or pass --all")
+    unknown = [n for n in names if n not in states]
+    if unknown and not all_:
+        raise fail(f"no detached server named {', '.join(unknown)}: see `ablbench serve list`")
+    targets = list(states) if all_ else names
+    for name in targets:
+        info = states[name].get("detach", {})
+        ran = stop_detached(info)
+        _state_path(name).unlink(missing_ok=True)
+        typer.echo(f"{name}: {'stopped' if ran else 'was not running'}")
+    if all_:
+        _stop_labelled_containers()
+
+
+def _stop_labelled_containers() -> None:
+    """Remove any container an ablbench model server left behind (found by label)."""
+    try:
+        import docker
+
+        from runners.servers import find_server_containers
+
+        client = docker.from_env(timeout=60)
+        leftovers = find_server_containers(client)
+    except Exception:  # noqa: BLE001 - no engine: nothing to sweep
+        return
+    for container in leftovers:
+        container.remove(force=True)
+        typer.echo(f"{container.name}: removed (leftover container)")
+
+
+def _list() -> None:
+    from runners.servers.detached import detached_alive
+
+    states = _read_states()
+    if not states:
+        typer.echo("no detached servers", err=True)
+        return
+    for name, record in states.items():
+        alive = detached_alive(record.get("detach", {}))
+        typer.echo(f"{name}\t{record.get('backend')}\t{record.get('base_url')}\t"
+                   f"{'running' if alive else 'dead'}\t{record.get('model_dir')}")

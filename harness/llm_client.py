@@ -1,0 +1,213 @@
+"""The OpenAI-compatible chat client used by the agent and the smoke test.
+
+The openai client's own retries are switched off (they are silent); this client retries
+connection errors, timeouts, 5xx and 429 itself, a bounded number of times with exponential
+backoff, logging every retry and counting it in ``ChatResult.retries``. A request that does
+not fit the context window raises :class:`ContextOverflowError` and is never retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import openai
+
+from harness.llm_types import ChatResult, ContextOverflowError, LLMError, SamplingParams, Usage
+
+logger = logging.getLogger("ablbench.llm")
+
+#: server messages meaning "the prompt (plus max_tokens) does not fit the context window";
+#: each names the context/model length explicitly so unrelated 400s do not match
+_OVERFLOW_PATTERNS = (
+    r"longer than the model'?s (maximum )?context length",          # sglang
+    r"exceeds? the model'?s (maximum )?context (length|window)",    # sglang
+    r"maximum context length is \d+",                               # vLLM, OpenAI
+    r"longer than the maximum model length",                        # vLLM decoder prompt
+    r"context[_ ]length[_ ]exceeded",                               # OpenAI error code
+    r"(prompt|input) is too long.*(context|max(imum)?[_ ]model[_ ]len)",  # vLLM "too long and exceeds"
+    r"too many tokens.*(context|model length|max_model_len)",       # generic, only with a length word
+    r"(context|max_model_len).*too many tokens",
+)
+_OVERFLOW = re.compile("|".join(f"(?:{p})" for p in _OVERFLOW_PATTERNS), re.IGNORECASE | re.DOTALL)
+_RETRY_STATUS = {408, 409, 429}
+MAX_BACKOFF_S = 30.0
+
+
+def is_context_overflow(message: str) -> bool:
+    """True when an error message says the request does not fit the model's context window."""
+    return bool(_OVERFLOW.search(message or ""))
+
+
+class LLMClient:
+    """Chat with one model on an OpenAI-compatible server rooted at ``base_url`` (no ``/v1``).
+
+    ``timeout_s`` bounds each request; ``max_retries`` retries follow the first attempt, waiting
+    ``backoff_s * 2**k`` (at most 30 s). ``log`` is a Logger for retry warnings, or a callable
+    that also receives each warning line (e.g. a trial's log writer).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str = "EMPTY",
+        timeout_s: float = 600.0,
+        max_retries: int = 3,
+        backoff_s: float = 1.0,
+        log: logging.Logger | Callable[[str], Any] | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.timeout_s = timeout_s
+        self.max_retries = max(0, int(max_retries))
+        self.backoff_s = backoff_s
+        self._log = log
+        #: retries made over this client's life (all calls)
+        self.total_retries = 0
+        self._context_length: int | None = None
+        self._context_known = False
+        self._client = openai.OpenAI(
+            base_url=f"{self.base_url}/v1",
+            api_key=api_key,
+            timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
+            max_retries=0,  # our own bounded, logged retries below
+        )
+
+    # -- requests -----------------------------------------------------------------------------
+    def chat(self, messages: list[dict], params: SamplingParams) -> ChatResult:
+        """One chat completion with explicit sampling parameters.
+
+        Raises :class:`ContextOverflowError` (no retry) or :class:`LLMError` (after the retries).
+        """
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_tokens,
+        }
+        if params.seed is not None:
+            kwargs["seed"] = params.seed
+        if params.enable_thinking is not None:
+            kwargs["extra_body"] = {"chat_template_kwargs": {"enable_thinking": params.enable_thinking}}
+        retries = 0
+        started = time.monotonic()
+        while True:
+            try:
+                response = self._client.chat.completions.create(**kwargs)
+                result = _to_result(response)
+            except openai.APIStatusError as exc:
+                message = _error_text(exc)
+                if is_context_overflow(message):
+                    raise ContextOverflowError(
+                        f"context overflow (HTTP {exc.status_code}): {message}"
+                    ) from exc
+                if not (exc.status_code >= 500 or exc.status_code in _RETRY_STATUS):
+                    raise LLMError(f"HTTP {exc.status_code} from {self.base_url}: {message}") from exc
+                error: Exception = exc
+                why = f"HTTP {exc.status_code}: {message[:200]}"
+            except openai.APIConnectionError as exc:  # includes timeouts
+                error, why = exc, f"{type(exc).__name__}: {exc}"
+            except _MalformedReply as exc:
+                error, why = exc, f"malformed reply: {exc}"
+            else:
+                result.retries = retries
+                result.latency_s = time.monotonic() - started
+                return result
+            if retries >= self.max_retries:
+                raise LLMError(
+                    f"{self.base_url} failed after {retries + 1} attempt(s): {why}"
+                ) from error
+            delay = min(MAX_BACKOFF_S, self.backoff_s * (2**retries))
+            retries += 1
+            self.total_retries += 1
+            self._note(f"LLM request failed ({why}); retry {retries}/{self.max_retries} in {delay:.1f} s")
+            time.sleep(delay)
+
+    def context_length(self) -> int | None:
+        """The served context window (``max_model_len`` of ``/v1/models``), cached; None if unknown."""
+        if self._context_known:
+            return self._context_length
+        try:
+            page = self._client.models.list()
+        except openai.APIStatusError as exc:  # the server answered: it will not say, don't ask again
+            self._note(f"{self.base_url}/v1/models answered HTTP {exc.status_code}: context length unknown")
+            self._context_known = True
+            return None
+        except openai.OpenAIError as exc:
+            self._note(f"cannot read {self.base_url}/v1/models ({type(exc).__name__}): context unknown")
+            return None
+        entries = list(page.data)
+        chosen = next((m for m in entries if m.id == self.model), entries[0] if len(entries) == 1 else None)
+        value = None
+        if chosen is not None:
+            extra = chosen.model_extra or {}
+            value = extra.get("max_model_len") or extra.get("context_length")
+        self._context_length = int(value) if isinstance(value, int | float) and value > 0 else None
+        self._context_known = True
+        return self._context_length
+
+    def close(self) -> None:
+        """Close the underlying HTTP connections."""
+        self._client.close()
+
+    def _note(self, message: str) -> None:
+        """Log a warning (to ``log`` when it is a Logger, else ours; a callable ``log`` also gets it)."""
+        if callable(self._log) and not isinstance(self._log, logging.Logger):
+            self._log(message)
+        (self._log if isinstance(self._log, logging.Logger) else logger).warning(message)
+
+
+class _MalformedReply(Exception):
+    """A 200 answer without a usable choice (retried like a server error)."""
+
+
+def _error_text(exc: openai.APIStatusError) -> str:
+    """The server's error message, wherever the server put it."""
+    body = exc.body
+    parts: list[str] = []
+    if isinstance(body, dict):
+        inner = body.get("error") if isinstance(body.get("error"), dict) else body
+        for key in ("message", "detail", "error"):
+            value = inner.get(key)
+            if isinstance(value, str):
+                parts.append(value)
+    elif isinstance(body, str):
+        parts.append(body)
+    if not parts:
+        parts.append(exc.message or "")
+    return " ".join(parts)
+
+
+def _to_result(response: Any) -> ChatResult:
+    if not getattr(response, "choices", None):
+        raise _MalformedReply("no choices in the reply")
+    choice = response.choices[0]
+    message = choice.message
+    extra = message.model_extra or {}
+    reasoning = extra.get("reasoning_content") or extra.get("reasoning") or None
+    usage = Usage()
+    if response.usage is not None:
+        u = response.usage
+        details = getattr(u, "completion_tokens_details", None)
+        reasoning_tokens = getattr(details, "reasoning_tokens", None) if details is not None else None
+        if reasoning_tokens is None:
+            reasoning_tokens = (u.model_extra or {}).get("reasoning_tokens")
+        usage = Usage(
+            prompt_tokens=int(u.prompt_tokens or 0),
+            completion_tokens=int(u.completion_tokens or 0),
+            reasoning_tokens=int(reasoning_tokens or 0),
+        )
+    return ChatResult(
+        content=message.content or "",
+        reasoning=reasoning if isinstance(reasoning, str) else None,
+        finish_reason=choice.finish_reason,
+        usage=usage,
+        model=getattr(response, "model", None),
+    )
