@@ -1,0 +1,344 @@
+"""``ablbench run``: run tasks in parallel docker containers with an agent, write results/<run>/."""
+
+from __future__ import annotations
+
+import platform
+import re
+import shlex
+import subprocess
+import sys
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from harness.errors import AblbenchError, fail
+
+AGENTS = ("terminus", "oracle", "nop")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``run`` verb."""
+    app.command("run")(run_command)
+
+
+def run_command(
+    tasks: Path | None = typer.Option(
+        None, "--tasks", help="A task folder or a folder of tasks (default: the bundled tasks)."
+    ),
+    model_url: str | None = typer.Option(
+        None, "--model-url", help="OpenAI-compatible server root, e.g. http://127.0.0.1:8123 (terminus agent only)."
+    ),
+    model: str | None = typer.Option(None, "--model", help="Model name as served (terminus agent only)."),
+    agent: str = typer.Option("terminus", "--agent", help="terminus | oracle | nop."),
+    parallel: int = typer.Option(1, "-n", "--parallel", min=1, help="Trials running at once."),
+    attempts: int = typer.Option(1, "-k", "--attempts", min=1, help="Attempts per task."),
+    include: list[str] = typer.Option([], "--include", help="Only tasks matching this glob (repeatable)."),
+    exclude: list[str] = typer.Option([], "--exclude", help="Skip tasks matching this glob (repeatable)."),
+    out: Path | None = typer.Option(None, "--out", help="Results folder (default: results/<timestamp>)."),
+    resume: bool = typer.Option(False, "--resume", help="Keep finished trials in --out, rerun the rest."),
+    rerun_errors: bool = typer.Option(
+        False, "--rerun-errors", help="With --resume: also rerun trials that ended in infra/llm/verifier errors."
+    ),
+    infra_retries: int = typer.Option(
+        1, "--infra-retries", min=0, help="Retries of a trial that hits an infrastructure error."
+    ),
+    timeout_multiplier: float = typer.Option(
+        1.0, "--timeout-multiplier", min=0.01, help="Multiply every task's agent timeout."
+    ),
+    base_image_map: list[str] = typer.Option(
+        [], "--base-image-map", help="FROM=TO: use image TO wherever a task names FROM (repeatable)."
+    ),
+    offline: bool = typer.Option(
+        False,
+        "--offline",
+        help="Never pull; base images not present locally become the local base image (with a warning).",
+    ),
+    no_network: bool = typer.Option(
+        False, "--no-network", help="No network in task containers, whatever allow_internet says."
+    ),
+    max_turns: int = typer.Option(20, "--max-turns", min=1, help="Agent turns per trial (terminus)."),
+    max_tokens: int = typer.Option(4096, "--max-tokens", min=1, help="Tokens per model reply (terminus)."),
+    temperature: float = typer.Option(0.7, "--temperature", min=0.0, help="Sampling temperature (terminus)."),
+    top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling (terminus)."),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed (terminus)."),
+    context_length: int | None = typer.Option(
+        None,
+        "--context-length",
+        min=256,
+        help="Model context in tokens (terminus; default: max_model_len from /v1/models).",
+    ),
+    quiet: bool = typer.Option(False, "--quiet", help="No live progress display."),
+) -> None:
+    """Run tasks with an agent (N trials in parallel); results go to results/<run>/."""
+    try:
+        code = _run(**locals())
+    except AblbenchError as exc:
+        raise fail(str(exc)) from exc
+    except KeyboardInterrupt:
+        raise fail("interrupted before any trial started", code=130) from None
+    if code:
+        raise typer.Exit(code)
+
+
+def _run(**o: Any) -> int:
+    import docker
+    from rich.console import Console
+
+    from harness.paths import BASE_IMAGE, BUNDLED_TASKS, RESULTS_ROOT
+    from harness.tasks import discover_tasks
+    from runners.images import ImageOptions, ImageResolver, parse_image_map
+    from runners.results import scan_results
+    from runners.scheduler import RunConfig, RunError, Scheduler, stop_on_signals
+    from runners.trial import TrialConfig
+
+    console = Console(stderr=True)
+    if o["agent"] not in AGENTS:
+        raise AblbenchError(f"--agent {o['agent']!r} is unknown; use one of {', '.join(AGENTS)}")
+    if o["resume"] and o["out"] is None:
+        raise AblbenchError("--resume needs --out pointing at the results folder of the run to continue")
+    try:
+        image_map = parse_image_map(o["base_image_map"])
+    except ValueError as exc:
+        raise AblbenchError(str(exc)) from None
+    specs = discover_tasks(o["tasks"] or BUNDLED_TASKS, include=tuple(o["include"]), exclude=tuple(o["exclude"]))
+    if not specs:
+        raise AblbenchError("no task matches --include/--exclude; run `ablbench tasks list` to see the names")
+
+    out_dir = (o["out"] or RESULTS_ROOT / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")).resolve()
+    run_id = re.sub(r"[^a-zA-Z0-9_.-]+", "-", out_dir.name)[:60] or "run"
+    if scan_results(out_dir) and not o["resume"]:
+        raise AblbenchError(
+            f"{out_dir} already holds finished trials: pass --resume to continue that run, or choose another --out"
+        )
+    agent_factory, agent_settings, identity = _agent(o, lambda m: console.print(f"[yellow]warning: {m}[/]"))
+
+    if o["resume"]:
+        _check_same_run(out_dir, agent_settings, identity)
+    try:
+        client = docker.from_env(timeout=600, max_pool_size=max(10, 3 * o["parallel"]))
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means "no engine"
+        raise AblbenchError(f"cannot reach the Docker engine ({exc}); start docker or set DOCKER_HOST") from None
+
+    provenance = {
+        "command": sys.argv,
+        "tasks_root": str((o["tasks"] or BUNDLED_TASKS).resolve()),
+        "agent": agent_settings,
+        "model": identity,
+        "git": _git(),
+        "versions": _versions(client),
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in o.items()},
+    }
+    images = ImageResolver(
+        client,
+        ImageOptions(
+            base_image_map=image_map,
+            offline=o["offline"],
+            fallback_image=BASE_IMAGE,
+            warn=lambda m: console.print(f"[yellow]warning: {m}[/]"),
+        ),
+    )
+    trial_config = TrialConfig(
+        run_id=run_id, out_dir=out_dir, timeout_multiplier=o["timeout_multiplier"], no_network=o["no_network"]
+    )
+    config = RunConfig(
+        attempts=o["attempts"],
+        parallel=o["parallel"],
+        resume=o["resume"],
+        rerun_errors=o["rerun_errors"],
+        infra_retries=o["infra_retries"],
+        provenance=provenance,
+        show_progress=not o["quiet"],
+    )
+    try:
+        scheduler = Scheduler(client, specs, agent_factory, images, trial_config, config, console=console)
+        console.print(
+            f"ablbench run: {len(specs)} task(s) x {o['attempts']} attempt(s), agent {o['agent']}, "
+            f"-n {o['parallel']} -> {out_dir}"
+        )
+        with stop_on_signals(scheduler, console) as state:
+            summary = scheduler.run()
+    except RunError as exc:
+        raise AblbenchError(str(exc)) from None
+    _print_summary(console, summary)
+    if summary.interrupted:
+        sig = state["signal"] or scheduler.stop_reason or "stop"
+        again = " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--resume")
+        console.print(
+            f"[red]interrupted by {sig}[/]: {len(summary.results)} of {summary.total} trials finished; "
+            f"partial results kept in {out_dir}; continue with: ablbench {again} --resume"
+            + ("" if state["signal"] else " --rerun-errors")
+        )
+        return {"SIGTERM": 143, "SIGINT": 130}.get(state["signal"], 1)
+    typer.echo(str(out_dir))
+    return 0
+
+
+def _agent(o: dict, warn: Any) -> tuple[Any, dict, dict | None]:
+    """(factory of a fresh agent per trial, agent settings for run.json, model identity)."""
+    from runners.simple_agents import NopAgent, OracleAgent
+
+    if o["agent"] == "oracle":
+        return OracleAgent, {"name": "oracle"}, None
+    if o["agent"] == "nop":
+        return NopAgent, {"name": "nop"}, None
+    if not o["model_url"] or not o["model"]:
+        raise AblbenchError("--agent terminus needs --model-url and --model (start a server with `ablbench serve`)")
+    from dataclasses import asdict
+
+    from harness.agent import AgentConfig, TerminusAgent
+    from harness.llm_client import LLMClient
+
+    identity = model_identity(o["model_url"], o["model"], warn)
+    served_len = (identity.get("server_entry") or {}).get("max_model_len")
+    cfg = AgentConfig(
+        max_turns=o["max_turns"],
+        max_tokens=o["max_tokens"],
+        temperature=o["temperature"],
+        top_p=o["top_p"],
+        seed=o["seed"],
+        context_length=o["context_length"] or (int(served_len) if served_len else None),
+    )
+
+    def factory() -> Any:
+        return TerminusAgent(LLMClient(o["model_url"], o["model"]), cfg)
+
+    return factory, {"name": "terminus", **asdict(cfg)}, identity
+
+
+def _check_same_run(out_dir: Path, agent_settings: dict, identity: dict | None) -> None:
+    """--resume must continue the same agent and model, or the results folder would mix two runs."""
+    import json
+
+    try:
+        old = json.loads((out_dir / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    was_agent = (old.get("agent") or {}).get("name")
+    was_model = (old.get("model") or {}).get("model")
+    now_model = (identity or {}).get("model")
+    if was_agent and was_agent != agent_settings["name"] or was_model != now_model:
+        raise AblbenchError(
+            f"{out_dir} was run with agent {was_agent} and model {was_model}; resume it with "
+            f"the same --agent/--model, or choose another --out"
+        )
+
+
+def model_identity(base_url: str, model: str, warn: Any = None) -> dict:
+    """What the server says about ``model`` (GET /v1/models).
+
+    An unreachable server is an error. A server that cannot list its models, or does not
+    list ``model`` (``transformers serve`` lists its hub cache, not the pinned model), gets a
+    one-token chat request instead: if that fails too, ``model`` is not served.
+    """
+    import httpx
+
+    root = base_url.rstrip("/")
+    identity: dict[str, Any] = {"base_url": base_url, "model": model}
+    try:
+        resp = httpx.get(root + "/v1/models", timeout=15)
+    except httpx.HTTPError as exc:
+        raise AblbenchError(
+            f"cannot reach the model server at {base_url} ({exc}); start one with `ablbench serve` or fix --model-url"
+        ) from None
+    entries: list = []
+    try:
+        resp.raise_for_status()
+        entries = [e for e in (resp.json().get("data") or []) if isinstance(e, dict)]
+    except (httpx.HTTPError, ValueError, AttributeError) as exc:
+        identity["models_error"] = str(exc).splitlines()[0]
+    identity["served_ids"] = [str(e.get("id")) for e in entries]
+    match = next((e for e in entries if e.get("id") == model), None)
+    if match is not None:
+        identity["server_entry"] = match
+        return identity
+    try:
+        probe = httpx.post(
+            root + "/v1/chat/completions",
+            timeout=120,
+            json={"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1},
+        )
+        probe.raise_for_status()
+        identity["probe"] = {"model": probe.json().get("model")}
+    except (httpx.HTTPError, ValueError) as exc:
+        served = ", ".join(identity["served_ids"]) or "none listed"
+        raise AblbenchError(
+            f"model {model!r} is not served at {base_url} (served: {served}; a test request "
+            f"failed: {str(exc).splitlines()[0]}); pass the served name to --model"
+        ) from None
+    if warn is not None:
+        warn(f"/v1/models at {base_url} does not list {model!r}, but a test request succeeded")
+    return identity
+
+
+def _git() -> dict:
+    from harness.paths import REPO_ROOT
+
+    def git(*args: str) -> str | None:
+        try:
+            return subprocess.run(
+                ["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, timeout=10, check=True
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    status = git("status", "--porcelain")
+    return {"sha": git("rev-parse", "HEAD"), "dirty": bool(status) if status is not None else None}
+
+
+def _versions(client: Any) -> dict:
+    def dist(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    try:
+        engine = client.version().get("Version")
+    except Exception:  # noqa: BLE001
+        engine = None
+    return {
+        "ablbench": dist("ablbench"),
+        "python": platform.python_version(),
+        "docker_sdk": dist("docker"),
+        "docker_engine": engine,
+        "platform": platform.platform(),
+    }
+
+
+def _print_summary(console: Any, summary: Any) -> None:
+    from collections import defaultdict
+
+    from rich.table import Table
+
+    per_task: dict[str, list[dict]] = defaultdict(list)
+    for (task, _a), r in sorted(summary.results.items()):
+        per_task[task].append(r)
+    table = Table(title=f"ablbench run: {summary.out_dir.name}")
+    for col in ("task", "trials", "passed", "mean reward", "outcomes"):
+        table.add_column(col)
+    for task, rs in per_task.items():
+        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(_count(r["outcome"] for r in rs).items()))
+        table.add_row(
+            task,
+            str(len(rs)),
+            str(sum(r["outcome"] == "passed" for r in rs)),
+            f"{sum(float(r['reward']) for r in rs) / len(rs):.2f}",
+            outcomes,
+        )
+    console.print(table)
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items()))
+    console.print(
+        f"{len(summary.results)}/{summary.total} trials finished ({summary.kept} kept from before) "
+        f"in {summary.wall_s:.1f}s; mean reward {summary.mean_reward:.3f}; {counts}"
+    )
+    console.print(f"results: {summary.out_dir}")
+
+
+def _count(items: Any) -> dict:
+    from collections import Counter
+
+    return dict(Counter(items))

@@ -1,0 +1,119 @@
+"""The on-disk results format of a run: atomic writes, trial folders, ``master_summary.csv``.
+
+Layout (``results/<run>/``)::
+
+    run.json                 provenance (command line, model identity, agent settings, sessions)
+    master_summary.csv       one row per finished trial, sorted by (task, attempt)
+    <task>/<attempt>/        trace.jsonl, reward.txt, runner.stdout, verifier.log, result.json
+
+A trial is *finished* when its ``result.json`` exists and says ``"finished": true``; only
+finished trials are kept by ``--resume`` and listed in the summary.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+SUMMARY_COLUMNS = (
+    "task",
+    "attempt",
+    "reward",
+    "outcome",
+    "turns",
+    "parse_fail",
+    "no_cmd",
+    "tokens_in",
+    "tokens_out",
+    "agent_s",
+    "verifier_s",
+    "total_s",
+    "error",
+)
+RESULT_FILE = "result.json"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temp file in the same folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def trial_dir(out_dir: Path, task: str, attempt: int) -> Path:
+    """The folder of one trial."""
+    return out_dir / task / str(attempt)
+
+
+def read_result(folder: Path) -> dict | None:
+    """The trial's ``result.json`` if it is present, readable and finished, else None."""
+    try:
+        data = json.loads((folder / RESULT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("finished") else None
+
+
+def summary_row(result: dict) -> dict[str, Any]:
+    """One ``master_summary.csv`` row from a trial's result.json content."""
+    counters = result.get("counters") or {}
+    timings = result.get("timings") or {}
+    error = result.get("error") or ""
+    return {
+        "task": result["task"],
+        "attempt": result["attempt"],
+        "reward": float(result.get("reward") or 0.0),
+        "outcome": result["outcome"],
+        "turns": counters.get("turns", 0),
+        "parse_fail": counters.get("parse_fail", 0),
+        "no_cmd": counters.get("no_cmd", 0),
+        "tokens_in": counters.get("tokens_in", 0),
+        "tokens_out": counters.get("tokens_out", 0),
+        "agent_s": round(float(timings.get("agent") or 0.0), 3),
+        "verifier_s": round(float(timings.get("verifier") or 0.0), 3),
+        "total_s": round(float(timings.get("total") or 0.0), 3),
+        "error": " ".join(str(error).split())[:300],
+    }
+
+
+def write_summary(out_dir: Path, results: list[dict]) -> Path:
+    """Rewrite ``master_summary.csv`` (rows sorted by task, attempt) atomically."""
+    rows = sorted((summary_row(r) for r in results), key=lambda r: (r["task"], int(r["attempt"])))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    path = out_dir / "master_summary.csv"
+    write_text_atomic(path, buf.getvalue())
+    return path
+
+
+def scan_results(out_dir: Path) -> dict[tuple[str, int], dict]:
+    """Every finished trial under ``out_dir``, keyed by (task, attempt)."""
+    found: dict[tuple[str, int], dict] = {}
+    if not out_dir.is_dir():
+        return found
+    for path in out_dir.glob(f"*/*/{RESULT_FILE}"):
+        result = read_result(path.parent)
+        if result is not None:
+            found[(str(result["task"]), int(result["attempt"]))] = result
+    return found

@@ -1,0 +1,398 @@
+"""The parallel run: a bounded pool of worker threads over (task, attempt) trials.
+
+Each trial gets its own folder and container, so attempts never collide. Results are
+written as each trial ends (its result.json, then ``master_summary.csv`` rewritten).
+Stopping (``request_stop``; the CLI wires SIGINT/SIGTERM to it) stops scheduling, removes the
+running trials' containers, keeps the finished trials and leaves the run resumable.
+Leftover containers of an earlier crashed run of the same results folder are removed at
+start (found by the ``ablbench.results`` label).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import shutil
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from runners.agent_api import Agent, Outcome
+from runners.environment import sweep_containers
+from runners.images import ImageResolver
+from runners.results import scan_results, trial_dir, write_json_atomic, write_summary
+from runners.task_spec import TaskSpec
+from runners.trial import Trial, TrialConfig, now_iso
+
+#: outcomes that say nothing about the agent; ``--rerun-errors`` reruns them on resume
+ERROR_OUTCOMES = frozenset({Outcome.INFRA_ERROR.value, Outcome.LLM_ERROR.value, Outcome.VERIFIER_ERROR.value})
+
+
+class RunError(RuntimeError):
+    """A run cannot start as asked (the message names the fix)."""
+
+
+@dataclass
+class RunConfig:
+    """What to run and how."""
+
+    attempts: int = 1
+    parallel: int = 1
+    resume: bool = False
+    rerun_errors: bool = False
+    infra_retries: int = 1
+    #: stop the run after this many LLM errors in a row (the server is likely down); 0: never
+    max_llm_errors_in_row: int = 5
+    provenance: dict[str, Any] = field(default_factory=dict)
+    show_progress: bool = True
+
+
+@dataclass
+class RunSummary:
+    """The state of the run when :meth:`Scheduler.run` returns."""
+
+    out_dir: Path
+    total: int
+    results: dict[tuple[str, int], dict]
+    kept: int
+    interrupted: bool
+    wall_s: float
+    removed_leftovers: list[str] = field(default_factory=list)
+
+    @property
+    def counts(self) -> Counter:
+        """Number of finished trials per outcome."""
+        return Counter(r["outcome"] for r in self.results.values())
+
+    @property
+    def mean_reward(self) -> float:
+        """Mean reward over finished trials (errors count as 0)."""
+        rs = [float(r.get("reward") or 0.0) for r in self.results.values()]
+        return sum(rs) / len(rs) if rs else 0.0
+
+
+class Scheduler:
+    """Runs every (task, attempt) of a run with at most ``parallel`` trials at a time."""
+
+    #: after a stop request, how long to wait for running trials to wind down
+    STOP_GRACE_S = 30.0
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        tasks: list[TaskSpec],
+        agent_factory: Callable[[], Agent],
+        images: ImageResolver,
+        trial_config: TrialConfig,
+        config: RunConfig,
+        console: Console | None = None,
+    ) -> None:
+        if config.parallel < 1 or config.attempts < 1:
+            raise RunError("-n/--parallel and -k/--attempts must be at least 1")
+        names = [t.name for t in tasks]
+        if len(set(names)) != len(names):
+            raise RunError("two tasks share a name; rename one of them")
+        self.client = client
+        self.tasks = tasks
+        self.agent_factory = agent_factory
+        self.images = images
+        self.tc = trial_config
+        self.config = config
+        self.out_dir = trial_config.out_dir
+        self.console = console or Console(stderr=True)
+        self.stop = threading.Event()
+        self.stop_reason: str | None = None
+        self._lock = threading.Lock()
+        self._running = 0
+        self._llm_errors_in_row = 0
+        self.results: dict[tuple[str, int], dict] = {}
+
+    def request_stop(self, reason: str = "stop requested") -> None:
+        """Stop scheduling and abandon running trials (safe from a signal handler)."""
+        if not self.stop.is_set():
+            self.stop_reason = reason
+            self.stop.set()
+
+    def results_label(self) -> dict[str, str]:
+        """The label every container of this results folder carries."""
+        return {"ablbench.results": str(self.out_dir.resolve())}
+
+    # -- planning ------------------------------------------------------------------------
+    def plan(self) -> tuple[list[tuple[TaskSpec, int]], dict[tuple[str, int], dict]]:
+        """(trials to run, finished trials kept); wipes folders of trials that will be rerun."""
+        existing = scan_results(self.out_dir)
+        if existing and not self.config.resume:
+            raise RunError(
+                f"{self.out_dir} already holds {len(existing)} finished trials: pass --resume "
+                "to continue that run, or choose another --out"
+            )
+        wanted = {(t.name, a) for t in self.tasks for a in range(1, self.config.attempts + 1)}
+        kept = {
+            k: r
+            for k, r in existing.items()
+            if k in wanted and not (self.config.rerun_errors and r.get("outcome") in ERROR_OUTCOMES)
+        }
+        # attempt by attempt; within one, tasks with the longest time budget first (shorter tail)
+        longest_first = sorted(self.tasks, key=lambda t: (-t.agent_timeout_s, t.name))
+        pending = [(t, a) for a in range(1, self.config.attempts + 1) for t in longest_first if (t.name, a) not in kept]
+        for spec, attempt in pending:
+            folder = trial_dir(self.out_dir, spec.name, attempt)
+            if folder.exists():
+                shutil.rmtree(folder)
+        return pending, kept
+
+    # -- running -------------------------------------------------------------------------
+    def run(self) -> RunSummary:
+        """Run every pending trial; returns when all are done or the run was stopped."""
+        t0 = time.monotonic()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        leftovers = sweep_containers(self.client, self.results_label())
+        if leftovers:
+            self.console.print(f"[yellow]removed {len(leftovers)} leftover container(s) of an earlier run[/]")
+        pending, kept = self.plan()
+        self.results = dict(kept)
+        session = {
+            "start": now_iso(),
+            "end": None,
+            "status": "running",
+            "planned": len(pending),
+            "kept": len(kept),
+            "argv": self.config.provenance.get("command"),
+        }
+        self._write_run_json(session)
+        write_summary(self.out_dir, list(self.results.values()))
+
+        jobs: queue.Queue[tuple[TaskSpec, int]] = queue.Queue()
+        for job in pending:
+            jobs.put(job)
+        done_q: queue.Queue[dict] = queue.Queue()
+        workers = [
+            threading.Thread(target=self._worker, args=(jobs, done_q), daemon=True, name=f"worker-{i}")
+            for i in range(min(self.config.parallel, max(1, len(pending))))
+        ]
+        for w in workers:
+            w.start()
+        self._drive(pending, kept, workers, done_q)
+
+        if self.stop.is_set():
+            # let abandoned trials finish removing their containers, then sweep whatever is left
+            deadline = time.monotonic() + 5
+            for w in workers:
+                w.join(max(0.1, deadline - time.monotonic()))
+            sweep_containers(self.client, self.results_label())
+            while not done_q.empty():  # trials that ended while we were winding down
+                late = done_q.get_nowait()
+                if late.get("finished"):
+                    self.results[(late["task"], int(late["attempt"]))] = late
+        interrupted = self.stop.is_set() and len(self.results) < len(kept) + len(pending)
+        write_summary(self.out_dir, list(self.results.values()))
+        session.update(
+            end=now_iso(),
+            status="interrupted" if interrupted else "complete",
+            finished=len(self.results),
+            outcomes=dict(Counter(r["outcome"] for r in self.results.values())),
+        )
+        self._write_run_json(session)
+        return RunSummary(
+            self.out_dir,
+            len(kept) + len(pending),
+            dict(self.results),
+            len(kept),
+            interrupted,
+            time.monotonic() - t0,
+            leftovers,
+        )
+
+    def _drive(self, pending: list, kept: dict, workers: list[threading.Thread], done_q: queue.Queue) -> None:
+        progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+            disable=not self.config.show_progress,
+            transient=False,
+        )
+        with progress:
+            bar = progress.add_task("trials", total=len(pending), stats=self._stats())
+            finished_now = 0
+            stopped_at: float | None = None
+            while finished_now < len(pending):
+                try:
+                    result = done_q.get(timeout=0.25)
+                except queue.Empty:
+                    progress.update(bar, stats=self._stats())
+                    if not any(w.is_alive() for w in workers) and done_q.empty():
+                        break
+                    if self.stop.is_set():
+                        stopped_at = stopped_at or time.monotonic()
+                        if time.monotonic() - stopped_at > self.STOP_GRACE_S:
+                            break  # e.g. an image build that cannot be interrupted: leave it
+                    continue
+                finished_now += 1
+                if not result.get("finished") and not self.stop.is_set():
+                    progress.console.print(
+                        f"[red]trial {result['task']}/{result['attempt']} did not finish: "
+                        f"{escape(str(result.get('error')))}[/]"
+                    )
+                if result.get("finished"):
+                    self.results[(result["task"], int(result["attempt"]))] = result
+                    self._watch_llm_errors(result)
+                    write_summary(self.out_dir, list(self.results.values()))
+                    mark = {"passed": "[green]pass[/]", "failed": "[red]fail[/]"}.get(
+                        result["outcome"], f"[yellow]{result['outcome']}[/]"
+                    )
+                    progress.console.print(
+                        f"{mark} {result['task']}/{result['attempt']} "
+                        f"reward={result['reward']:g} {result['timings']['total']:.1f}s"
+                        + (f"  {escape(str(result.get('error'))[:100])}" if result.get("error") else ""),
+                        highlight=False,
+                    )
+                progress.update(bar, advance=1 if result.get("finished") else 0, stats=self._stats())
+
+    def _watch_llm_errors(self, result: dict) -> None:
+        limit = self.config.max_llm_errors_in_row
+        self._llm_errors_in_row = self._llm_errors_in_row + 1 if result["outcome"] == Outcome.LLM_ERROR else 0
+        if limit and self._llm_errors_in_row >= limit and not self.stop.is_set():
+            self.console.print(f"[red]{limit} LLM errors in a row: stopping the run (is the model server up?)[/]")
+            self.request_stop(f"{limit} LLM errors in a row (last: {result.get('error')})")
+
+    def _stats(self) -> str:
+        c = Counter(r["outcome"] for r in self.results.values())
+        errors = sum(v for k, v in c.items() if k in ERROR_OUTCOMES)
+        other = sum(v for k, v in c.items() if k not in ERROR_OUTCOMES | {"passed"}) - c.get("failed", 0)
+        with self._lock:
+            running = self._running
+        return (
+            f"running {running}  [green]passed {c.get('passed', 0)}[/]  [red]failed "
+            f"{c.get('failed', 0) + other}[/]  [yellow]errors {errors}[/]"
+        )
+
+    def _worker(self, jobs: queue.Queue, done_q: queue.Queue) -> None:
+        while not self.stop.is_set():
+            try:
+                spec, attempt = jobs.get_nowait()
+            except queue.Empty:
+                return
+            with self._lock:
+                self._running += 1
+            try:
+                result = self._run_trial(spec, attempt)
+            except Exception as exc:  # noqa: BLE001 - never lose a trial silently
+                result = {"task": spec.name, "attempt": attempt, "finished": False, "error": repr(exc)}
+            finally:
+                with self._lock:
+                    self._running -= 1
+            done_q.put(result)
+
+    def _run_trial(self, spec: TaskSpec, attempt: int) -> dict:
+        """One trial, retried while it ends in an infrastructure error (bounded)."""
+        previous: list[str] = []
+        for n in range(self.config.infra_retries + 1):
+            folder = trial_dir(self.out_dir, spec.name, attempt)
+            if folder.exists():
+                shutil.rmtree(folder)
+            trial = Trial(
+                spec,
+                attempt,
+                self.agent_factory(),
+                client=self.client,
+                images=self.images,
+                config=self.tc,
+                stop=self.stop,
+            )
+            result = trial.run()
+            if (
+                not (result.get("finished") and result["outcome"] == Outcome.INFRA_ERROR.value)
+                or n == self.config.infra_retries
+                or self.stop.is_set()
+            ):
+                break
+            previous.append(str(result.get("error")))
+            self.console.print(f"[yellow]infra error in {spec.name}/{attempt}, retrying: {result.get('error')}[/]")
+        if previous:
+            result["infra_retries"] = len(previous)
+            result["previous_errors"] = previous
+            write_json_atomic(folder / "result.json", result)
+        return result
+
+    def _write_run_json(self, session: dict) -> None:
+        path = self.out_dir / "run.json"
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = {}
+        sessions = [s for s in old.get("sessions", []) if s.get("start") != session["start"]]
+        sessions.append(dict(session))
+        data = {
+            **old,
+            **self.config.provenance,
+            "run_id": self.tc.run_id,
+            "out_dir": str(self.out_dir.resolve()),
+            "tasks": [t.name for t in self.tasks],
+            "attempts": self.config.attempts,
+            "parallel": self.config.parallel,
+            "timeout_multiplier": self.tc.timeout_multiplier,
+            "no_network": self.tc.no_network,
+            "sessions": sessions,
+            "start": old.get("start") or session["start"],
+            "end": session.get("end"),
+        }
+        write_json_atomic(path, data)
+
+
+@contextmanager
+def stop_on_signals(scheduler: Scheduler, console: Console | None = None) -> Iterator[dict]:
+    """SIGINT/SIGTERM -> ``scheduler.request_stop``; a second signal exits at once after a sweep.
+
+    Yields a dict whose ``"signal"`` entry names the signal received (None if none).
+    """
+    state: dict[str, Any] = {"signal": None}
+    console = console or scheduler.console
+
+    def handler(signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if state["signal"] is None:
+            state["signal"] = name
+            console.print(
+                f"[yellow]{name}: stopping (running trials are abandoned, finished ones kept); "
+                "send it again to quit at once[/]"
+            )
+            scheduler.request_stop(name)
+            return
+        try:
+            sweep_containers(scheduler.client, scheduler.results_label())
+        finally:
+            import os
+
+            os._exit(128 + signum)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield state
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
