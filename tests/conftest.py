@@ -84,3 +84,31 @@ def smollm2_dir() -> Path:
         return materialize()
     except Exception as exc:  # noqa: BLE001
         missing(f"bundled model unavailable: {exc}")
+
+
+#: pipeline settings small enough for CI on 2 cores (16 prompts per bucket, two candidate layers)
+SMALL_PIPELINE = ["--limit", "16", "--candidates", "8,16", "--gen-tokens", "4", "--eval-tokens", "12",
+                  "--eval-limit", "2", "--batch-size", "8", "--quiet"]
+
+
+@pytest.fixture(scope="session")
+def abliterated_run(smollm2_dir, tmp_path_factory) -> Path:
+    """One small abliteration pipeline run on the bundled SmolLM2, shared by the tests that need it."""
+    import torch
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    out = tmp_path_factory.mktemp("abliteration") / "run"
+    threads = torch.get_num_threads()
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ABLBENCH_TORCH_THREADS", "1")  # a busy 2-core box runs these forwards faster on one thread
+    try:
+        res = CliRunner().invoke(
+            app, ["abliterate", "pipeline", "--model", str(smollm2_dir), "--out", str(out), *SMALL_PIPELINE]
+        )
+    finally:
+        mp.undo()
+        torch.set_num_threads(threads)
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    return out

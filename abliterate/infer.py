@@ -1,0 +1,94 @@
+"""Inference helpers shared by layer choice and evaluation: next-token log-probs, greedy
+generation, and inference-time directional ablation with hooks."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from abliterate.capture import batches, run_rows, tokenize
+from abliterate.model import LoadedModel, layer_output
+
+
+def next_token_logprobs(lm: LoadedModel, records: list[dict], *, batch_size: int = 8, progress=None, task=None):
+    """float32 log-softmax of the next-token logits after each prompt: tensor [N, vocab] on CPU.
+
+    Right-padded batches; only the rows' last real positions are sent through the LM head
+    (``logits_to_keep`` as an index tensor), so memory stays small even for big vocabularies.
+    """
+    import torch
+
+    ids = tokenize(lm, records)
+    out: list = [None] * len(records)
+    with torch.no_grad():
+        for rows in batches(ids, batch_size):
+            logp = torch.log_softmax(run_rows(lm, ids, rows), dim=-1).cpu()
+            for j, i in enumerate(rows):
+                out[i] = logp[j]
+            if progress is not None:
+                progress.advance(task, len(rows))
+    return torch.stack(out)
+
+
+def kl_rows(logp_p, logp_q):
+    """KL(p || q) per row from log-probs (float64 accumulation)."""
+    p = logp_p.double()
+    return (p.exp() * (p - logp_q.double())).sum(-1)
+
+
+def generate(
+    lm: LoadedModel, records: list[dict], *, max_new_tokens: int = 128, batch_size: int = 8, progress=None, task=None
+) -> list[str]:
+    """Greedy continuations (left-padded batches; decoded without special tokens)."""
+    import torch
+
+    ids = tokenize(lm, records)
+    pad = lm.tokenizer.pad_token_id
+    texts: list[str] = [""] * len(records)
+    with torch.no_grad():
+        for rows in batches(ids, batch_size):
+            width = max(len(ids[i]) for i in rows)
+            input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(rows), width), dtype=torch.long)
+            for j, i in enumerate(rows):
+                input_ids[j, width - len(ids[i]):] = torch.tensor(ids[i])
+                mask[j, width - len(ids[i]):] = 1
+            gen = lm.model.generate(
+                input_ids=input_ids.to(lm.device), attention_mask=mask.to(lm.device), max_new_tokens=max_new_tokens,
+                do_sample=False, temperature=None, top_p=None, top_k=None, pad_token_id=pad,
+            )
+            for j, i in enumerate(rows):
+                texts[i] = lm.tokenizer.decode(gen[j, width:], skip_special_tokens=True).strip()
+            if progress is not None:
+                progress.advance(task, len(rows))
+    return texts
+
+
+@contextlib.contextmanager
+def ablated(lm: LoadedModel, direction) -> Iterator[None]:
+    """Project ``direction`` out of the residual stream after the embedding and after every layer.
+
+    This is inference-time directional ablation: every decoder layer reads a residual stream
+    with no component along the direction, and so does the final norm / LM head.
+    """
+    import torch
+
+    r = torch.as_tensor(direction, dtype=torch.float32).flatten()
+    r = (r / r.norm()).to(lm.device)
+
+    def project(h):
+        rr = r.to(h.dtype)
+        return h - (h @ rr).unsqueeze(-1) * rr
+
+    def hook(_module, _args, output):
+        if isinstance(output, tuple | list):
+            return (project(layer_output(output)), *output[1:])
+        return project(output)
+
+    handles = [lm.model.get_input_embeddings().register_forward_hook(hook)]
+    handles += [layer.register_forward_hook(hook) for layer in lm.layers]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()

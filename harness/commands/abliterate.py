@@ -1,0 +1,310 @@
+"""``ablbench abliterate contrast|capture|directions|bake|evaluate|pipeline``.
+
+The library lives in :mod:`abliterate` (which knows nothing of the harness); this module wires
+it to the agent's own prompt (:mod:`harness.prompt`), so the contrast set is what the model
+sees on a benchmark's first turn: "refuse" = the task without the agent system prompt,
+"comply" = with it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import typer
+
+from harness.errors import AblbenchError, fail
+
+abl_app = typer.Typer(help="Find, choose, bake and evaluate a refusal direction.", no_args_is_help=True)
+
+
+def _errors(fn: Callable) -> Callable:
+    """Turn library errors into ``error: ...`` + exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from abliterate.errors import AbliterationError
+
+        try:
+            return fn(*args, **kwargs)
+        except (AblbenchError, AbliterationError) as exc:
+            raise fail(str(exc)) from exc
+
+    return wrapper
+
+
+def agent_builders():
+    """(refuse, comply) message builders from the harness's agent prompt."""
+    from harness.prompt import initial_messages
+
+    def refuse(prompt: str) -> list[dict]:
+        return initial_messages(prompt, with_system=False)
+
+    def comply(prompt: str) -> list[dict]:
+        return initial_messages(prompt, with_system=True)
+
+    return refuse, comply
+
+
+def contrast_inputs(prompts: Path | None, refuse_file: Path | None, comply_file: Path | None, limit: int | None):
+    """(refuse items, comply items, refuse builder, comply builder, description) for the chosen mode."""
+    from abliterate.contrast import plain_user
+    from abliterate.prompts import builtin_prompts, load_prompt_file, split_by_label
+
+    if prompts and (refuse_file or comply_file):
+        raise AblbenchError("pass either --prompts (labelled) or --refuse-prompts/--comply-prompts, not both")
+    if bool(refuse_file) != bool(comply_file):
+        raise AblbenchError("--refuse-prompts and --comply-prompts go together: a contrast needs both buckets")
+    if prompts:
+        refuse_items, comply_items = split_by_label(load_prompt_file(prompts), str(prompts))
+        mode = f"classic contrast from {prompts}"
+    elif refuse_file:
+        refuse_items, comply_items = load_prompt_file(refuse_file), load_prompt_file(comply_file)
+        mode = f"classic contrast from {refuse_file} / {comply_file}"
+    else:
+        items = builtin_prompts()
+        if limit:
+            items = _spread(items, limit)
+        r, c = agent_builders()
+        return items, items, r, c, f"{len(items)} built-in shell tasks without / with the agent system prompt"
+    if limit:
+        refuse_items, comply_items = refuse_items[:limit], comply_items[:limit]
+    return refuse_items, comply_items, plain_user, plain_user, mode
+
+
+def _spread(items: list, n: int) -> list:
+    """``n`` items taken round-robin over categories (so a small set still covers every kind of work)."""
+    by_cat: dict[str, list] = {}
+    for it in items:
+        by_cat.setdefault(it.category, []).append(it)
+    out: list = []
+    while len(out) < min(n, len(items)):
+        for cat in list(by_cat):
+            if by_cat[cat] and len(out) < n:
+                out.append(by_cat[cat].pop(0))
+    return out
+
+
+_PROMPTS = typer.Option(None, "--prompts", help="Labelled prompt file (.jsonl/.csv: prompt,label[,category]).")
+_REFUSE = typer.Option(None, "--refuse-prompts", help="Prompts of the refuse bucket (.txt/.jsonl/.csv).")
+_COMPLY = typer.Option(None, "--comply-prompts", help="Prompts of the comply bucket (.txt/.jsonl/.csv).")
+_LIMIT = typer.Option(None, "--limit", help="Use at most N prompts per bucket (built-ins: spread over categories).")
+_EVAL_FRACTION = typer.Option(0.2, "--eval-fraction", help="Share of prompts held out for evaluation.")
+_SEED = typer.Option(0, "--seed", help="Seed of the train/eval split.")
+_DISJOINT = typer.Option(False, "--disjoint-categories", help="Hold out whole categories (no category in both).")
+_DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ...")
+_DTYPE = typer.Option("auto", "--dtype", help="auto (fp32 on CPU, stored dtype on GPU), float32, bfloat16 ...")
+_BATCH = typer.Option(8, "--batch-size", help="Prompts per forward pass (memory is bounded by this).")
+_LAYERS_PATH = typer.Option(None, "--layers-path", help="Dotted path of the decoder layers for an unknown arch.")
+_QUIET = typer.Option(False, "--quiet", help="No progress bars.")
+
+
+@abl_app.command("contrast")
+@_errors
+def contrast_cmd(
+    model: Path = typer.Option(..., "--model", help="HF model folder (its chat template renders the prompts)."),
+    out: Path = typer.Option(..., "--out", help="Run folder to write contrast_refuse/comply.jsonl into."),
+    prompts: Path | None = _PROMPTS, refuse_prompts: Path | None = _REFUSE, comply_prompts: Path | None = _COMPLY,
+    limit: int | None = _LIMIT, eval_fraction: float = _EVAL_FRACTION, seed: int = _SEED,
+    disjoint_categories: bool = _DISJOINT,
+) -> None:
+    """Render the contrast set with the model's chat template and split it (seeded)."""
+    from abliterate.contrast import build_contrast, select, write_contrast
+    from abliterate.model import load_tokenizer
+
+    ri, ci, rb, cb, mode = contrast_inputs(prompts, refuse_prompts, comply_prompts, limit)
+    refuse, comply = build_contrast(
+        load_tokenizer(model), refuse_items=ri, comply_items=ci, refuse_messages=rb, comply_messages=cb,
+        eval_fraction=eval_fraction, seed=seed, disjoint_categories=disjoint_categories,
+    )
+    paths = write_contrast(out, refuse, comply)
+    typer.echo(f"{mode}: {len(refuse)} refuse ({len(select(refuse, 'eval'))} eval), "
+               f"{len(comply)} comply ({len(select(comply, 'eval'))} eval)")
+    for p in paths:
+        typer.echo(p)
+
+
+@abl_app.command("capture")
+@_errors
+def capture_cmd(
+    model: Path = typer.Option(..., "--model", help="HF model folder."),
+    run: Path = typer.Option(..., "--run", help="Run folder holding the contrast files; writes run/activations."),
+    batch_size: int = _BATCH, device: str = _DEVICE, dtype: str = _DTYPE, layers_path: str | None = _LAYERS_PATH,
+    no_save_activations: bool = typer.Option(False, "--no-save-activations", help="Keep only the means."),
+    quiet: bool = _QUIET,
+) -> None:
+    """Last-prompt-token residual stream of every decoder layer, for both buckets."""
+    from abliterate.capture import capture
+    from abliterate.contrast import read_contrast
+    from abliterate.model import load_model
+
+    refuse, comply = read_contrast(run)
+    lm = load_model(model, device=device, dtype=dtype, layers_path=layers_path)
+    typer.echo(f"{lm.architecture}: {lm.n_layers} layers at {lm.layers_path}, d_model {lm.d_model}")
+    meta = capture(lm, refuse, comply, run / "activations", batch_size=batch_size,
+                   save_activations=not no_save_activations, show_progress=not quiet)
+    for b, info in meta["buckets"].items():
+        typer.echo(f"{b}: {info['n']} prompts, {info['tokens']} tokens, {info['seconds']} s")
+    typer.echo(run / "activations")
+
+
+@abl_app.command("directions")
+@_errors
+def directions_cmd(
+    run: Path = typer.Option(..., "--run", help="Run folder with activations/ (and the contrast files)."),
+    model: Path | None = typer.Option(None, "--model", help="Model for the behavioural choice (default: captured)."),
+    variant: str = typer.Option("diff", "--variant", help="diff (mean difference) or projected."),
+    layer: float | None = typer.Option(None, "--layer", help="Use this layer (fractional blends); skip the search."),
+    candidates: str | None = typer.Option(None, "--candidates", help="Comma list of candidate layers."),
+    n_candidates: int = typer.Option(6, "--n-candidates", help="Evenly spaced candidates outside the last 20%."),
+    kl_bound: float = typer.Option(0.1, "--kl-bound", help="Reject candidates with comply-prompt KL above this."),
+    gen_tokens: int = typer.Option(24, "--gen-tokens", help="Tokens of the short marker generations (0: none)."),
+    no_choose: bool = typer.Option(False, "--no-choose", help="Only directions + diagnostics; no layer choice."),
+    batch_size: int = _BATCH, device: str = _DEVICE, dtype: str = _DTYPE, layers_path: str | None = _LAYERS_PATH,
+    quiet: bool = _QUIET,
+) -> None:
+    """Per-layer directions, eval-split diagnostics, and the behavioural layer choice."""
+    from abliterate.contrast import read_contrast
+    from abliterate.directions import write_directions
+    from abliterate.fsio import write_json
+    from abliterate.model import load_model
+    from abliterate.pipeline import PipelineOptions, StepLog, choose_step
+
+    acts, vectors, reports = run / "activations", run / "vectors", run / "reports"
+    res = write_directions(acts, vectors, variant=variant)
+    write_json(reports / "directions.json", res)
+    for row in res["layers"]:
+        typer.echo(f"layer {row['layer']:3d}  auc {row['auc']:.3f}  sep {row['separation']:7.2f}  "
+                   f"norm {row['norm']:9.3f}  cos_prev {row['cos_prev']:.3f}")
+    if no_choose:
+        return
+    refuse, comply = read_contrast(run)
+    if model is None:
+        model = Path(json.loads((acts / "meta.json").read_text())["model"])
+    opts = PipelineOptions(
+        variant=variant, layer=layer, n_candidates=n_candidates, kl_bound=kl_bound, choose_gen_tokens=gen_tokens,
+        candidates=[int(c) for c in candidates.split(",") if c.strip()] if candidates else None,
+        batch_size=batch_size, device=device, dtype=dtype, layers_path=layers_path, show_progress=not quiet,
+    )
+    rep = choose_step(lambda: load_model(model, device=device, dtype=dtype, layers_path=layers_path),
+                      acts, vectors, reports, refuse, comply, opts, StepLog(run / "notes", "choose"))
+    typer.echo(f"chosen layer {rep['chosen_layer']}: {rep['reason']}")
+    typer.echo(vectors / "refusal_dir.pt")
+
+
+@abl_app.command("evaluate")
+@_errors
+def evaluate_cmd(
+    base: Path = typer.Option(..., "--base", help="The original HF model folder."),
+    edited: Path | None = typer.Option(None, "--edited", help="The edited HF folder (any abliteration)."),
+    run: Path | None = typer.Option(None, "--run", help="Use this run's eval split (else the built-in prompts)."),
+    out: Path | None = typer.Option(None, "--out", help="Folder for evaluation.json/.md (default: run/reports)."),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Greedy tokens per generation."),
+    limit: int | None = typer.Option(None, "--limit", help="At most N prompts per bucket."),
+    batch_size: int = _BATCH, device: str = _DEVICE, dtype: str = _DTYPE, quiet: bool = _QUIET,
+) -> None:
+    """Base vs edited side by side: refusal markers, first-token KL, generations."""
+    report, out_dir = run_evaluation(base, edited, run, out, max_new_tokens=max_new_tokens, limit=limit,
+                                     batch_size=batch_size, device=device, dtype=dtype, quiet=quiet)
+    print_evaluation(report)
+    typer.echo(out_dir / "evaluation.md")
+
+
+def run_evaluation(base: Path, edited: Path | None, run: Path | None, out: Path | None, *, max_new_tokens: int,
+                   limit: int | None, batch_size: int, device: str, dtype: str, quiet: bool):
+    """Records (run's eval split, or built-in prompts) + smoke prompt -> evaluate()."""
+    from abliterate.contrast import build_contrast, read_contrast, select
+    from abliterate.evaluate import evaluate
+    from abliterate.model import load_tokenizer
+    from abliterate.pipeline import smoke_records
+    from abliterate.prompts import builtin_prompts
+
+    rb, cb = agent_builders()
+    tok = load_tokenizer(base)
+    if run is not None:
+        refuse, comply = read_contrast(run)
+        refuse, comply = select(refuse, "eval") or refuse, select(comply, "eval") or comply
+    else:
+        items = _spread(builtin_prompts(), limit or 12)
+        refuse, comply = build_contrast(tok, refuse_items=items, comply_items=items, refuse_messages=rb,
+                                        comply_messages=cb, eval_fraction=0.0)
+    if limit:
+        refuse, comply = refuse[:limit], comply[:limit]
+    out_dir = out or (run / "reports" if run else Path("."))
+    report = evaluate(base, edited, refuse=refuse, comply=comply, smoke=smoke_records(tok, rb, cb),
+                      max_new_tokens=max_new_tokens, batch_size=batch_size, device=device, dtype=dtype,
+                      out_dir=out_dir, show_progress=not quiet)
+    return report, out_dir
+
+
+def print_evaluation(report: dict) -> None:
+    """Rates, KL and the smoke prompt's replies on the terminal."""
+    from abliterate.pipeline import log_evaluation
+
+    log_evaluation(report, typer.echo)
+    for row in report["samples"].get("smoke", []):
+        typer.echo(f"\n[{row['id']}] {row['prompt']}")
+        typer.echo(f"  base:   {row['base'][:300]!r}")
+        if row["edited"] is not None:
+            typer.echo(f"  edited: {row['edited'][:300]!r}")
+
+
+@abl_app.command("pipeline")
+@_errors
+def pipeline_cmd(
+    model: Path = typer.Option(..., "--model", help="HF model folder."),
+    out: Path = typer.Option(..., "--out", help="Run folder (created; rerunning resumes)."),
+    prompts: Path | None = _PROMPTS, refuse_prompts: Path | None = _REFUSE, comply_prompts: Path | None = _COMPLY,
+    limit: int | None = _LIMIT, eval_fraction: float = _EVAL_FRACTION, seed: int = _SEED,
+    disjoint_categories: bool = _DISJOINT,
+    variant: str = typer.Option("diff", "--variant", help="diff or projected."),
+    layer: float | None = typer.Option(None, "--layer", help="Override the behavioural choice."),
+    candidates: str | None = typer.Option(None, "--candidates", help="Comma list of candidate layers."),
+    n_candidates: int = typer.Option(6, "--n-candidates", help="Evenly spaced candidates outside the last 20%."),
+    kl_bound: float = typer.Option(0.1, "--kl-bound", help="Reject candidates with comply-prompt KL above this."),
+    gen_tokens: int = typer.Option(24, "--gen-tokens", help="Tokens of the choice's marker generations (0: none)."),
+    components: str = typer.Option("embed,attn,mlp,experts", "--components", help="What bake edits."),
+    weight: float = typer.Option(1.0, "--weight", help="Bake strength (1.0 removes the direction)."),
+    norm_preserve: bool = typer.Option(False, "--norm-preserve", help="Norm-preserving bake."),
+    eval_tokens: int = typer.Option(128, "--eval-tokens", help="Greedy tokens per evaluation generation."),
+    eval_limit: int | None = typer.Option(None, "--eval-limit", help="At most N eval prompts per bucket."),
+    force: str = typer.Option("", "--force", help="Comma list of steps to rerun (or 'all')."),
+    batch_size: int = _BATCH, device: str = _DEVICE, dtype: str = _DTYPE, layers_path: str | None = _LAYERS_PATH,
+    quiet: bool = _QUIET,
+) -> None:
+    """contrast -> capture -> directions -> choose -> bake -> evaluate, resumable."""
+    from abliterate.pipeline import PipelineOptions, run_pipeline
+
+    ri, ci, rb, cb, mode = contrast_inputs(prompts, refuse_prompts, comply_prompts, limit)
+    typer.echo(mode)
+    opts = PipelineOptions(
+        eval_fraction=eval_fraction, seed=seed, disjoint_categories=disjoint_categories, batch_size=batch_size,
+        device=device, dtype=dtype, layers_path=layers_path, variant=variant, layer=layer,
+        candidates=[int(c) for c in candidates.split(",") if c.strip()] if candidates else None,
+        n_candidates=n_candidates, kl_bound=kl_bound, choose_gen_tokens=gen_tokens,
+        components=tuple(c.strip() for c in components.split(",") if c.strip()), weight=weight,
+        norm_preserve=norm_preserve, eval_tokens=eval_tokens, eval_limit=eval_limit,
+        force=tuple(s.strip() for s in force.split(",") if s.strip()), show_progress=not quiet,
+    )
+    summary = run_pipeline(model, out, refuse_items=ri, comply_items=ci, refuse_messages=rb, comply_messages=cb,
+                           options=opts)
+    typer.echo(f"chosen layer {summary['chosen_layer']}")
+    for name, rr in summary["refusal_rate"].items():
+        kl = summary["kl_first_token"].get(name, {}).get("mean")
+        typer.echo(f"{name}: refusal rate {rr['base']:.3f} -> {rr['edited']:.3f}; first-token KL {kl:.4f}")
+    typer.echo(out)
+
+
+def _register_bake() -> None:
+    """``abliterate bake`` is the bake engineer's command (harness/commands/_bake_cmd.py)."""
+    from harness.commands._bake_cmd import bake_command
+
+    abl_app.command("bake")(bake_command)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``abliterate`` verb group."""
+    _register_bake()
+    app.add_typer(abl_app, name="abliterate")
