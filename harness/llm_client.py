@@ -77,6 +77,9 @@ class LLMClient:
             api_key=api_key,
             timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
             max_retries=0,  # our own bounded, logged retries below
+            # uvicorn-based servers drop idle keep-alive connections after 5 s, the same as httpx's
+            # default expiry: reusing one at that moment fails the request, so expire ours sooner
+            http_client=openai.DefaultHttpxClient(limits=httpx.Limits(keepalive_expiry=2.0)),
         )
 
     # -- requests -----------------------------------------------------------------------------

@@ -194,6 +194,11 @@ def _agent(o: dict, warn: Any) -> tuple[Any, dict, dict | None]:
 
     identity = model_identity(o["model_url"], o["model"], warn)
     served_len = (identity.get("server_entry") or {}).get("max_model_len")
+    if not served_len and Path(o["model"]).is_dir():
+        # transformers serve names the model by its folder and reports no context length
+        from runners.servers.process import config_context_length
+
+        served_len = config_context_length(Path(o["model"]))
     cfg = AgentConfig(
         max_turns=o["max_turns"],
         max_tokens=o["max_tokens"],

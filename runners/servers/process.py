@@ -176,7 +176,7 @@ class TransformersServer(ModelServer):
         facts: dict[str, Any] = {"served_model": pinned, "pid": self._pid, "model_path": pinned}
         if self.warmup:
             facts["reply_model"] = self._warmup()
-        facts["max_model_len"] = _config_context_length(self.model_dir)
+        facts["max_model_len"] = config_context_length(self.model_dir)
         return {"backend": self.backend, "name": self.name, "base_url": self.base_url,
                 "model_dir": str(self.model_dir), **facts}
 
@@ -257,7 +257,7 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def _config_context_length(model_dir: Path) -> int | None:
+def config_context_length(model_dir: Path) -> int | None:
     """``max_position_embeddings`` from config.json (transformers serve does not report one)."""
     import json
 

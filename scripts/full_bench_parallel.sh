@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# full_bench_parallel.sh: serve each model in turn, run every task with the agent in parallel
+# docker containers, stop the server, and compare the runs at the end. A thin layer over
+# `ablbench serve`, `ablbench run` and `ablbench analyze`; rerunning it resumes unfinished runs.
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")/.." && pwd)"
+ABL="${ABLBENCH:-$HERE/.venv/bin/ablbench}"
+
+usage() {
+  cat <<'EOF'
+Usage: scripts/full_bench_parallel.sh --model NAME=DIR [--model NAME=DIR ...] [options] [-- SERVER_ARGS...]
+
+Serves each model, runs the tasks with the Terminus-style agent, stops the server, and ends
+with `ablbench analyze` over all runs (pass counts, exact McNemar, overlap, plots).
+
+  --model NAME=DIR        a model to benchmark (repeat: e.g. base=..., sft=..., abl=...).
+                          The first one is the reference in the comparison tables.
+  --tasks PATH            task folder: the 89 Terminal-Bench 2 tasks from a path you give,
+                          or any folder of TB2/tb tasks (default: the bundled tasks/)
+  --backend B             sglang | vllm | transformers | auto (default auto: sglang when
+                          a GPU and the sglang image are present, else transformers)
+  -n, --parallel N        trials running at once (default 6 with a GPU, 2 without)
+  -k, --attempts K        attempts per task (default 1; the TB2 leaderboard uses 5)
+  --max-turns T           agent turns per trial (default 20)
+  --max-tokens M          tokens per model reply (default 4096)
+  --temperature X         sampling temperature (default 0.7)
+  --timeout-multiplier X  multiply task agent timeouts (default 1.0)
+  --out DIR               results root; each model's run goes to DIR/NAME (default
+                          results/fullpar). Rerunning with the same DIR resumes.
+  --include GLOB          only tasks matching GLOB (repeatable)
+  --exclude GLOB          skip tasks matching GLOB (repeatable)
+  --offline               never pull images; map missing base images to the local one
+  --no-network            no network in task containers
+  --health-budget S       seconds to wait for a server to become healthy
+  -h, --help              this help
+Anything after `--` is passed to the model server (e.g. -- --context-length 32768).
+
+Example (the user's Qwen3.5-4B experiment on a GPU box):
+  scripts/full_bench_parallel.sh --model base=/models/Qwen3.5-4B \
+      --model abl=/runs/qwen35/abliterated_model --tasks ~/terminal-bench-2 \
+      --backend sglang -n 6 --max-turns 20 --max-tokens 4096 -- --reasoning-parser qwen3
+EOF
+}
+
+models=(); tasks=""; backend="auto"; parallel=""; attempts=1; max_turns=20; max_tokens=4096
+temperature=0.7; mult=1.0; out="$HERE/results/fullpar"; run_extra=(); server_extra=(); budget=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --model) models+=("$2"); shift 2 ;;
+    --tasks) tasks="$2"; shift 2 ;;
+    --backend) backend="$2"; shift 2 ;;
+    -n|--parallel) parallel="$2"; shift 2 ;;
+    -k|--attempts) attempts="$2"; shift 2 ;;
+    --max-turns) max_turns="$2"; shift 2 ;;
+    --max-tokens) max_tokens="$2"; shift 2 ;;
+    --temperature) temperature="$2"; shift 2 ;;
+    --timeout-multiplier) mult="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    --include|--exclude) run_extra+=("$1" "$2"); shift 2 ;;
+    --offline|--no-network) run_extra+=("$1"); shift ;;
+    --health-budget) budget=(--health-budget "$2"); shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    --) shift; server_extra=("$@"); break ;;
+    *) echo "full_bench_parallel: unknown option $1 -- see --help" >&2; exit 2 ;;
+  esac
+done
+[ ${#models[@]} -gt 0 ] || { echo "full_bench_parallel: no --model NAME=DIR given -- see --help" >&2; exit 2; }
+[ -x "$ABL" ] || { echo "full_bench_parallel: $ABL not found -- run 'make setup' first" >&2; exit 2; }
+
+gpu=0; command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1 && gpu=1
+if [ "$backend" = auto ]; then
+  backend=transformers
+  if [ $gpu = 1 ] && docker image ls --format '{{.Repository}}' | grep -qx lmsysorg/sglang; then backend=sglang; fi
+fi
+[ -n "$parallel" ] || { [ $gpu = 1 ] && parallel=6 || parallel=2; }
+task_args=(); [ -n "$tasks" ] && task_args=(--tasks "$tasks")
+mkdir -p "$out"
+
+current=""
+cleanup() { [ -n "$current" ] && "$ABL" serve stop "$current" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+trap 'echo "full_bench_parallel: interrupted; rerun the same command to resume" >&2; exit 130' INT TERM
+
+names=(); runs=()
+for spec in "${models[@]}"; do
+  name="${spec%%=*}"; dir="${spec#*=}"
+  [ "$name" != "$spec" ] && [ -n "$name" ] || { echo "full_bench_parallel: --model needs NAME=DIR, got '$spec'" >&2; exit 2; }
+  [ -d "$dir" ] || { echo "full_bench_parallel: model folder $dir does not exist -- check --model $spec" >&2; exit 2; }
+  names+=("$name"); runs+=("$out/$name")
+  resume=(); [ -f "$out/$name/run.json" ] && resume=(--resume)
+  echo "== $name: serving $dir with $backend"
+  server_name="fullpar-$name-$$"
+  served=$("$ABL" serve --backend "$backend" --model "$dir" --name "$server_name" --detach "${budget[@]}" \
+           ${server_extra[@]+-- "${server_extra[@]}"})
+  current="$server_name"
+  url=$(printf '%s\n' "$served" | sed -n 's/^url: //p' | head -1)
+  served_model=$(printf '%s\n' "$served" | sed -n 's/^model: //p' | head -1)
+  echo "== $name: $url ($served_model); running tasks with -n $parallel -k $attempts"
+  "$ABL" run "${task_args[@]}" --agent terminus --model-url "$url" --model "$served_model" \
+      -n "$parallel" -k "$attempts" --max-turns "$max_turns" --max-tokens "$max_tokens" \
+      --temperature "$temperature" --timeout-multiplier "$mult" --out "$out/$name" \
+      "${resume[@]}" "${run_extra[@]}" || echo "== $name: run ended with errors (see $out/$name)" >&2
+  "$ABL" serve stop "$server_name" >/dev/null; current=""
+done
+
+echo "== analysis"
+IFS=,; joined="${names[*]}"; unset IFS
+"$ABL" analyze "${runs[@]}" --names "$joined" --markdown "$out/report.md" --json "$out/report.json" --plots "$out/plots"
+echo "report: $out/report.md"

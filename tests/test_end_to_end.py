@@ -1,0 +1,78 @@
+"""The user's workflow, reduced for CI: abliterate the bundled model, serve base and abliterated
+with `transformers serve`, run two bundled tasks with the agent in real containers for each,
+and compare the runs -- all through scripts/full_bench_parallel.sh. Rerunning resumes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness.paths import BUNDLED_TASKS, REPO_ROOT
+
+pytestmark = [pytest.mark.docker, pytest.mark.model, pytest.mark.slow]
+TASKS = ["hello-world", "make-output-dir"]
+
+
+def bench(out: Path, base: Path, edited: Path) -> subprocess.CompletedProcess:
+    cmd = ["bash", str(REPO_ROOT / "scripts" / "full_bench_parallel.sh"),
+           "--model", f"base={base}", "--model", f"abl={edited}", "--tasks", str(BUNDLED_TASKS),
+           "--include", TASKS[0], "--include", TASKS[1], "--backend", "transformers", "-n", "2",
+           "--max-turns", "2", "--max-tokens", "64", "--out", str(out)]
+    env = {**os.environ, "ABLBENCH": str(REPO_ROOT / ".venv" / "bin" / "ablbench")}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=1500, env=env)
+
+
+def rows(run: Path) -> list[dict]:
+    with open(run / "master_summary.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def leftovers(docker_client) -> list[str]:
+    running = docker_client.containers.list(all=True, filters={"label": "ablbench.run"})
+    return [c.name for c in running]
+
+
+def serve_processes() -> list[str]:
+    out = subprocess.run(["pgrep", "-af", "transformers serve"], capture_output=True, text=True).stdout
+    return [ln for ln in out.splitlines() if "pgrep" not in ln]
+
+
+def test_full_bench_both_models_then_resume(tmp_path, docker_client, base_image, smollm2_dir, abliterated_run):
+    edited = abliterated_run / "abliterated_model"
+    assert (edited / "abliteration.json").is_file()
+    out = tmp_path / "bench"
+
+    first = bench(out, smollm2_dir, edited)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    for name in ("base", "abl"):
+        run = out / name
+        got = rows(run)
+        assert sorted(r["task"] for r in got) == TASKS
+        for r in got:
+            assert r["outcome"] in {"passed", "failed", "parse_fail_exhausted", "agent_timeout", "context_exceeded"}
+            assert float(r["reward"]) in (0.0, 1.0) and 1 <= int(r["turns"]) <= 2
+            trace = run / r["task"] / r["attempt"] / "trace.jsonl"
+            assert trace.is_file() and trace.read_text().strip()
+        identity = json.loads((run / "run.json").read_text())
+        assert str(smollm2_dir if name == "base" else edited) in json.dumps(identity)
+
+    report = json.loads((out / "report.json").read_text())
+    assert [r["name"] for r in report["runs"]] == ["base", "abl"]
+    pair = report["pairs"][0]
+    assert (pair["a"], pair["b"], pair["n"]) == ("base", "abl", 2)
+    assert pair["both"] + pair["a_only"] + pair["b_only"] + pair["neither"] == 2
+    assert len(report["overlap"]) == 3
+    assert "McNemar" in (out / "report.md").read_text()
+    assert any(p.suffix == ".png" for p in (out / "plots").iterdir())
+    assert leftovers(docker_client) == [] and serve_processes() == []
+
+    before = {name: rows(out / name) for name in ("base", "abl")}
+    again = bench(out, smollm2_dir, edited)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert {name: rows(out / name) for name in ("base", "abl")} == before  # resumed: nothing rerun
+    assert leftovers(docker_client) == [] and serve_processes() == []
