@@ -36,8 +36,9 @@ def gguf_path() -> Path:
 
 
 def is_materialized(folder: Path) -> bool:
-    """True when ``folder`` holds a finished conversion."""
-    return (folder / MARKER).is_file() and (folder / "model.safetensors").is_file()
+    """True when ``folder`` holds a finished conversion (an edited copy of it does not count)."""
+    marker, weights = folder / MARKER, folder / "model.safetensors"
+    return marker.is_file() and weights.is_file() and not (folder / "abliteration.json").exists()
 
 
 def materialize(out: Path | None = None) -> Path:

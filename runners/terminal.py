@@ -66,8 +66,9 @@ tmux has-session -t "$S" 2>/dev/null || { echo "nosession"; exit 3; }
 cs() { read -r u _ < /proc/uptime; echo "${u%.*}${u#*.}"; }
 t0=$(cs)
 read -r old < "$D/n" 2>/dev/null || old=0
-set_pos() { set -- $(tmux display -p -t "$S" '#{history_size} #{cursor_y} #{cursor_x} #{pane_current_command}'); \
-  abs=$(($1 + $2)); cy=$2; cx=$3; fgc=$4; }
+# the session can die between two looks (the keystrokes ended the shell): that is idle too
+set_pos() { p=$(tmux display -p -t "$S" '#{history_size} #{cursor_y} #{cursor_x} #{pane_current_command}' 2>/dev/null) \
+  && [ -n "$p" ] || { echo "idle-exit ${d:-0}"; exit 0; }; set -- $p; abs=$(($1 + $2)); cy=$2; cx=$3; fgc=$4; }
 set_pos; abs0=$abs; fg0=$fgc
 for k in "$@"; do
   if [ "$mode" = key ]; then tmux send-keys -t "$S" "$k"; else tmux send-keys -t "$S" -l -- "$k"; fi

@@ -117,6 +117,16 @@ def test_shell_exit_gets_a_fresh_shell(term):
 
 
 @pytest.mark.docker
+def test_commands_then_exit_in_one_batch_is_idle_not_an_error(term):
+    # the prompt counter moves, then the session dies while the wait looks at the pane
+    for _ in range(3):
+        assert term.send("echo one; echo two\nexit\n", 5).how.startswith("idle")
+        assert "a new shell was started" in term.observe()
+    assert term.send("echo alive\n", 10).how == "idle-prompt"
+    assert "alive" in term.observe()
+
+
+@pytest.mark.docker
 def test_image_without_tmux_is_a_clear_error(docker_client, test_labels):
     try:
         docker_client.images.get(DEBIAN_IMAGE)

@@ -152,9 +152,20 @@ class ContainerServer(ModelServer):
     def container_name(self) -> str:
         return f"ablbench-{self.backend}-{self.name}"
 
+    #: the engine's flag naming the model folder (sglang: --model-path, vLLM: --model)
+    model_flag = "--model"
+
     def engine_args(self) -> list[str]:
         """The engine's command-line arguments (model, name, host, port, dtype, extra args)."""
-        raise NotImplementedError
+        # extra args come last: argparse lets a later flag override ours (e.g. --dtype)
+        return [
+            self.model_flag, self.model_mount,
+            "--served-model-name", self.name,
+            "--host", "0.0.0.0",
+            "--port", str(self.container_port),
+            "--dtype", "bfloat16",
+            *self.extra_args,
+        ]
 
     def spec(self) -> ContainerSpec:
         """The container this server runs as."""
@@ -325,17 +336,7 @@ class SglangServer(ContainerServer):
     container_port = 30000
     cache_volume = "ablbench-sglang-cache"
     default_launcher = ["python3", "-m", "sglang.launch_server"]
-
-    def engine_args(self) -> list[str]:
-        # extra args come last: argparse lets a later flag override ours (e.g. --dtype)
-        return [
-            "--model-path", self.model_mount,
-            "--served-model-name", self.name,
-            "--host", "0.0.0.0",
-            "--port", str(self.container_port),
-            "--dtype", "bfloat16",
-            *self.extra_args,
-        ]
+    model_flag = "--model-path"
 
     def _expected_identity(self, models: dict[str, Any]) -> dict[str, Any]:
         entry = self._entry_for_name(models)
@@ -362,16 +363,6 @@ class VllmServer(ContainerServer):
     container_port = 8000
     cache_volume = "ablbench-vllm-cache"
     default_launcher: list[str] = []  # the image's entrypoint is the server
-
-    def engine_args(self) -> list[str]:
-        return [
-            "--model", self.model_mount,
-            "--served-model-name", self.name,
-            "--host", "0.0.0.0",
-            "--port", str(self.container_port),
-            "--dtype", "bfloat16",
-            *self.extra_args,
-        ]
 
     def _expected_identity(self, models: dict[str, Any]) -> dict[str, Any]:
         entry = self._entry_for_name(models)
