@@ -7,8 +7,8 @@ is idle again, and never later than ``duration`` (capped at 60 s):
 * Prompt counting: the shell runs a ``PROMPT_COMMAND`` that bumps a counter file each time a
   prompt is printed. A batch of keystrokes holding N line ends is done when N prompts have
   appeared, or when at least one has and the shell is the pane's foreground process and the
-  counter has stayed put for a few polls (multi-line commands such as here-docs print fewer
-  prompts than line ends).
+  counter has stayed put for about half a second (multi-line commands such as here-docs print
+  fewer prompts than line ends).
 * Keystrokes without a line end typed at an idle prompt return after a short settle.
 * Interactive programs (python REPL, sqlite3, pdb...), shells without our counter, and lines bash
   rejects before running anything (``!`` history errors): the pane is polled every 80 ms, and
@@ -76,13 +76,16 @@ done
 [ "$mode" = none ] && { echo "sent 0"; exit 0; }
 is_shell() { case "$1" in bash|sh|dash|zsh|ash|ksh|fish|-bash|-sh) return 0;; esac; return 1; }
 last=-1; stable=0; rlast=""; i=0
+# fewer prompts than line ends (here-docs) settle only after ~0.5 s without a new prompt: a shorter
+# settle fires between two queued commands, before bash has read the next line
+need=2; [ "$expect" -gt 0 ] && need=25
 while :; do
   read -r n < "$D/n" 2>/dev/null || n=$old
   d=$((n - old))
   if [ "$expect" -gt 0 ] && [ "$d" -ge "$expect" ]; then echo "idle-prompt $d"; exit 0; fi
   if [ "$d" -gt 0 ] || { [ "$expect" -eq 0 ] && is_shell "$fg0"; }; then
     if [ "$n" = "$last" ]; then stable=$((stable + 1)); else stable=0; last=$n; fi
-    if [ "$stable" -ge 2 ]; then
+    if [ "$stable" -ge "$need" ]; then
       set_pos
       if is_shell "$fgc"; then echo "idle-settle $d"; exit 0; fi
       stable=0
