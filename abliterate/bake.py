@@ -30,11 +30,11 @@ from abliterate.bake_io import (
     copy_file_atomic,
     read_header,
     rewrite_shard,
-    write_json_atomic,
 )
 from abliterate.bake_keys import POSTNORM_AFTER, POSTNORM_FAMILIES, TRANSPOSED_FUSED, KeyClass, classify
 from abliterate.bake_math import EditStats, Workspace, make_editor
 from abliterate.bake_profile import COMPONENTS, FLAT, StrengthProfile, coerce_profile
+from abliterate.fsio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -326,7 +326,7 @@ def bake(model: Path, direction: Path | torch.Tensor | np.ndarray, out: Path, *,
     try:
         _write_all(model, staging, shards, plan, index_path, norm_preserve, progress, report)
         report["elapsed_s"] = round(time.monotonic() - t0, 3)
-        write_json_atomic(staging / REPORT_NAME, report)
+        write_json(staging / REPORT_NAME, report)
         if out.is_dir():
             out.rmdir()  # checked empty above; the staged folder takes its place
         os.replace(staging, out)

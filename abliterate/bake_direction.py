@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from abliterate.bake_errors import BakeError
+from abliterate.fsio import file_sha256
 
 
 @dataclass
@@ -23,14 +24,6 @@ class Direction:
     layer: float | None = None
     blend: list[dict] = field(default_factory=list)  # [{"row": i, "weight": w}, ...]
     raw_norm: float = 0.0
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _load_tensor(path: Path) -> torch.Tensor:
@@ -87,7 +80,7 @@ def load_direction(direction: Path | str | torch.Tensor | np.ndarray, layer: flo
         if not path.is_file():
             raise BakeError(f"direction file {path} not found; pass --direction with a .npy/.pt/.safetensors file")
         t = _load_tensor(path)
-        source, sha = str(path.resolve()), _sha256_file(path)
+        source, sha = str(path.resolve()), file_sha256(path)
     if not (t.is_floating_point()):
         raise BakeError(f"direction {source} has dtype {t.dtype}; expected a float vector")
     if t.ndim == 1:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from abliterate.bake_errors import BakeError
+from abliterate.fsio import atomic_path
 
 COPY_CHUNK = 32 << 20
 _MAX_HEADER = 100 << 20
@@ -320,34 +321,13 @@ class _Releaser:
             self._drop(off, n)
 
 
-def sha256_file(path: Path) -> str:
-    """sha256 of a file, streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(COPY_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def copy_file_atomic(src: Path, dst: Path) -> str:
     """Copy ``src`` to ``dst`` via a temp file + os.replace; returns the sha256 of the content."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
     h = hashlib.sha256()
-    try:
-        with open(src, "rb") as fin, open(tmp, "wb") as fout:
-            while chunk := fin.read(COPY_CHUNK):
-                h.update(chunk)
-                fout.write(chunk)
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(dst) as tmp, open(src, "rb") as fin, open(tmp, "wb") as fout:
+        while chunk := fin.read(COPY_CHUNK):
+            h.update(chunk)
+            fout.write(chunk)
     return h.hexdigest()
 
 
-def write_json_atomic(path: Path, obj: dict) -> None:
-    """Write JSON via a temp file + os.replace."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
