@@ -94,7 +94,8 @@ def analyze_command(
 ) -> None:
     """Compare runs on their shared tasks: pass rates, exact paired tests, overlap, power, plots."""
     from harness.analysis import analyze, load_run
-    from harness.analysis.report import to_json, to_markdown, write_atomic
+    from harness.analysis.report import to_json, to_markdown
+    from runners.results import write_text_atomic
 
     try:
         labels = [n.strip() for n in names.split(",")] if names else [None] * len(runs)
@@ -114,7 +115,7 @@ def analyze_command(
             if str(out) == "-":
                 typer.echo(text(res), nl=False)
             else:
-                write_atomic(out, text(res))
+                write_text_atomic(Path(out), text(res))
                 if not to_stdout:
                     typer.echo(f"wrote {out}")
         if plots is not None:

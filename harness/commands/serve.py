@@ -9,11 +9,9 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import typer
 
 from harness.errors import AblbenchError, fail
 from harness.paths import cache_dir
+from runners.results import write_json_atomic
 
 BACKEND_NAMES = ("transformers", "sglang", "vllm")
 
@@ -37,11 +36,7 @@ def _state_path(name: str) -> Path:
 
 def _write_state(name: str, record: dict[str, Any]) -> Path:
     path = _state_path(name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(record, fh, indent=2)
-    os.replace(tmp, path)
+    write_json_atomic(path, record)
     return path
 
 
