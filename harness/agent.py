@@ -74,6 +74,8 @@ class AgentConfig:
     #: override the server's context length (tokens); None = ask the server
     context_length: int | None = None
     history_limit: int = 100_000
+    #: ``response_format`` sent with every request (``--structured``: harness.action_schema); None: free text
+    response_format: dict | None = None
 
 
 @dataclass
@@ -191,7 +193,8 @@ class TerminusAgent:
                 res.error = f"conversation no longer fits the context window ({ctx_len} tokens)"
                 return res
             params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=max_tokens,
-                                    seed=cfg.seed, enable_thinking=cfg.enable_thinking)
+                                    seed=cfg.seed, enable_thinking=cfg.enable_thinking,
+                                    response_format=cfg.response_format)
             req_chars = _chars(ep.messages)
             t_request = time.monotonic()
             if t_reply is not None:

@@ -91,6 +91,9 @@ def analyze_command(
     plots: Path | None = typer.Option(None, "--plots", help="Folder for the PNG figures."),
     solved: str = typer.Option("first", "--solved", help="With several attempts per task, what counts as "
                                "solved for rates, paired tests and overlap: first | any | majority."),
+    allow_mixed_structured: bool = typer.Option(
+        False, "--allow-mixed-structured", help="Compare runs even when only some used --structured."
+    ),
 ) -> None:
     """Compare runs on their shared tasks: pass rates, exact paired tests, overlap, power, plots."""
     from harness.analysis import analyze, load_run
@@ -105,6 +108,10 @@ def analyze_command(
         if str(json_out) == "-" and str(markdown_out) == "-":
             raise AblbenchError("--json - and --markdown - both want stdout; send one of them to a file")
         loaded = [load_run(path, label) for path, label in zip(runs, labels, strict=True)]
+        from harness.analysis.structured import check_structured_pairing
+
+        for note in check_structured_pairing(loaded, allow_mixed_structured):
+            typer.secho(f"warning: {note}", err=True, fg=typer.colors.YELLOW)
         res = analyze(loaded, solved_rule=solved)
         to_stdout = "-" in (str(json_out), str(markdown_out))
         if not to_stdout:

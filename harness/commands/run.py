@@ -70,6 +70,12 @@ def run_command(
         min=256,
         help="Model context in tokens (terminus; default: max_model_len from /v1/models).",
     ),
+    structured: bool = typer.Option(
+        False,
+        "--structured",
+        help="Constrain replies to the action JSON schema (response_format; the server must honour it: "
+        "llama.cpp, sglang, vLLM). Changes what is measured: use it in every arm or none.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No live progress display."),
 ) -> None:
     """Run tasks with an agent (N trials in parallel); results go to results/<run>/."""
@@ -127,6 +133,7 @@ def _run(**o: Any) -> int:
         "command": sys.argv,
         "tasks_root": str((o["tasks"] or BUNDLED_TASKS).resolve()),
         "agent": agent_settings,
+        "structured": bool(agent_settings.get("response_format")),
         "model": identity,
         "git": _git(),
         "versions": _versions(client),
@@ -207,6 +214,12 @@ def _agent(o: dict, warn: Any) -> tuple[Any, dict, dict | None]:
         seed=o["seed"],
         context_length=o["context_length"] or (int(served_len) if served_len else None),
     )
+    if o["structured"]:  # --structured: the server must honour the action schema (preflight)
+        from harness.action_schema import action_schema, bounds_for, response_format
+        from harness.structured_check import check_structured
+
+        style = check_structured(o["model_url"], o["model"])
+        cfg.response_format = response_format(action_schema(bounds_for(o["max_tokens"])), style)
 
     def factory() -> Any:
         return TerminusAgent(LLMClient(o["model_url"], o["model"]), cfg)
@@ -229,6 +242,12 @@ def _check_same_run(out_dir: Path, agent_settings: dict, identity: dict | None) 
         raise AblbenchError(
             f"{out_dir} was run with agent {was_agent} and model {was_model}; resume it with "
             f"the same --agent/--model, or choose another --out"
+        )
+    was_structured, now_structured = bool(old.get("structured")), bool(agent_settings.get("response_format"))
+    if was_structured != now_structured:
+        raise AblbenchError(
+            f"{out_dir} was run {'with' if was_structured else 'without'} --structured; resume it the same way, "
+            "or choose another --out"
         )
 
 
