@@ -45,7 +45,7 @@ def bounds_for(max_tokens: int) -> ActionBounds:
     """Bounds for a reply budget of ``max_tokens``: analysis 25 %, plan 15 %, commands 40 % of it.
 
     256 tokens give analysis 192, plan 115, one command of 307 characters; 4096 tokens give
-    2000, 1000 and eight commands of up to 4000 characters.
+    2000, 1000 and eight commands of up to 2457 characters.
     """
     chars = CHARS_PER_TOKEN * max(1, max_tokens)
     commands = _clamp(chars // 1000, 1, 8)

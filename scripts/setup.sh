@@ -47,36 +47,8 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   echo "$want" > "$stamp"
 fi
 
-# 1b. llama.cpp: llama-cpp-python[server] built from its source once; the wheel is cached -----
-# The build is keyed by version, CMake options and the CPU's flags (GGML_NATIVE tunes it to this
-# CPU), so a new .venv on the same machine installs the cached wheel in seconds. Only the text
-# model library is built: no multimodal (mtmd/llava), tools, tests, examples or HTTPS.
-LLAMA_CPP_VERSION=0.3.36
-LLAMA_CMAKE_ARGS="-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=ON"
-llama_ok() {
-  [ "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("llama_cpp_python"))' 2>/dev/null)" = "$LLAMA_CPP_VERSION" ] \
-    && "$VENV/bin/python" -c 'import llama_cpp, sse_starlette, starlette_context' 2>/dev/null
-}
-if ! llama_ok; then
-  key=$( { echo "$LLAMA_CPP_VERSION $LLAMA_CMAKE_ARGS"; grep -m1 '^flags' /proc/cpuinfo; } | sha256sum | cut -c1-12)
-  wheel_dir="$STATE/wheels/llama-cpp-python-$LLAMA_CPP_VERSION-$key"
-  wheel=$(ls "$wheel_dir"/llama_cpp_python-*.whl 2>/dev/null | head -1)
-  if [ -z "$wheel" ]; then
-    command -v cmake >/dev/null && command -v g++ >/dev/null || { say "installing cmake and g++ (to build llama.cpp)"; apt_install cmake g++ ninja-build; }
-    say "building llama.cpp (llama-cpp-python $LLAMA_CPP_VERSION) once: about 10 minutes on 2 cores; the wheel is cached in $wheel_dir"
-    mkdir -p "$STATE/wheels"
-    build_tmp=$(mktemp -d "$STATE/wheels/.build.XXXX")
-    t0=$(date +%s)
-    CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-      "$VENV/bin/pip" wheel --no-deps --no-binary llama-cpp-python "llama-cpp-python==$LLAMA_CPP_VERSION" -w "$build_tmp" >>"$LOG" 2>&1 \
-      || { rm -rf "$build_tmp"; die "building llama-cpp-python $LLAMA_CPP_VERSION failed -- see $LOG (needs cmake >= 3.21 and a C++17 compiler)"; }
-    mkdir -p "$wheel_dir" && mv "$build_tmp"/llama_cpp_python-*.whl "$wheel_dir"/ && rm -rf "$build_tmp"
-    wheel=$(ls "$wheel_dir"/llama_cpp_python-*.whl | head -1)
-    say "llama.cpp built in $(( $(date +%s) - t0 )) s"
-  fi
-  "$VENV/bin/pip" install -q "$wheel[server]" >>"$LOG" 2>&1 || die "installing $wheel failed -- see $LOG"
-  llama_ok || die "llama-cpp-python does not import after installing $wheel -- see $LOG; delete $wheel_dir to rebuild"
-fi
+# 1b. llama.cpp: llama-cpp-python[server], built from source once, the wheel cached ----------
+bash "$ROOT/scripts/setup_llamacpp.sh" "$VENV" "$STATE" "$LOG" || exit 1
 
 # 2. Docker engine ---------------------------------------------------------------------
 if ! docker info >/dev/null 2>&1; then

@@ -222,3 +222,30 @@ def test_cli_bundled_model_detached_then_stopped(tmp_path, bundled_gguf):
         if pids_with_port_arg(port):
             os.killpg(pid, signal.SIGKILL)
     assert_gone(pid, port)
+
+
+@pytest.mark.docker
+def test_run_structured_against_llamacpp_records_it(llama_server, base_image, tmp_path):
+    """`ablbench run --structured`: the preflight passes, every finished reply is an action object,
+    and run.json says the run was structured (with the exact response_format sent)."""
+    out = tmp_path / "run"
+    env = {**os.environ, "ABLBENCH_HOME": str(tmp_path / "home")}
+    res = subprocess.run(
+        [ABLBENCH, "run", "--structured", "--model-url", llama_server.base_url, "--model", llama_server.model_name,
+         "--include", "make-output-dir", "--max-turns", "2", "--max-tokens", "256", "--context-length", "8192",
+         "--temperature", "0", "--offline", "--quiet", "--out", str(out)],
+        capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["structured"] is True
+    sent = meta["agent"]["response_format"]
+    assert sent["type"] == "json_object" and sent["schema"] == action_schema(bounds_for(256))
+    [trace] = (out / "make-output-dir").glob("*/trace.jsonl")
+    turns = [json.loads(line) for line in trace.read_text().splitlines()]
+    turns = [t for t in turns if "turn" in t]
+    assert 1 <= len(turns) <= 2
+    finished = [t for t in turns if t["finish_reason"] == "stop"]
+    assert finished, [t["finish_reason"] for t in turns]
+    for t in finished:
+        assert set(json.loads(t["reply"])) == {"analysis", "plan", "commands", "task_complete"}
+        assert t["parse"]["status"] != "parse_fail"
