@@ -109,12 +109,18 @@ class LlamaCppServer(LocalProcessServer):
 
     def _effective(self) -> tuple[int, int]:
         """(threads, n_ctx) that apply, server arguments after ``--`` included."""
-        threads = int(_arg_value(self.extra_args, "--n_threads") or self.threads)
         ctx = self.n_ctx
         if ctx is None:
             trained = self._facts.context_length if self._facts else None
             ctx = min(trained, DEFAULT_MAX_CTX) if trained else DEFAULT_MAX_CTX
-        return threads, int(_arg_value(self.extra_args, "--n_ctx") or ctx)
+        values = []
+        for flag, default in (("--n_threads", self.threads), ("--n_ctx", ctx)):
+            given = _arg_value(self.extra_args, flag)
+            try:
+                values.append(int(given) if given is not None else int(default))
+            except ValueError:
+                raise ServerError(f"{flag} {given!r} is not a whole number") from None
+        return values[0], values[1]
 
     def command(self) -> list[str]:
         """The full argv of the server."""
