@@ -31,11 +31,13 @@ PROBE_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
 }
 PROBE_MESSAGES = [{"role": "user", "content": "Write one short sentence about the sea."}]
+#: the probe object is about 12 tokens; a server that ignores the schema is stopped soon after
+PROBE_MAX_TOKENS = 24
 
 
 def _try(base_url: str, model: str, style: Style, timeout_s: float) -> str | None:
     """None when ``style`` is honoured, else what happened instead."""
-    body = {"model": model, "messages": PROBE_MESSAGES, "max_tokens": 48, "temperature": 0,
+    body = {"model": model, "messages": PROBE_MESSAGES, "max_tokens": PROBE_MAX_TOKENS, "temperature": 0,
             "response_format": response_format(PROBE_SCHEMA, style, name="ablbench_probe")}
     try:
         resp = httpx.post(f"{base_url.rstrip('/')}/v1/chat/completions", json=body, timeout=timeout_s)
