@@ -10,8 +10,8 @@ process keeping another core busy -- it measures, as the median of ``--reps`` re
 * the agent-sized turn: wall seconds for that prompt plus the reply.
 
 Every prompt starts with a fresh nonce so no server can reuse a cached prefix. Greedy
-decoding. llama.cpp runs with ``--threads`` (default: all CPUs, as ``ablbench serve``) and,
-for comparison, with one thread; ``transformers serve`` with torch's defaults.
+decoding. llama.cpp runs with all CPUs as threads and with ``ablbench serve``'s default (half
+of them, at least one); ``transformers serve`` with torch's defaults.
 
     .venv/bin/python benchmarks/bench_serving.py [--reps 3] [--prompt-tokens 350] [--decode-tokens 128]
 """
@@ -36,7 +36,7 @@ from rich.table import Table
 from harness.embedded_model import gguf_path, materialize
 from harness.prompt import AGENT_SYSTEM_PROMPT
 from runners.servers import ModelServer, make_server
-from runners.servers.llamacpp import cpu_threads
+from runners.servers.llamacpp import cpu_threads, default_threads
 
 BUSY_LOOP = "import sys, time\nend = time.monotonic() + float(sys.argv[1])\nwhile time.monotonic() < end:\n    pass\n"
 FILLER = ("The task environment is a Debian container with bash, coreutils, git and python3 installed. "
@@ -97,14 +97,14 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--prompt-tokens", type=int, default=350)
     ap.add_argument("--decode-tokens", type=int, default=128)
-    ap.add_argument("--threads", type=int, default=cpu_threads())
     ap.add_argument("--skip-transformers", action="store_true")
     args = ap.parse_args()
-    console = Console()
+    console = Console(width=160)
     gguf, folder = gguf_path(), materialize()
     servers: list[tuple[str, dict[str, Any]]] = [
-        (f"llama.cpp, {args.threads} threads", {"backend": "llamacpp", "model": gguf, "threads": args.threads}),
-        ("llama.cpp, 1 thread", {"backend": "llamacpp", "model": gguf, "threads": 1}),
+        (f"llama.cpp, {n} thread(s){' (default)' if n == default_threads() else ''}",
+         {"backend": "llamacpp", "model": gguf, "threads": n})
+        for n in sorted({cpu_threads(), default_threads()}, reverse=True)
     ]
     if not args.skip_transformers:
         servers.append(("transformers serve", {"backend": "transformers", "model": folder}))

@@ -160,6 +160,22 @@ def test_refusals_before_anything_starts(tmp_path, bundled_gguf):
         make_server("transformers", bundled_gguf).start()
 
 
+def test_command_sets_threads_and_context_explicitly(bundled_gguf):
+    from runners.servers.llamacpp import cpu_threads, default_threads
+
+    assert default_threads() == max(1, cpu_threads() // 2)
+    argv = make_server("llamacpp", bundled_gguf, port=40005).command()
+    assert argv[:3] == [sys.executable, "-m", "llama_cpp.server"]
+    flags = dict(zip(argv[3::2], argv[4::2], strict=True))
+    assert flags == {"--model": str(bundled_gguf.resolve()), "--model_alias": "SmolLM2-135M-Instruct.Q4_1",
+                     "--host": "127.0.0.1", "--port": "40005", "--n_threads": str(default_threads()),
+                     "--n_threads_batch": str(default_threads()), "--n_ctx": "8192"}
+    # server arguments after `--` come last, win, and are what the identity reports
+    custom = make_server("llamacpp", bundled_gguf, extra_args=["--n_threads", "3", "--n_ctx=2048"])
+    assert custom.command()[-2:] == ["3", "--n_ctx=2048"]
+    assert custom._effective() == (3, 2048)
+
+
 def test_early_exit_is_reported_with_the_log(bundled_gguf):
     server = make_server("llamacpp", bundled_gguf, extra_args=["--no_such_option", "1"], health_budget_s=120)
     with pytest.raises(ServerError, match="exited with code") as exc:

@@ -84,11 +84,11 @@ def run_checks() -> list[Check]:
 
 def _llama_cpp_check() -> Check:
     """llama-cpp-python with its server extra: the CPU backend for GGUF files."""
-    from runners.servers.llamacpp import cpu_threads, llama_cpp_installed
+    from runners.servers.llamacpp import cpu_threads, default_threads, llama_cpp_installed
 
     version = _version("llama_cpp_python")
     ok = version is not None and llama_cpp_installed()
-    detail = f"llama-cpp-python {version} (server), {cpu_threads()} thread(s)" if ok else (
+    detail = f"llama-cpp-python {version} (server), {default_threads()} of {cpu_threads()} CPUs" if ok else (
         f"llama-cpp-python {version} without its server extra" if version else "not installed")
     return Check("llama.cpp", ok, detail, "run scripts/setup.sh (builds llama-cpp-python and its server extra once, then "
                  "reuses the cached wheel)")
