@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -269,3 +270,27 @@ def test_run_structured_against_llamacpp_records_it(llama_server, base_image, tm
     for t in finished:
         assert set(json.loads(t["reply"])) == {"analysis", "plan", "commands", "task_complete"}
         assert t["parse"]["status"] != "parse_fail"
+
+
+@pytest.mark.docker
+def test_full_bench_serves_gguf_models_with_llamacpp_structured(bundled_gguf, base_image, tmp_path):
+    """scripts/full_bench_parallel.sh with two GGUF files: llama.cpp is chosen per model, the served
+    context reaches the agent, --structured reaches both runs, and nothing is left running."""
+    from harness.paths import REPO_ROOT
+
+    out = tmp_path / "bench"
+    cmd = ["bash", str(REPO_ROOT / "scripts" / "full_bench_parallel.sh"), "--model", f"base={bundled_gguf}",
+           "--model", f"again={bundled_gguf}", "--include", "hello-world", "-n", "1", "--max-turns", "1",
+           "--max-tokens", "128", "--structured", "--offline", "--out", str(out)]
+    env = {**os.environ, "ABLBENCH": ABLBENCH, "ABLBENCH_HOME": str(tmp_path / "home")}
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    for name in ("base", "again"):
+        meta = json.loads((out / name / "run.json").read_text())
+        assert meta["structured"] is True and meta["agent"]["context_length"] == 8192
+        assert meta["model"]["served_ids"] == [meta["model"]["model"]]  # the llama.cpp alias, listed
+    assert json.loads((out / "report.json").read_text())["n_tasks"] == 1
+    assert not list((tmp_path / "home" / "servers").glob("*.json"))  # every server stopped
+    ports = re.findall(r"^== \w+: http://127\.0\.0\.1:(\d+) ", res.stdout, flags=re.MULTILINE)
+    assert len(ports) == 2
+    assert all(pids_with_port_arg(int(port)) == [] for port in ports)
