@@ -23,7 +23,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from runners.task_spec import TaskSpec
+from ablbench.task_spec import TaskSpec
 
 Log = Callable[[str], None]
 TAG_REPO = "ablbench-task"

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import typer
 
-from harness.errors import AblbenchError, fail
+from ablbench.errors import AblbenchError
+from harness.errors import fail
 
 abl_app = typer.Typer(help="Find, choose, bake and evaluate a refusal direction.", no_args_is_help=True)
 
