@@ -37,6 +37,7 @@ from harness.llm_types import ChatResult, ContextOverflowError, LLMError, Sampli
 from harness.parser import ParsedAction, parse_action, strip_reasoning
 from harness.prompt import initial_messages
 from harness.trace import TraceWriter
+from harness.trial_behaviour import metrics_from_file
 from runners.terminal import TerminalError, TmuxTerminal
 
 CONFIRM_MESSAGE = (
@@ -161,6 +162,10 @@ class TerminusAgent:
                          "counters": {k: v for k, v in asdict(result).items() if k not in ("extra",)},
                          "extra": result.extra})
             trace.close()
+            try:  # the behaviour columns of master_summary.csv (harness.trial_behaviour)
+                result.extra["behaviour"] = metrics_from_file(trace.path)
+            except Exception as exc:  # noqa: BLE001 - metrics must never cost a trial; analyze recomputes them
+                result.extra["behaviour_error"] = f"{type(exc).__name__}: {exc}"
         return result
 
     # ------------------------------------------------------------------ the loop

@@ -208,4 +208,7 @@ def make_plots(res: dict, out_dir: Path) -> list[Path]:
         h = heatmap(res, out_dir / "task_heatmap.png")
         if h:
             made.append(h)
+    from harness.analysis.behaviour_plots import make_behaviour_plots  # imports this module: no cycle at load
+
+    made += make_behaviour_plots(res, out_dir)
     return made

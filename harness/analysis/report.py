@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from harness.analysis.behaviour_report import section as behaviour_section
 from harness.analysis.power import MODELS
 
 
@@ -233,7 +234,7 @@ def _dropped(res: dict) -> list[str]:
 def to_markdown(res: dict) -> str:
     """The full human report."""
     parts = (_intro(res) + _summary(res) + _rates(res) + _pairs(res) + _cochran(res) + _overlap(res) + _power(res)
-             + _failures(res) + _dropped(res))
+             + _failures(res) + _dropped(res) + (behaviour_section(res["behaviour"]) if "behaviour" in res else []))
     for note in res.get("notes", []):
         parts.append(f"> Note: {note}")
     return "\n".join(parts).rstrip() + "\n"
