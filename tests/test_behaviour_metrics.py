@@ -193,3 +193,16 @@ def test_markers_come_from_the_one_list():
 
     assert tb.matched_markers is markers.matched_markers
     assert Path(markers.__file__).name == "markers.py"
+
+
+def test_metric_extraction_stays_light():
+    """The agent computes these metrics in every trial (also inside harbor): no torch, numpy or scipy."""
+    import subprocess
+    import sys
+
+    code = ("import sys, harness.trial_behaviour, abliterate.markers; "
+            "print(sorted({'torch', 'numpy', 'scipy', 'transformers'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).parent.parent)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
