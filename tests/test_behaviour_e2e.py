@@ -132,7 +132,8 @@ def test_behaviour_section_is_filled_and_true_to_the_traces(compared):
     assert sentences["commands"].startswith("bad executed 0.0 commands per trial vs 1.0 for good")
     assert sentences["false_completion"].startswith(
         "bad claimed task_complete on a trial it then failed in 100.0 % (2/2) of trials vs 0.0 % (0/2) for good")
-    assert "first command" in sentences["first_cmd_s"] and "no shared task" in sentences["first_cmd_s"]
+    assert sentences["first_cmd_s"] == ("seconds to first command: no shared task has a value in both runs "
+                                        "(bad on 0, good on 2 task(s)).")
     for s in sentences.values():
         assert s in md
     # the refusal table: every flagged turn with its excerpt

@@ -182,7 +182,8 @@ def sentence(m: Metric, row: dict) -> str:
     """One plain sentence for a metric of a pair (module doc, rule 5)."""
     a, b = row["a"], row["b"]
     if row["n"] == 0:
-        return f"{m.label}: no shared task has a value in both {a} and {b}."
+        return (f"{m.label}: no shared task has a value in both runs ({a} on {row['tasks_a']}, {b} on "
+                f"{row['tasks_b']} task(s)).")
     pooled = row.get("pooled")
     if pooled is not None:
         va = format_value(m, pooled["rate_a"], pooled["events_a"], pooled["turns_a"])
@@ -238,6 +239,7 @@ def _compare(a: str, b: str, ra: list[TrialBehaviour], rb: list[TrialBehaviour],
         diffs = {t: ta[t] - tb[t] for t in common}
         row: dict[str, Any] = {
             "key": m.key, "label": m.label, "kind": m.kind, "a": a, "b": b, "n": len(common), "n_single": single,
+            "tasks_a": sum(t in ta for t in tasks), "tasks_b": sum(t in tb for t in tasks),
             "mean_a": float(np.mean(xa)) if xa else None, "mean_b": float(np.mean(xb)) if xb else None,
             "mean_diff": float(np.mean(list(diffs.values()))) if diffs else None,
             "median_diff": float(np.median(list(diffs.values()))) if diffs else None,
