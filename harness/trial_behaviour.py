@@ -4,7 +4,8 @@ Rules, in order:
 
 1. A trajectory is a list of turns, one per model reply. In ``trace.jsonl`` a turn is a record
    with a ``turn`` key; only records after the last ``{"event": "start"}`` count (an appended
-   rerun starts a new episode). In ATIF a turn is a step whose ``source`` is ``"agent"``.
+   rerun starts a new episode). In ATIF a turn is a step whose ``source`` is ``"agent"``, less
+   model-free steps (``llm_call_count`` 0).
 2. ``turns``: the number of turns. ``parse_fail`` / ``no_cmd``: turns whose reply could not be
    parsed / parsed but ran no command (the parser's status; for ATIF, ``extra.parse.status`` when
    present, else a parse error is read from the feedback text and a turn without tool calls that
@@ -20,7 +21,8 @@ Rules, in order:
    Whether the claim was false needs the outcome: :func:`ablbench.results.false_completion`.
 7. ``tokens_in`` / ``tokens_out``: sums of the replies' prompt / completion token usage.
 8. ``first_cmd_s``: seconds from the agent's start until the reply that carried the first
-   executed command arrived (None when no command ran or the times are missing).
+   executed command arrived (None when no command ran or the times are missing); an ATIF step's
+   timestamp less the terminal and harness time of ``metrics.extra.timings`` when given.
 """
 
 from __future__ import annotations
@@ -165,8 +167,8 @@ def turns_from_atif(data: dict) -> list[Turn]:
     t0 = min(times) if times else None
     turns: list[Turn] = []
     for step in steps:
-        if step.get("source") != "agent":
-            continue
+        if step.get("source") != "agent" or step.get("llm_call_count") == 0:
+            continue  # not a model reply (a model-free agent's command step)
         extra = step.get("extra") if isinstance(step.get("extra"), dict) else {}
         metrics = step.get("metrics") if isinstance(step.get("metrics"), dict) else {}
         m_extra = metrics.get("extra") if isinstance(metrics.get("extra"), dict) else {}
@@ -193,6 +195,9 @@ def turns_from_atif(data: dict) -> list[Turn]:
         flag = extra.get("cut_off")
         finish = extra.get("finish_reason") or m_extra.get("finish_reason")
         at = _atif_time(step.get("timestamp"))
+        timings = m_extra.get("timings") if isinstance(m_extra.get("timings"), dict) else {}
+        if at is not None:  # ablbench's export stamps a step when its commands ended, like the trace
+            at -= (_float(timings.get("terminal_s")) or 0.0) + (_float(timings.get("harness_s")) or 0.0)
         turns.append(Turn(
             index=len(turns) + 1,
             reply=str(step.get("message") or ""),

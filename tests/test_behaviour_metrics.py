@@ -113,7 +113,9 @@ def test_trace_written_by_the_real_writer(tmp_path):
 
 
 def atif() -> dict:
-    """An ATIF v1.4 trajectory as harbor writes one for a Terminus-style agent."""
+    """An ATIF trajectory as harbor's Terminus-2 writes one (feedback in the observation), with a step as
+    ablbench's own export writes it (parse status in ``extra``, timings in ``metrics.extra``) and a
+    model-free step (``llm_call_count`` 0) that is not a turn."""
     return {
         "schema_version": "ATIF-v1.4", "session_id": "s1", "agent": {"name": "terminus-2", "version": "2"},
         "steps": [
@@ -126,14 +128,19 @@ def atif() -> dict:
             {"step_id": 4, "timestamp": "2025-11-01T10:00:12Z", "source": "agent",
              "message": '{"analysis": "ok"}', "reasoning_content": "I cannot be sure",
              "metrics": {"prompt_tokens": 600, "completion_tokens": 30}, "extra": {"finish_reason": "length"}},
-            {"step_id": 5, "timestamp": "2025-11-01T10:00:20Z", "source": "agent", "message": "running",
+            {"step_id": 5, "timestamp": "2025-11-01T10:00:21.5Z", "source": "agent", "message": "running",
              "tool_calls": [{"tool_call_id": "c1", "function_name": "bash_command",
                              "arguments": {"keystrokes": "git status\n", "duration": 1}},
                             {"tool_call_id": "c2", "function_name": "bash_command",
                              "arguments": {"keystrokes": "git status\n"}}],
              "observation": {"results": [{"source_call_id": "c1", "content": "On branch main"}]},
-             "metrics": {"prompt_tokens": 700, "completion_tokens": 40}},
-            {"step_id": 6, "timestamp": "2025-11-01T10:00:30Z", "source": "agent", "message": "done",
+             "metrics": {"prompt_tokens": 700, "completion_tokens": 40,
+                         "extra": {"finish_reason": "stop", "timings": {"terminal_s": 1.0, "harness_s": 0.5}}},
+             "extra": {"parse": {"status": "ok"}}},
+            {"step_id": 6, "timestamp": "2025-11-01T10:00:25Z", "source": "agent", "message": "run: ls",
+             "llm_call_count": 0, "tool_calls": [{"tool_call_id": "o1", "function_name": "bash_command",
+                                                   "arguments": {"command": "ls"}}]},
+            {"step_id": 7, "timestamp": "2025-11-01T10:00:30Z", "source": "agent", "message": "done",
              "tool_calls": [{"tool_call_id": "c3", "function_name": "mark_task_complete", "arguments": {}}],
              "metrics": {"prompt_tokens": 800, "completion_tokens": 10}, "extra": {"cut_off": False}},
         ],
