@@ -241,7 +241,8 @@ def to_markdown(res: dict) -> str:
 
 
 def to_json(res: dict) -> str:
-    """The analysis as JSON (keys documented in issue 8; ``runs``, ``pairs``, ``overlap``, ``cochran_q``)."""
+    """The analysis as JSON (keys documented in issue 8; ``runs``, ``pairs``, ``overlap``, ``cochran_q``;
+    ``behaviour``: :func:`harness.analysis.behaviour.analyze_behaviour`)."""
     return json.dumps(res, indent=2, sort_keys=False) + "\n"
 
 
