@@ -293,7 +293,18 @@ def _run_summary(name: str, rows: list[TrialBehaviour], excluded: int, trials: i
 
 
 def analyze_behaviour(runs: Sequence[Run], tasks: Sequence[str] | None = None) -> dict:
-    """The ``behaviour`` section of an analysis (module doc) for ``runs`` on ``tasks`` (default: shared)."""
+    """The ``behaviour`` section of an analysis (module doc) for ``runs`` on ``tasks`` (default: shared).
+
+    Keys: ``available`` (any behaviour data at all), ``rules`` (sentences), ``alpha``, ``metrics``
+    (key, label, kind of each :data:`METRICS`); ``runs[]``: name, trials, with_behaviour,
+    excluded_infra_error, sources, outcomes, ``metrics[key]`` (n, mean, median; rates also events,
+    turns, pooled) and ``per_trial[]`` (task, attempt, outcome, source, one value per metric);
+    ``pairs[]``: a, b, n_tasks, outcome_changes, ``metrics[]`` (n, mean_a, mean_b, mean_diff,
+    median_diff, hodges_lehmann, wilcoxon_p / _method / _nonzero / _holm_p, rank_biserial,
+    per_task_diff, sentence; rates also ``pooled``: events/turns/rate per run, diff, p, method,
+    holm_p); ``refusals[]``: run, task, attempt, turn, markers, excerpt, reply (+ ``judge`` with
+    ``--judge``, and a top-level ``judge`` count).
+    """
     if tasks is None:
         tasks = sorted(set.intersection(*(r.tasks() for r in runs))) if runs else []
     keep = set(tasks)
