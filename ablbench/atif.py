@@ -51,7 +51,7 @@ def _clean(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items() if v is not None}
+        return {str(k): _clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_clean(v) for v in value]
     return value
@@ -106,7 +106,7 @@ def _turn_step(b: _Builder, rec: dict, model_name: str | None) -> None:
             continue
         extra = {k: cmd[k] for k in ("waited_s", "ended") if k in cmd}
         calls.append({"tool_call_id": f"call_{turn}_{i}", "function_name": "bash_command",
-                      "arguments": {"keystrokes": str(cmd.get("keystrokes", "")), "duration": cmd.get("duration")},
+                      "arguments": {"keystrokes": str(cmd.get("keystrokes", "")), "duration": _clean(cmd.get("duration"))},
                       **({"extra": _clean(extra)} if extra else {})})
     parse = rec.get("parse") if isinstance(rec.get("parse"), dict) else {}
     commands_ran = len(calls)
@@ -117,14 +117,14 @@ def _turn_step(b: _Builder, rec: dict, model_name: str | None) -> None:
     if commands_ran == 1:
         result["source_call_id"] = calls[0]["tool_call_id"]
     usage = rec.get("usage") if isinstance(rec.get("usage"), dict) else {}
-    metrics = {"prompt_tokens": _int(usage.get("prompt_tokens")),
-               "completion_tokens": _int(usage.get("completion_tokens"))}
+    metrics = {k: _int(usage.get(k)) for k in ("prompt_tokens", "completion_tokens") if _int(usage.get(k)) is not None}
     metrics_extra = {k: rec.get(k) for k in ("finish_reason", "retries", "timings") if rec.get(k) is not None}
     if metrics_extra:
         metrics["extra"] = metrics_extra
-    extra = {"turn": turn, "parse": {k: parse.get(k) for k in ("status", "error", "warnings") if parse.get(k)},
-             "request": rec.get("request"), "confirm_pending": rec.get("confirm_pending"),
-             "terminal_output": rec.get("observation")}
+    extra = {k: v for k, v in {
+        "turn": turn, "parse": {k: parse.get(k) for k in ("status", "error", "warnings") if parse.get(k)},
+        "request": rec.get("request"), "confirm_pending": rec.get("confirm_pending"),
+        "terminal_output": rec.get("observation")}.items() if v is not None}
     b.add("agent", str(rec.get("reply") or ""), rec.get("t"), model_name=model_name,
           reasoning_content=rec.get("reasoning") or None, tool_calls=calls or None,
           observation={"results": [result]}, metrics=_clean(metrics), llm_call_count=1, extra=_clean(extra))
@@ -158,11 +158,10 @@ def trajectory_from_trace(
             call_id = f"call_{len(b.steps)}_1"
             pending = b.add("agent", f"run: {rec.get('command', '')}", rec.get("t"), llm_call_count=0,
                             tool_calls=[{"tool_call_id": call_id, "function_name": "bash_command",
-                                         "arguments": _clean({"command": rec.get("command"),
-                                                              "timeout_s": rec.get("timeout_s")})}])
+                                         "arguments": _clean({k: rec[k] for k in ("command", "timeout_s") if k in rec})}])
         elif event == "result":
             content = str(rec.get("output_tail") or "")
-            extra = _clean({k: rec.get(k) for k in ("exit_code", "timed_out", "duration_s")})
+            extra = _clean({k: rec.get(k) for k in ("exit_code", "timed_out", "duration_s") if k in rec})
             if pending is not None:
                 pending["observation"] = {"results": [{"source_call_id": pending["tool_calls"][0]["tool_call_id"],
                                                        "content": content, "extra": extra}]}
@@ -174,7 +173,7 @@ def trajectory_from_trace(
         elif event in ("error", "context_overflow"):
             text = rec.get("message") or rec.get("error") or event
             b.add("system", f"{event}: {text}", rec.get("t"),
-                  extra=_clean({k: v for k, v in rec.items() if k not in ("t", "event")}))
+                  extra=_clean({k: v for k, v in rec.items() if k not in ("t", "event")}) or None)
         elif event == "end":
             end = rec
     turns = [s for s in b.steps if s.get("source") == "agent" and s.get("metrics")]

@@ -12,6 +12,8 @@ environment (``runners.harbor_environment:AblbenchDocker``): the same compose ma
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from datetime import datetime
 from pathlib import Path
 
@@ -29,7 +31,7 @@ from harbor_helpers import (
 from test_agent_scripted_server import ScriptedServer
 from typer.testing import CliRunner
 
-from ablbench.paths import BUNDLED_TASKS
+from ablbench.paths import BUNDLED_TASKS, DEBIAN_IMAGE, REPO_ROOT
 from harness.cli import app
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -221,3 +223,29 @@ def test_no_network_policy_is_enforced_or_refused_never_widened(jobs_dir):
         assert hardened["pids_limit"] > 0 and hardened["privileged"] is False
     assert out["allowlist"].startswith("refused: ") and "allowlist" in out["allowlist"]
     assert out["mixed"].startswith("refused: "), out["mixed"]
+
+
+SWEEP = REPO_ROOT / "scripts" / "harbor_sweep.sh"
+
+
+def test_harbor_sweep_resumes_and_fails_when_no_trial_is_graded(jobs_dir, tmp_path):
+    """full_bench_parallel.sh --engine harbor runs this per model: harbor exits 0 whatever happens,
+    the sweep does not when no trial reached its verifier (here: tmux missing, no network to install it)."""
+    tasks = tmp_path / "tasks"
+    shutil.copytree(BUNDLED_TASKS / "hello-world", tasks / "no-tmux")
+    (tasks / "no-tmux" / "environment" / "Dockerfile").write_text(f"FROM {DEBIAN_IMAGE}\nWORKDIR /app\n")
+    job = jobs_dir / "sweep"
+    with ScriptedServer([oracle_model(TASKS)]) as srv:
+        cmd = ["bash", str(SWEEP), "--url", srv.base_url, "--model", "scripted", "--job", str(job),
+               "--tasks", str(tasks), "-n", "1", "--max-turns", "3"]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 1, res.stdout[-2000:] + res.stderr[-2000:]
+        assert "no trial of" in res.stderr and "tmux is not installed" in res.stderr, res.stderr[-2000:]
+        assert "0 graded" in res.stdout
+        config = json.loads((job / "config.json").read_text())
+        assert config["agents"][0]["kwargs"]["api_base"] == srv.base_url
+        # a second call resumes the same job (a restarted server may listen elsewhere: the URL is updated)
+        again = subprocess.run([*cmd[:3], srv.base_url + "/", *cmd[4:]], capture_output=True, text=True, timeout=600)
+    assert "resuming harbor job" in again.stdout and again.returncode == 1
+    assert json.loads((job / "config.json").read_text())["agents"][0]["kwargs"]["api_base"] == srv.base_url + "/"
+    assert len(list(job.glob("*/result.json"))) == 1  # the errored trial was kept, not duplicated
