@@ -5,7 +5,7 @@
 #                  wheel and the agent's own few libraries) and ablbench itself, editable, --no-deps
 #                  (the agent needs no torch, numpy or scipy);
 #   .venv-harbor/docker-config/   a PRIVATE docker config folder holding the Compose v2 CLI plug-in
-#                  (Debian's docker.io 20.10 has no `docker compose`); the machine's own docker set-up
+#                  (Debian's Docker 20.10 package has no `docker compose`); the machine's own docker set-up
 #                  is never touched. Its config.json is a link to ~/.docker/config.json when that exists,
 #                  so registry logins still apply. scripts/harbor.sh points DOCKER_CONFIG here.
 # Second runs take well under a second (a stamp holds the hash of this script and pyproject.toml).

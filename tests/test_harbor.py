@@ -249,3 +249,14 @@ def test_harbor_sweep_resumes_and_fails_when_no_trial_is_graded(jobs_dir, tmp_pa
     assert "resuming harbor job" in again.stdout and again.returncode == 1
     assert json.loads((job / "config.json").read_text())["agents"][0]["kwargs"]["api_base"] == srv.base_url + "/"
     assert len(list(job.glob("*/result.json"))) == 1  # the errored trial was kept, not duplicated
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--engine", "cloud"], "--engine must be builtin or harbor"),
+    (["--agent", "terminus-2"], "--agent and --env need --engine harbor"),
+    (["--engine", "harbor", "--no-network"], "--no-network is for the builtin engine"),
+])
+def test_full_bench_engine_options_are_checked(tmp_path, args, message):
+    res = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "full_bench_parallel.sh"), "--model", f"m={tmp_path}",
+                          *args], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and message in res.stderr, res.stderr
