@@ -175,9 +175,11 @@ class AblbenchTerminus(BaseAgent):
 
         def exec_fn(command: str, env: dict[str, str] | None, workdir: str | None, user: str | None,
                     timeout_s: float) -> tuple[int, str, str]:
-            coro = environment.exec(command, cwd=workdir, env=env, timeout_sec=int(timeout_s), user=user)
-            fut = asyncio.run_coroutine_threadsafe(coro, loop)
-            with lock:
+            with lock:  # a cancellation closes the container first, then cancels what is in flight
+                if container.closed:
+                    raise ExecClosed("exec refused (the trial was cancelled)")
+                coro = environment.exec(command, cwd=workdir, env=env, timeout_sec=int(timeout_s), user=user)
+                fut = asyncio.run_coroutine_threadsafe(coro, loop)
                 inflight.add(fut)
             try:
                 res = fut.result()
