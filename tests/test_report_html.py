@@ -335,6 +335,9 @@ def test_view_serves_the_page_and_refreshes_as_trials_finish(browser, tmp_path, 
         assert sent and all(u.startswith((url.group(1), "data:")) for u in sent), sent
         assert browser.console_errors() == []
     finally:
+        browser.driver.get("about:blank")  # stop the page's polling before the server goes
+        browser.console_errors()
+        browser.requests()
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=10)
@@ -359,3 +362,44 @@ def test_a_trial_still_being_written_reads_without_error(tmp_path):
     rec = trial_record(folder, "hello-world", 1)
     assert rec["running"] and rec["result"] is None and rec["end"] is None
     assert [t["turn"] for t in rec["turns"]] == [1, 2]
+
+
+# ---------------------------------------------------------------- several attempts, a behaviour section
+
+
+def test_attempts_get_one_square_each_and_a_behaviour_section_renders_generically(browser, tmp_path):
+    from harness.analysis import analyze, load_run
+    from harness.analysis.html import build_report
+
+    plans = {"base": [("hello-world", 1, "passed"), ("hello-world", 2, "failed"), ("make-output-dir", 1, "failed"),
+                      ("make-output-dir", 2, "agent_timeout")],
+             "abl": [("hello-world", 1, "passed"), ("hello-world", 2, "passed"), ("make-output-dir", 1, "failed"),
+                     ("make-output-dir", 2, "passed")]}
+    folders = [write_run(tmp_path / name, name, [TrialPlan(t, o, GIT_BASE, attempt=a) for t, a, o in trials],
+                         model=name, attempts=2) for name, trials in plans.items()]
+    runs = [load_run(f) for f in folders]
+    res = analyze(runs)
+    # the shape issue 19's behaviour section may take: per-run metrics, a per-pair table, sentences
+    res["behaviour"] = {
+        "per_run": {"base": {"turns_mean": 2.0, "no_cmd_rate": 0.25}, "abl": {"turns_mean": 2.0, "no_cmd_rate": 0.0}},
+        "pairs": [{"a": "base", "b": "abl", "turns_diff": 0.0}],
+        "sentences": ["abl never answered without a command; base did in 1 of 4 trials."],
+    }
+    html = tmp_path / "report.html"
+    html.write_text(build_report(res, runs), encoding="utf-8")
+    d = browser.driver
+    d.get(html.as_uri())
+    _wait(d, "return document.documentElement.dataset.ready === '1'")
+    _tab(d, "matrix")
+    row = _by_css(d, '#matrix-table tr[data-task="make-output-dir"]')[0]
+    squares = [(b.get_attribute("data-key"), b.text) for b in row.find_elements("css selector", "button.cell.k")]
+    assert squares == [("0|make-output-dir|1", "✗"), ("0|make-output-dir|2", "T"), ("1|make-output-dir|1", "✗"),
+                       ("1|make-output-dir|2", "✓")]
+    _tab(d, "behaviour")
+    tab = d.find_element("id", "tab-behaviour")
+    tables = tab.find_elements("css selector", "table")
+    assert [[c.text for c in tr.find_elements("css selector", "td,th")] for tr in tables[0].find_elements(
+        "css selector", "tr")] == [["", "turns_mean", "no_cmd_rate"], ["base", "2", "0.250"], ["abl", "2", "0"]]  # JSON 2.0 is the integer 2 in JS
+    assert tables[1].find_element("css selector", "td").text == "base"
+    assert tab.find_element("css selector", "li").text.startswith("abl never answered")
+    assert browser.console_errors() == []

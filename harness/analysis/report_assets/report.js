@@ -396,10 +396,15 @@
     for (const r of S.data.runs) for (const k of Object.keys(r.facts || {})) if (!keys.includes(k)) keys.push(k);
     const table = el("table", { class: "plain", id: "provenance-table" },
       el("thead", {}, el("tr", {}, el("th", {}, ""), S.data.runs.map((r) => el("th", { text: r.name })))),
-      el("tbody", {}, keys.map((k) => el("tr", { "data-fact": k }, el("td", { class: "k", text: k }),
-        S.data.runs.map((r) => el("td", { text: r.facts && r.facts[k] !== undefined ? String(r.facts[k]) : "—" }))))));
+      el("tbody", {}, keys.map((k) => {
+        const values = S.data.runs.map((r) => (r.facts && r.facts[k] !== undefined ? String(r.facts[k]) : "—"));
+        const differs = k !== "source" && new Set(values).size > 1;
+        return el("tr", { "data-fact": k, class: differs ? "differs" : null }, el("td", { class: "k", text: k }),
+          values.map((v) => el("td", { text: v })));
+      })));
     const raw = S.data.runs.map((r) => r.run_json ? el("details", {}, el("summary", { text: `${r.name}: run.json` }), textBlock(r.run_json)) : null);
-    root.replaceChildren(el("h2", { text: "Where each run came from" }), el("div", { class: "stats" }, table), ...raw);
+    root.replaceChildren(el("h2", { text: "Where each run came from" }),
+      el("p", { class: "muted", text: "From each run's run.json. Rows in bold differ between the runs." }), el("div", { class: "stats" }, table), ...raw);
   }
 
   // ------------------------------------------------------------------ behaviour (any shape of JSON)
@@ -463,5 +468,6 @@
     document.getElementById("live-status").hidden = false;
     setTimeout(poll, 1000 * (S.data.poll_s || 3));
   }
+  document.documentElement.dataset.readyMs = String(Math.round(performance.now()));
   document.documentElement.dataset.ready = "1";
 })();
