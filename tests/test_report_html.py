@@ -314,6 +314,7 @@ def test_view_serves_the_page_and_refreshes_as_trials_finish(browser, tmp_path, 
         url = re.search(r"serving (http://127\.0\.0\.1:\d+/)", line)
         assert url, line + proc.stderr.read() if proc.poll() is not None else line
         d = browser.driver
+        browser.requests()  # forget the browser's own start page
         d.get(url.group(1))
         _wait(d, "return document.documentElement.dataset.ready === '1'")
         assert d.execute_script("return document.getElementById('live-status').hidden") is False
@@ -331,6 +332,12 @@ def test_view_serves_the_page_and_refreshes_as_trials_finish(browser, tmp_path, 
         _wait(d, "return document.querySelectorAll('#trial-panel .turn').length === 3")  # the open trial reloads
         assert "still running" not in d.find_element("id", "trial-panel").text
         d.save_screenshot(str(artifacts / "report_view_live.png"))
+        import httpx
+
+        api = url.group(1) + "api/trial"
+        assert httpx.get(api, params={"key": "1|make-output-dir|1"}).json()["result"]["outcome"] == "passed"
+        assert httpx.get(api, params={"key": "1|../..|1"}).status_code == 404  # only trials the page lists
+        assert httpx.get(url.group(1), headers={"Host": "evil.example:80"}).status_code == 403
         sent = [r["url"] for r in browser.requests()]
         assert sent and all(u.startswith((url.group(1), "data:")) for u in sent), sent
         assert browser.console_errors() == []
@@ -345,6 +352,28 @@ def test_view_serves_the_page_and_refreshes_as_trials_finish(browser, tmp_path, 
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, proc.stderr.read()
+
+
+def test_view_of_a_run_with_no_finished_trial_yet(tmp_path):
+    from harness.analysis.live import LiveReport
+
+    done = write_run(tmp_path / "base", "base", [TrialPlan("hello-world", "passed", GIT_BASE)], model="m")
+    fresh = write_run(tmp_path / "abl", "abl", [TrialPlan("hello-world", "passed", GIT_BASE[:1], finished=False)],
+                      model="m", tasks=["hello-world", "make-output-dir"])
+    report = LiveReport([done, fresh], [None, None])
+    try:
+        version, data, res = report.state()
+        assert res is None and data["analysis_error"] == "no finished trial yet in abl"
+        assert [(c["task"], c["outcome"]) for c in data["cells"][1]] == [("hello-world", "running"),
+                                                                          ("make-output-dir", "pending")]
+        assert report.state()[0] == version  # nothing changed, same version
+        write_run(fresh, "abl", [TrialPlan("hello-world", "passed", GIT_BASE)], model="m",
+                  tasks=["hello-world", "make-output-dir"])
+        version2, data, res = report.state()
+        assert version2 != version and res is not None and data["analysis_error"] is None
+        assert "Pass rates" in data["stats_html"] and [p["name"] for p in data["plots"]][0] == "pass_rates.png"
+    finally:
+        report.close()
 
 
 def test_view_fails_clearly_on_a_missing_folder(tmp_path):

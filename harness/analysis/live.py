@@ -11,7 +11,9 @@ Rules, in order:
 3. The statistics and figures are rebuilt only when a summary or run.json changed. A run that has
    no finished trial yet is shown with an empty column; when no analysis can be made yet (no
    shared task), the page says why instead of failing.
-4. The server listens on 127.0.0.1 only and serves nothing but the page and its two JSON answers.
+4. The server listens on 127.0.0.1 only, answers only requests addressed to 127.0.0.1 or localhost
+   (no DNS rebinding), and serves nothing but the page and its two JSON answers; ``/api/trial``
+   answers only for trials the page lists.
 """
 
 from __future__ import annotations
@@ -142,7 +144,9 @@ class LiveReport:
         """One trial's record, read now (a running trial shows its turns so far)."""
         from harness.analysis.html import load_trial
 
-        self.state()
+        _, data, _ = self.state()
+        if not any(c["key"] == key and c.get("trace") for cells in data["cells"] for c in cells):
+            return None  # only trials the page lists: a key never names an arbitrary folder
         with self._lock:
             runs = list(self._runs)
         return load_trial(runs, key)
@@ -169,6 +173,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
         url = urlsplit(self.path)
         query = parse_qs(url.query)
+        host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
+        if host not in (HOST, "localhost"):  # a page on another site that rebinds its name to 127.0.0.1
+            self._json({"error": f"unexpected Host {host!r}; open http://{HOST}:<port>/"}, 403)
+            return
         try:
             if url.path in ("/", "/index.html"):
                 self._send(200, self.report.page().encode("utf-8"), "text/html; charset=utf-8")
