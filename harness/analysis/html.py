@@ -7,7 +7,8 @@ Rules, in order:
    :func:`~harness.analysis.report.to_markdown`'s markdown rendered to HTML (markdown-it, raw HTML
    off), so the page says what the markdown says.
 2. The figures are the PNG files :func:`harness.analysis.plots.make_plots` writes, embedded as
-   base64 ``data:`` images; the page never draws them a second way.
+   base64 ``data:`` images; the page never draws them a second way. Without the [plots] extra
+   the page has no figures and says which install brings them.
 3. The task x run matrix comes from the loaded runs' trials (one cell per trial, coloured by
    outcome). In a results folder, trial folders without a finished result.json are ``running``,
    and tasks x attempts that run.json plans but no trial has reached are ``pending``.
@@ -42,11 +43,11 @@ PLOT_CAPTIONS = {
     "overlap_venn.png": "Overlap of solved tasks (Venn)",
     "task_heatmap.png": "Per-task pass rate over all attempts",
 }
-_ASSETS = "report_assets"
+PLOTS_MISSING = "figures need the [plots] extra: pip install 'ablbench[plots]'"
 
 
 def _asset(name: str) -> str:
-    return resources.files("harness.analysis").joinpath(_ASSETS, name).read_text(encoding="utf-8")
+    return resources.files("harness.analysis.report_assets").joinpath(name).read_text(encoding="utf-8")
 
 
 def _script_json(value: Any) -> str:
@@ -198,8 +199,19 @@ def load_trial(runs: list[Run], key: str) -> dict | None:
     return {"run": run.name, **trial_record(folder, task, number, InstructionSource(base))}
 
 
+def draw_plots(res: dict, folder: Path) -> tuple[list[Path], str | None]:
+    """The analysis figures drawn into ``folder``, or none and why (the [plots] extra is not installed)."""
+    from importlib.util import find_spec
+
+    if find_spec("matplotlib") is None or find_spec("matplotlib_venn") is None:
+        return [], PLOTS_MISSING
+    from harness.analysis.plots import make_plots
+
+    return make_plots(res, folder), None
+
+
 def page_data(runs: list[Run], res: dict | None, plots: list[Path], *, live: bool = False,
-              analysis_error: str | None = None, poll_s: float = 3.0) -> dict:
+              analysis_error: str | None = None, poll_s: float = 3.0, plots_note: str | None = None) -> dict:
     """Everything the page shows except the analysis JSON and the trial records."""
     from harness.analysis.report import to_markdown
 
@@ -226,6 +238,7 @@ def page_data(runs: list[Run], res: dict | None, plots: list[Path], *, live: boo
         "stats_html": render_markdown(to_markdown(res)) if res else "",
         "analysis_error": analysis_error,
         "plots": plot_images(plots),
+        "plots_note": plots_note,
     }
 
 
@@ -266,10 +279,9 @@ def build_report(res: dict, runs: list[Run], plots: list[Path] | None = None) ->
     from harness.analysis.report import to_json
 
     if plots is None:
-        from harness.analysis.plots import make_plots
-
         with tempfile.TemporaryDirectory(prefix="ablbench-plots-") as tmp:
-            data = page_data(runs, res, make_plots(res, Path(tmp)))
+            drawn, note = draw_plots(res, Path(tmp))
+            data = page_data(runs, res, drawn, plots_note=note)
     else:
         data = page_data(runs, res, plots)
     return render(data, to_json(res), trial_records(runs))

@@ -66,6 +66,7 @@ class LiveReport:
         self._version: str | None = None
         self._data: dict | None = None
         self._runs: list[Run] = []
+        self._plots_note: str | None = None
 
     def close(self) -> None:
         """Remove the figures folder."""
@@ -102,7 +103,7 @@ class LiveReport:
 
     def _analyse(self, runs: list[Run], problems: list[str]) -> tuple[dict | None, str | None, list[Path]]:
         from harness.analysis import analyze
-        from harness.analysis.plots import make_plots
+        from harness.analysis.html import draw_plots
 
         try:
             res = analyze(runs, solved_rule=self.solved_rule)
@@ -113,7 +114,8 @@ class LiveReport:
         out = Path(self._plots_dir.name)
         for old in out.glob("*.png"):
             old.unlink()
-        return res, ("; ".join(problems) or None), make_plots(res, out)
+        drawn, self._plots_note = draw_plots(res, out)
+        return res, ("; ".join(problems) or None), drawn
 
     def state(self) -> tuple[str, dict, dict | None]:
         """(version, page data, analysis) for the folders as they are now; rebuilt only when they changed."""
@@ -127,7 +129,8 @@ class LiveReport:
                     self._analysis = self._analyse(runs, problems)
                     self._summary_sig = summary_sig
                 res, error, plots = self._analysis
-                data = page_data(runs, res, plots, live=True, analysis_error=error, poll_s=self.poll_s)
+                data = page_data(runs, res, plots, live=True, analysis_error=error, poll_s=self.poll_s,
+                                 plots_note=self._plots_note)
                 data["version"] = version
                 self._runs, self._data, self._version = runs, data, version
             return self._version, self._data, self._analysis[0]

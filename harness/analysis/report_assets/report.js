@@ -116,6 +116,7 @@
         el("div", { class: "sub", text: `Wilson 95%: ${pct(r.wilson95[0])} – ${pct(r.wilson95[1])}` }),
         S.analysis.multi_attempt ? el("div", { class: "sub", text: `mean pass@1 ${pct(r.mean_pass_at_1)} over ${r.trials} trials` }) : null))));
     }
+    if (S.data.plots_note) kids.push(el("div", { class: "notice", id: "plots-note", text: S.data.plots_note }));
     if (S.data.plots.length) {
       kids.push(el("h2", { text: "Figures" }));
       kids.push(el("div", { class: "plots" }, S.data.plots.map((p) =>
