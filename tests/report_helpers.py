@@ -15,11 +15,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ablbench.paths import BUNDLED_TASKS
 from ablbench.results import write_json_atomic, write_summary, write_text_atomic
 from harness.trace import TraceWriter
 
 REPO = Path(__file__).resolve().parent.parent
-BUNDLED_TASKS = REPO / "tasks"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 REWARD = {"passed": 1.0}

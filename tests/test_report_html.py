@@ -23,6 +23,7 @@ from conftest import missing
 from report_helpers import REPO, Browser, TrialPlan, Turn, chrome_missing, screen, write_run, write_trial
 from typer.testing import CliRunner
 
+from ablbench.paths import BUNDLED_TASKS
 from harness.cli import app
 
 RUNS = ["base", "sft", "abliterated"]
@@ -211,7 +212,7 @@ def test_clicking_a_cell_shows_that_trials_turns_and_commands(page):
     panel = page.find_element("id", "trial-panel")
     assert panel.find_element("css selector", ".trial-title").text == "abliterated · git-recover-commit · attempt 1"
     assert panel.find_element("css selector", ".badge.outcome").text == "passed"
-    instruction = (REPO / "tasks" / "git-recover-commit" / "instruction.md").read_text().strip()
+    instruction = (BUNDLED_TASKS / "git-recover-commit" / "instruction.md").read_text().strip()
     assert panel.find_element("css selector", "pre.instruction").text.strip() == instruction
     turns = panel.find_elements("css selector", ".turn")
     assert [t.get_attribute("data-turn") for t in turns] == ["1", "2", "3"]
