@@ -346,7 +346,7 @@ def test_view_serves_the_page_and_refreshes_as_trials_finish(browser, tmp_path, 
         browser.driver.get("about:blank")  # stop the page's polling before the server goes
         browser.console_errors()
         browser.requests()
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)  # ends like Ctrl-C
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import typer
 
 from ablbench.errors import AblbenchError
 from harness.errors import fail
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends the server like Ctrl-C: socket closed, figures folder removed
 
 
 def view_command(
@@ -44,6 +49,7 @@ def view_command(
         raise fail(str(exc)) from exc
     url = f"http://{HOST}:{server.server_address[1]}/"
     typer.echo(f"serving {url}  (Ctrl-C to stop)")
+    signal.signal(signal.SIGTERM, _stop)
     try:
         server.serve_forever(poll_interval=0.25)
     except KeyboardInterrupt:

@@ -325,6 +325,7 @@
     panel.replaceChildren(...kids);
     panel.removeAttribute("aria-busy");
     if (scroll) panel.scrollTop = 0;
+    else if (S.panelTop !== null && S.panelTop !== undefined) { panel.scrollTop = S.panelTop; S.panelTop = null; }
   }
 
   // ------------------------------------------------------------------ side by side
@@ -448,10 +449,16 @@
       const r = await fetch("api/state?v=" + encodeURIComponent(S.data.version || ""), { cache: "no-store" });
       if (!r.ok) throw new Error(String(r.status));
       const j = await r.json();
-      if (j.changed) {
+      if (j.changed) {  // re-render in place: filters, the open trial and every scroll position stay
         const y = window.scrollY;
+        const box = document.querySelector(".matrix-box");
+        const boxTop = box ? box.scrollTop : 0;
+        const panel = document.getElementById("trial-panel");
+        S.panelTop = panel ? panel.scrollTop : null;
         S.data = j.data; S.analysis = j.analysis; cache.clear();
         renderAll();
+        const newBox = document.querySelector(".matrix-box");
+        if (newBox) newBox.scrollTop = boxTop;
         window.scrollTo(0, y);
       }
       status.textContent = "live · checked " + new Date().toLocaleTimeString();
