@@ -177,19 +177,25 @@ class Browser:
             options.add_argument(flag)
         options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
         self.driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+        self._sent: dict[str, dict] = {}
 
     def requests(self) -> list[dict]:
-        """Every request the browser started since the last call: ``url`` and, when the browser
+        """Every request the browser started since :meth:`clear`: ``url`` and, when the browser
         stopped it before it left, ``blocked`` (e.g. "csp")."""
-        sent: dict[str, dict] = {}
         for entry in self.driver.get_log("performance"):
             msg = json.loads(entry["message"])["message"]
             params = msg.get("params", {})
             if msg.get("method") == "Network.requestWillBeSent":
-                sent[params["requestId"]] = {"url": params["request"]["url"], "blocked": None}
-            elif msg.get("method") == "Network.loadingFailed" and params.get("requestId") in sent:
-                sent[params["requestId"]]["blocked"] = params.get("blockedReason")
-        return list(sent.values())
+                self._sent[params["requestId"]] = {"url": params["request"]["url"], "blocked": None}
+            elif msg.get("method") == "Network.loadingFailed" and params.get("requestId") in self._sent:
+                self._sent[params["requestId"]]["blocked"] = params.get("blockedReason")
+        return list(self._sent.values())
+
+    def clear(self) -> None:
+        """Forget the requests and console messages so far."""
+        self.driver.get_log("performance")
+        self.driver.get_log("browser")
+        self._sent = {}
 
     def console_errors(self) -> list[str]:
         """SEVERE console messages (CSP violations, script errors) since the last call."""
