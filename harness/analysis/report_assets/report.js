@@ -186,7 +186,7 @@
       el("th", { class: "task", title: task }, el("button", { class: "cmp-btn", title: "compare two runs on this task side by side",
         onclick: () => openCompare(task) }, "⇆"), " ", task),
       byRun.map((m, ri) => el("td", { "data-run": S.data.runs[ri].name }, el("div", { class: "cellbox" },
-        (m.get(task) || []).map((c) => cellButton(c, multi))))),
+        m.has(task) ? m.get(task).map((c) => cellButton(c, multi)) : el("span", { class: "muted", title: "not in this run" }, "—")))),
       el("td", { class: "region" + (region.get(task) === "solved by none" ? " none" : ""), text: region.get(task) || "" })));
     const table = el("table", { class: "matrix", id: "matrix-table" }, el("thead", {}, head), el("tbody", {}, rows));
     const panel = el("div", { id: "trial-panel", class: "card scroll" },
@@ -263,9 +263,17 @@
       t.observation !== undefined && t.observation !== null ? el("div", { class: "label", text: "terminal after the turn" }) : null,
       t.observation !== undefined && t.observation !== null ? textBlock(t.observation, "term obs") : null);
   }
-  function eventNote(ev) {
-    const extra = ev.error ? ": " + ev.error : "";
-    return el("div", { class: "event", text: `${ev.event || "event"} after turn ${ev.after_turn}${extra}` });
+  function eventNote(ev) {  // any other trace record (context_overflow, an oracle's command/result ...)
+    const short = [], long = [];
+    for (const [k, v] of Object.entries(ev)) {
+      if (["t", "event", "after_turn"].includes(k) || v === null || v === "") continue;
+      const text = typeof v === "object" ? JSON.stringify(v) : String(v);
+      (text.length > 100 || text.includes("\n") ? long : short).push([k, text]);
+    }
+    return el("div", { class: "event", "data-event": ev.event || "" },
+      el("b", { text: ev.event || "event" }), ev.after_turn ? ` after turn ${ev.after_turn}` : "",
+      short.length ? " · " + short.map(([k, v]) => `${k}: ${v}`).join(" · ") : "",
+      long.map(([k, v]) => el("details", {}, el("summary", { text: k }), textBlock(v))));
   }
   function endAndVerifier(rec) {
     const res = rec.result || {};
