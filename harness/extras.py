@@ -36,3 +36,23 @@ def missing_extra_message(exc: ModuleNotFoundError, verb: str) -> str | None:
         return None
     return (f"`ablbench {verb}` needs {exc.name}, which the [{extra}] extra installs: "
             f"pip install 'ablbench[{extra}]' (or 'ablbench[all]')")
+
+
+#: the modules each extra must make importable
+MODULES_OF = {
+    "abliterate": ("torch", "transformers", "safetensors"),
+    "plots": ("matplotlib", "matplotlib_venn"),
+    "gguf": ("gguf",),
+}
+
+
+def require(extra: str, verb: str) -> None:
+    """Raise AblbenchError (one line, with the pip command) unless ``extra``'s modules import."""
+    from importlib.util import find_spec
+
+    from ablbench.errors import AblbenchError
+
+    absent = [m for m in MODULES_OF[extra] if find_spec(m) is None]
+    if absent:
+        raise AblbenchError(f"`ablbench {verb}` needs {', '.join(absent)}, which the [{extra}] extra installs: "
+                            f"pip install 'ablbench[{extra}]' (or 'ablbench[all]')")
