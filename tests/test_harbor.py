@@ -230,10 +230,11 @@ SWEEP = REPO_ROOT / "scripts" / "harbor_sweep.sh"
 
 def test_harbor_sweep_resumes_and_fails_when_no_trial_is_graded(jobs_dir, tmp_path):
     """full_bench_parallel.sh --engine harbor runs this per model: harbor exits 0 whatever happens,
-    the sweep does not when no trial reached its verifier (here: tmux missing, no network to install it)."""
+    the sweep does not when no trial reached its verifier (here: no tmux, and no package manager to get it)."""
     tasks = tmp_path / "tasks"
     shutil.copytree(BUNDLED_TASKS / "hello-world", tasks / "no-tmux")
-    (tasks / "no-tmux" / "environment" / "Dockerfile").write_text(f"FROM {DEBIAN_IMAGE}\nWORKDIR /app\n")
+    (tasks / "no-tmux" / "environment" / "Dockerfile").write_text(
+        f"FROM {DEBIAN_IMAGE}\nRUN rm /usr/bin/apt-get\nWORKDIR /app\n")
     job = jobs_dir / "sweep"
     with ScriptedServer([oracle_model(TASKS)]) as srv:
         cmd = ["bash", str(SWEEP), "--url", srv.base_url, "--model", "scripted", "--job", str(job),
