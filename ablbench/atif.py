@@ -4,8 +4,8 @@ ATIF (Agent Trajectory Interchange Format) is what harbor's viewer and other tra
 read. The dict is built here by the format's rules, without importing harbor (the tests validate
 it with harbor's own pydantic model in ``.venv-harbor``). Rules, in order:
 
-1. Steps are numbered 1, 2, ... in trace order. The prompt comes first: the agent's recorded
-   ``{"event": "prompt", "messages": [...]}`` as system/user steps, else one user step holding
+1. Steps are numbered 1, 2, ... in trace order. The prompt comes first: the ``messages`` of the
+   agent's ``start`` record (its first request) as system/user steps, else one user step holding
    the task instruction.
 2. A Terminus turn record (``"turn"``) is one agent step: ``message`` = the raw reply,
    ``reasoning_content`` = its reasoning, one ``bash_command`` tool call per command that RAN
@@ -140,14 +140,11 @@ def trajectory_from_trace(
     b = _Builder()
     start = next((r for r in records if r.get("event") == "start"), {})
     model_name = model_name or start.get("model") or None
-    prompt = next((r for r in records if r.get("event") == "prompt"), None)
-    messages = prompt.get("messages") if prompt else None
-    if isinstance(messages, list) and messages:
-        for m in messages:
-            role = m.get("role") if isinstance(m, dict) else None
-            b.add("system" if role == "system" else "user", str(m.get("content") or "") if role else "", prompt.get("t"))
-    else:
-        b.add("user", instruction, records[0].get("t"))
+    messages = [m for m in start.get("messages") or [] if isinstance(m, dict)]
+    for m in messages:
+        b.add("system" if m.get("role") == "system" else "user", str(m.get("content") or ""), start.get("t"))
+    if not messages:
+        b.add("user", str(start.get("instruction") or instruction), records[0].get("t"))
     pending: dict | None = None  # an oracle command waiting for its result
     end: dict = {}
     for rec in records:

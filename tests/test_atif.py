@@ -35,8 +35,8 @@ def _turn(n: int, reply: str, commands: list[dict], *, status: str = "ok", compl
 def _terminus_trace(path: Path) -> Path:
     with TraceWriter(path) as w:
         w.write({"event": "start", "config": {"max_turns": 5, "temperature": float("nan")}, "screen": "$",
-                 "idle_detection": True, "model": "qwen-abl"})
-        w.write({"event": "prompt", "messages": initial_messages("Make /app/x.", "$")})
+                 "idle_detection": True, "model": "qwen-abl", "instruction": "Make /app/x.",
+                 "messages": initial_messages("Make /app/x.", "$")})
         w.write(_turn(1, '{"commands": [...]}', [
             {"keystrokes": "ls\n", "duration": 0.5, "waited_s": 0.1, "ended": "idle-prompt"},
             {"keystrokes": "touch /app/x\n", "duration": 0.5, "waited_s": 0.1, "ended": "idle-prompt"}],

@@ -19,8 +19,8 @@ One episode (``TerminusAgent.run``):
   overflow that trimming cannot fix, the episode ends with CONTEXT_EXCEEDED.
 * ``LLMError`` ends it with LLM_ERROR; any other exception with ERROR (an infrastructure fault).
 
-``trace.jsonl`` gets a ``start`` and a ``prompt`` record (the first request's messages), one line per
-turn and a final ``{"event": "end"}``.
+``trace.jsonl`` gets a ``start`` record (settings, model, instruction, the first request's messages),
+one line per turn and a final ``{"event": "end"}``.
 """
 
 from __future__ import annotations
@@ -144,7 +144,9 @@ class TerminusAgent:
             screen = terminal.start()
             trace.write({"event": "start", "config": asdict(self.config), "screen": screen,
                          "idle_detection": terminal.counter_ok,
-                         "model": getattr(self.client, "model", None)})  # model: for the ATIF export
+                         # for the report and the ATIF export (ablbench.atif): who answered, and the first request
+                         "model": getattr(self.client, "model", None), "instruction": instruction,
+                         "messages": initial_messages(instruction, screen, with_system=self.config.with_system_prompt)})
             result = self._loop(terminal, trace, instruction, screen, deadline)
         except TerminalError as exc:
             result = AgentResult(stop=AgentStop.ERROR, error=str(exc))
@@ -171,7 +173,6 @@ class TerminusAgent:
         cfg = self.config
         messages = initial_messages(instruction, screen, with_system=cfg.with_system_prompt)
         ep = _Episode(messages=messages, head=len(messages), task_content=messages[-1]["content"])
-        trace.write({"event": "prompt", "messages": messages})  # the first request, for the ATIF export
         res = ep.result
         ctx_len = cfg.context_length or self.client.context_length()
         res.extra.update({"context_length": ctx_len, "model_s": 0.0, "terminal_s": 0.0, "harness_s": 0.0,
