@@ -4,6 +4,9 @@ The openai client's own retries are switched off (they are silent); this client 
 connection errors, timeouts, 5xx and 429 itself, a bounded number of times with exponential
 backoff, logging every retry and counting it in ``ChatResult.retries``. A request that does
 not fit the context window raises :class:`ContextOverflowError` and is never retried.
+A server that rejects the ``seed`` field (HTTP 400/422 whose message mentions ``seed``) gets
+the request again without it, once; from then on this client sends no seed
+(``seed_supported`` False) and ``ChatResult.seed_sent`` says whether a reply was seeded.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ _OVERFLOW_PATTERNS = (
 )
 _OVERFLOW = re.compile("|".join(f"(?:{p})" for p in _OVERFLOW_PATTERNS), re.IGNORECASE | re.DOTALL)
 _RETRY_STATUS = {408, 409, 429}
+_SEED_REJECTED = re.compile(r"\bseed\b", re.IGNORECASE)
 MAX_BACKOFF_S = 30.0
 
 
@@ -70,6 +74,8 @@ class LLMClient:
         self._log = log
         #: retries made over this client's life (all calls)
         self.total_retries = 0
+        #: False once the server rejected the ``seed`` field (no later request carries it)
+        self.seed_supported = True
         self._context_length: int | None = None
         self._context_known = False
         self._client = openai.OpenAI(
@@ -95,7 +101,7 @@ class LLMClient:
             "top_p": params.top_p,
             "max_tokens": params.max_tokens,
         }
-        if params.seed is not None:
+        if params.seed is not None and self.seed_supported:
             kwargs["seed"] = params.seed
         if params.enable_thinking is not None:
             kwargs["extra_body"] = {"chat_template_kwargs": {"enable_thinking": params.enable_thinking}}
@@ -107,6 +113,12 @@ class LLMClient:
                 result = _to_result(response)
             except openai.APIStatusError as exc:
                 message = _error_text(exc)
+                if exc.status_code in (400, 422) and "seed" in kwargs and _SEED_REJECTED.search(message):
+                    kwargs.pop("seed")
+                    self.seed_supported = False
+                    self._note(f"{self.base_url} rejected the seed field (HTTP {exc.status_code}: {message[:120]}); "
+                               "sending requests without a seed from now on")
+                    continue
                 if is_context_overflow(message):
                     raise ContextOverflowError(
                         f"context overflow (HTTP {exc.status_code}): {message}"
@@ -122,6 +134,7 @@ class LLMClient:
             else:
                 result.retries = retries
                 result.latency_s = time.monotonic() - started
+                result.seed_sent = "seed" in kwargs
                 return result
             if retries >= self.max_retries:
                 raise LLMError(
@@ -132,6 +145,15 @@ class LLMClient:
             self.total_retries += 1
             self._note(f"LLM request failed ({why}); retry {retries}/{self.max_retries} in {delay:.1f} s")
             time.sleep(delay)
+
+    def probe_seed(self) -> bool | None:
+        """Does the server accept ``seed``? One 1-token request: True, False (rejected; this
+        client then sends none), or None when the request failed for another reason."""
+        try:
+            reply = self.chat([{"role": "user", "content": "hi"}], SamplingParams(max_tokens=1, seed=0))
+        except LLMError:
+            return None
+        return reply.seed_sent
 
     def context_length(self) -> int | None:
         """The served context window (``max_model_len`` of ``/v1/models``), cached; None if unknown."""
