@@ -382,7 +382,7 @@ def check_task(spec: TaskSpec, resolver: ImageResolver, runtime: AgentRuntime) -
                 return local(opts.fallback_image, f" (offline: {ref} is absent, the fallback is used)")
             r = infer_from_name(ref)
             return TaskReadiness(spec.name, ref, r.status, r.detail, notes)
-        notes.append(f"prebuilt {ref} is not present locally (a run pulls it, or builds the Dockerfile)")
+        notes.append(f"prebuilt {ref} absent: judged by its Dockerfile")
     if spec.dockerfile is None:
         return TaskReadiness(spec.name, "-", "cannot run", "neither a docker_image nor a Dockerfile", notes)
     text = resolver.rewrite_dockerfile(spec.dockerfile.read_text(encoding="utf-8"), lambda _m: None)
