@@ -18,7 +18,8 @@ Rules, in order:
 4. Cannot run. No ``sh``, no package manager, or an install that fails (usually: no network
    to the package mirror) raise :class:`RuntimeImageError`, a one-line message naming what is
    missing and the fix (add tmux to the task's Dockerfile, or ``--base-image-map`` its image
-   to one that has it). The trial records it as an ``infra_error``.
+   to one that has it). The trial records it as an ``infra_error``. A failed build is not
+   retried by later trials of the same run (they fail at once with the same message).
 5. ``check`` says the same without building anything (``ablbench tasks check --images``):
    ready, needs bootstrap, cannot run, or unknown (image not present locally and its name
    says nothing about its package manager).
@@ -139,6 +140,7 @@ class AgentRuntime:
         self.build_network = build_network
         self.install_timeout_s = install_timeout_s
         self._probes: dict[str, Probe] = {}
+        self._failed: dict[str, str] = {}  # tag -> the error of its failed build (this run)
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -231,7 +233,13 @@ class AgentRuntime:
             if self._exists(tag):
                 log(f"using cached runtime image {tag} ({', '.join(missing)} added to {ref})")
                 return tag
-            self._build(ref, image_id, probe.package_manager, missing, tag, log)
+            if tag in self._failed:
+                raise RuntimeImageError(self._failed[tag])
+            try:
+                self._build(ref, image_id, probe.package_manager, missing, tag, log)
+            except RuntimeImageError as exc:
+                self._failed[tag] = str(exc)
+                raise
         return tag
 
     def _candidate_sets(self) -> list[tuple[str, ...]]:
