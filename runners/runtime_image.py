@@ -122,8 +122,11 @@ def recipe(image_id: str, package_manager: str, tools: tuple[str, ...], user: st
 
 def fix_hint(ref: str) -> str:
     """The one-line fix for an image that cannot host the agent's runtime."""
-    return (f"add tmux and bash to the task's Dockerfile, or map the image to one that has them "
-            f"with --base-image-map {ref}=IMAGE")
+    # an image built from the task's Dockerfile is mapped through its FROM line, not its own tag
+    source = "its base image" if ref.startswith("ablbench-task/") else "the image"
+    target = "FROM" if ref.startswith("ablbench-task/") else ref
+    return (f"add tmux and bash to the task's Dockerfile, or map {source} to one that has them "
+            f"with --base-image-map {target}=IMAGE")
 
 
 class AgentRuntime:
@@ -280,7 +283,9 @@ class AgentRuntime:
                         log(f"runtime | {line}")
                         tail = [*tail[-4:], line.strip()]
                 if "error" in chunk:
-                    why = chunk["error"].strip().splitlines()[-1][:200]
+                    # the package manager's own last error line says more than "returned a non-zero code"
+                    why = next((t for t in reversed(tail) if t.startswith(("E:", "ERROR:", "error:"))),
+                               chunk["error"].strip().splitlines()[-1])[:200]
                     raise RuntimeImageError(
                         f"installing {', '.join(missing)} into {ref} with {pm} failed "
                         f"(no network to its package mirror?): {why}; {fix_hint(ref)}"
