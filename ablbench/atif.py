@@ -118,7 +118,8 @@ def _turn_step(b: _Builder, rec: dict, model_name: str | None) -> None:
         result["source_call_id"] = calls[0]["tool_call_id"]
     usage = rec.get("usage") if isinstance(rec.get("usage"), dict) else {}
     metrics = {k: _int(usage.get(k)) for k in ("prompt_tokens", "completion_tokens") if _int(usage.get(k)) is not None}
-    metrics_extra = {k: rec.get(k) for k in ("finish_reason", "retries", "timings") if rec.get(k) is not None}
+    metrics_extra = {k: rec.get(k) for k in ("finish_reason", "cut_off", "retries", "seed", "seed_sent", "timings")
+                     if rec.get(k) is not None}
     if metrics_extra:
         metrics["extra"] = metrics_extra
     extra = {k: v for k, v in {

@@ -33,6 +33,7 @@ from typer.testing import CliRunner
 
 from ablbench.paths import BUNDLED_TASKS, DEBIAN_IMAGE, REPO_ROOT
 from harness.cli import app
+from harness.seeds import request_seed
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -99,6 +100,10 @@ def test_plugin_agent_job_scores_passes_without_network(plugin_job, docker_clien
         meta = t["agent_result"]["metadata"]["ablbench"]
         assert (meta["stop"], meta["turns"], meta["parse_failures"], meta["cut_offs"]) == ("completed", 3, 0, 0)
         assert meta["execs"] > 3 and not meta["cancelled"]
+        assert (meta["task"], meta["attempt"]) == (task, 1)
+        turn_seeds = [json.loads(line).get("seed") for line in (t["dir"] / "agent" / "trace.jsonl").read_text()
+                      .splitlines() if '"turn"' in line]
+        assert turn_seeds == [request_seed(0, task, 1, turn) for turn in (1, 2, 3)]  # as `ablbench run` seeds
         assert t["agent_result"]["n_input_tokens"] > 0 and t["agent_result"]["n_output_tokens"] > 0
         agent_dir = t["dir"] / "agent"
         turns = [json.loads(line) for line in (agent_dir / "trace.jsonl").read_text().splitlines()
@@ -261,3 +266,27 @@ def test_full_bench_engine_options_are_checked(tmp_path, args, message):
     res = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "full_bench_parallel.sh"), "--model", f"m={tmp_path}",
                           *args], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and message in res.stderr, res.stderr
+
+
+CLAIMS = """
+import json, pathlib, sys
+from harness.agents.harbor_agent import ATTEMPTS_FILE, claim_attempt
+job = pathlib.Path(sys.argv[1])
+for name in ("t__a", "t__b", "u__c"):
+    (job / name).mkdir()
+got = [claim_attempt(job, "t", "t__a"), claim_attempt(job, "t", "t__b"), claim_attempt(job, "u", "u__c"),
+       claim_attempt(job, "t", "t__a")]
+(job / "t__a").rmdir()  # harbor removed an unfinished trial on resume: its rerun takes the number over
+got.append(claim_attempt(job, "t", "t__d"))
+print(json.dumps({"got": got, "ledger": json.loads((job / ATTEMPTS_FILE).read_text())}))
+"""
+
+
+def test_attempt_numbers_are_claimed_per_task_in_the_job_folder(tmp_path):
+    if harbor_ready():
+        missing(harbor_ready())
+    res = harbor_python(CLAIMS, str(tmp_path))
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["got"] == [1, 2, 1, 1, 1]
+    assert out["ledger"] == {"t": {"1": "t__d", "2": "t__b"}, "u": {"1": "u__c"}}

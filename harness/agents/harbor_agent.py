@@ -5,27 +5,31 @@ loads it; nothing in ablbench imports it. Rules, in order:
 
 1. Settings come from ``--ak key=value`` (:class:`AblbenchAgentOptions`, checked by harbor before
    any trial starts): ``api_base`` (required), ``model`` (else harbor's ``-m``), ``max_turns``,
-   ``max_tokens``, ``temperature``, ``top_p``, ``seed`` with ``seed_rule`` (``fixed``: the same
-   seed for every trial, as ``ablbench run``; ``per-trial``: seed + a hash of harbor's trial name,
-   so ``-k`` attempts differ; ``none``: no seed sent), ``context_length`` (else the server's),
+   ``max_tokens``, ``temperature``, ``top_p``, ``seed`` with ``seed_rule`` (``ablbench``: each
+   request's seed is ``harness.seeds.request_seed(seed, task, attempt, turn)`` as in ``ablbench
+   run``, so both engines share their random numbers; ``none``: no seed sent), ``context_length``
+   (else the server's),
    ``max_parse_failures``, ``llm_timeout_s``, ``llm_retries``, ``api_key_env`` and ``deadline_margin_s``.
-2. ``setup`` makes sure tmux runs in the environment; when it is missing it is installed with the
+2. harbor does not number attempts: a trial claims the lowest free number for its task in the
+   job folder's :data:`ATTEMPTS_FILE` (1..k in start order, under a file lock; a trial whose
+   folder is gone, as harbor removes unfinished ones on resume, frees its number).
+3. ``setup`` makes sure tmux runs in the environment; when it is missing it is installed with the
    first package manager found (that needs network), else setup fails with a one-line error.
-3. ``run``: the synchronous :class:`~harness.agents.terminus.TerminusAgent` works in its own daemon
+4. ``run``: the synchronous :class:`~harness.agents.terminus.TerminusAgent` works in its own daemon
    thread, inside a copy of the caller's contextvars (harbor's scoped exec env and log callbacks).
    Each of its terminal commands goes through an :class:`~runners.exec_container.ExecContainer`
    back onto harbor's loop (``run_coroutine_threadsafe(environment.exec(...))``), so neither the
    model request nor a command blocks another trial.
-4. Deadline = the task's agent timeout (harbor's override and maximum applied) x harbor's agent
+5. Deadline = the task's agent timeout (harbor's override and maximum applied) x harbor's agent
    timeout multiplier, read from the trial's ``config.json`` and the task's ``task.toml``, less
    ``deadline_margin_s`` (default 1 s) so the agent closes its trace before harbor's own timer fires.
-5. Cancellation (harbor's timeout, Ctrl-C): the exec adapter closes at once (no further command
+6. Cancellation (harbor's timeout, Ctrl-C): the exec adapter closes at once (no further command
    reaches the environment; in-flight execs are cancelled) and the thread gets
    :data:`CANCEL_GRACE_S` to end; a model request still pending is abandoned with it.
-6. Whatever happens, the ``AgentContext`` gets the token counts and ``metadata["ablbench"]``
+7. Whatever happens, the ``AgentContext`` gets the token counts and ``metadata["ablbench"]``
    (stop reason, turns, parse failures, no-command replies, cut-offs, retries, context events,
    execs), and ``logs_dir`` gets ``trace.jsonl`` and ``trajectory.json`` (ATIF, ``ablbench.atif``).
-7. How it ends: completed, max_turns, context_exceeded, parse_fail_exhausted and llm_error return
+8. How it ends: completed, max_turns, context_exceeded, parse_fail_exhausted and llm_error return
    normally (the verifier grades the final state, as in ``ablbench run``; ``ablbench analyze``
    reads the stop reason from the metadata); a timeout raises harbor's ``AgentTimeoutError`` (the
    verifier still runs); an agent fault (infrastructure) raises :class:`AblbenchAgentError`.
@@ -37,10 +41,11 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
+import fcntl
+import json
 import os
 import threading
 import time
-import zlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,6 +67,8 @@ from runners.exec_container import ExecClosed, ExecContainer
 
 #: after a cancellation, how long the agent thread may take to notice and end
 CANCEL_GRACE_S = 5.0
+#: the job folder's ledger of attempt numbers (a file: harbor's resume removes unknown folders)
+ATTEMPTS_FILE = ".ablbench-attempts.json"
 #: no task timeout at all (harbor allows that): the agent still stops some day
 NO_TIMEOUT_S = 24 * 3600.0
 #: how tmux gets installed when the image lacks it (first manager found; needs network)
@@ -87,9 +94,9 @@ class AblbenchAgentOptions(AgentOptions):
     max_tokens: int = Field(default=4096, ge=1, description="Tokens per model reply.")
     temperature: float = Field(default=0.7, ge=0.0)
     top_p: float = Field(default=0.95, gt=0.0, le=1.0)
-    seed: int = Field(default=0, description="Sampling seed (see seed_rule).")
-    seed_rule: Literal["fixed", "per-trial", "none"] = Field(
-        default="fixed", description="fixed: same seed every trial; per-trial: seed + hash of the trial name; none.")
+    seed: int = Field(default=0, description="The run seed every request's seed derives from (see seed_rule).")
+    seed_rule: Literal["ablbench", "none"] = Field(
+        default="ablbench", description="ablbench: request_seed(seed, task, attempt, turn), as `ablbench run`; none.")
     context_length: int | None = Field(default=None, ge=256, description="Model context in tokens (default: ask the server).")
     max_parse_failures: int = Field(default=5, ge=1, description="Consecutive unparseable replies that end a trial.")
     llm_timeout_s: float = Field(default=600.0, gt=0.0, description="Seconds one model request may take.")
@@ -99,13 +106,27 @@ class AblbenchAgentOptions(AgentOptions):
         default=1.0, description="Stop this long before harbor's agent timeout; negative leaves it to harbor's timer.")
 
 
-def effective_seed(options: AblbenchAgentOptions, trial_name: str) -> int | None:
-    """The seed to send for this trial under ``options.seed_rule``."""
-    if options.seed_rule == "none":
-        return None
-    if options.seed_rule == "per-trial":
-        return (options.seed + zlib.crc32(trial_name.encode())) % (2**31)
-    return options.seed
+def claim_attempt(job_dir: Path, task: str, trial_name: str) -> int:
+    """This trial's attempt number for ``task`` (module rule 2); the same number when asked again."""
+    with (job_dir / ATTEMPTS_FILE).open("a+", encoding="utf-8") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file closes
+        fh.seek(0)
+        try:
+            ledger = json.loads(fh.read() or "{}")
+        except ValueError:
+            ledger = {}
+        slots: dict[str, str] = ledger.setdefault(task, {})
+        for number, owner in slots.items():
+            if owner == trial_name:
+                return int(number)
+        n = 1
+        while str(n) in slots and (job_dir / slots[str(n)]).is_dir():
+            n += 1
+        slots[str(n)] = trial_name
+        fh.seek(0)
+        fh.truncate()
+        fh.write(json.dumps(ledger, indent=1, sort_keys=True))
+        return n
 
 
 def agent_timeout_s(environment: BaseEnvironment) -> float | None:
@@ -156,7 +177,7 @@ class AblbenchTerminus(BaseAgent):
 
     # ------------------------------------------------------------------ run
     async def run(self, instruction: str, environment: BaseEnvironment, context: AgentContext) -> None:
-        """Work on the task (module rules 3-7)."""
+        """Work on the task (module rules 2 and 4-8)."""
         loop = asyncio.get_running_loop()
         opts = self.options
         logs_dir = Path(self.logs_dir)
@@ -197,8 +218,9 @@ class AblbenchTerminus(BaseAgent):
                            log=lambda line: self.logger.warning(line))
         agent = TerminusAgent(client, AgentConfig(
             max_turns=opts.max_turns, max_tokens=opts.max_tokens, temperature=opts.temperature, top_p=opts.top_p,
-            seed=effective_seed(opts, trial_name), max_parse_failures=opts.max_parse_failures,
+            seed=None if opts.seed_rule == "none" else opts.seed, max_parse_failures=opts.max_parse_failures,
             context_length=opts.context_length))
+        task = str(getattr(environment, "environment_name", "") or trial_name.rsplit("__", 1)[0])
         done: asyncio.Future[AgentResult] = loop.create_future()
 
         def deliver(setter: Any, value: Any) -> None:
@@ -207,12 +229,17 @@ class AblbenchTerminus(BaseAgent):
 
         def work() -> None:
             try:
+                agent.for_trial(task, claim_attempt(logs_dir.parent.parent, task, trial_name))
                 res = agent.run(container, instruction, logs_dir, deadline)
                 outcome: tuple[Any, Any] = (done.set_result, res)
             except BaseException as exc:  # noqa: BLE001 - handed to the loop
                 outcome = (done.set_exception, exc)
             with contextlib.suppress(RuntimeError):  # the loop is gone (abandoned after a cancellation)
                 loop.call_soon_threadsafe(deliver, *outcome)
+
+        def finish(res: AgentResult | None, cancelled: bool) -> None:
+            self._finish(context, res, instruction, model, trial=(agent.task, agent.attempt), execs=container.calls,
+                         cancelled=cancelled, wall_s=time.monotonic() - started)
 
         ctx = contextvars.copy_context()
         worker = threading.Thread(target=ctx.run, args=(work,), daemon=True, name=f"ablbench-agent-{trial_name}")
@@ -222,8 +249,7 @@ class AblbenchTerminus(BaseAgent):
         try:
             result = await asyncio.shield(done)
         except Exception as exc:  # noqa: BLE001 - TerminusAgent.run catches its own; this is a bug
-            self._finish(context, None, instruction, model, execs=container.calls, cancelled=False,
-                         wall_s=time.monotonic() - started)
+            finish(None, cancelled=False)
             raise AblbenchAgentError(f"the agent raised {type(exc).__name__}: {exc}") from exc
         except asyncio.CancelledError:
             container.close()
@@ -232,11 +258,9 @@ class AblbenchTerminus(BaseAgent):
                     fut.cancel()
             await asyncio.wait({done}, timeout=CANCEL_GRACE_S)
             result = done.result() if done.done() and not done.exception() else None
-            self._finish(context, result, instruction, model, execs=container.calls, cancelled=True,
-                         wall_s=time.monotonic() - started)
+            finish(result, cancelled=True)
             raise
-        self._finish(context, result, instruction, model, execs=container.calls, cancelled=False,
-                     wall_s=time.monotonic() - started)
+        finish(result, cancelled=False)
         if result.stop is AgentStop.TIMEOUT:
             raise AgentTimeoutError(f"agent deadline ({budget or NO_TIMEOUT_S:.0f}s) passed: "
                                     f"{result.error or 'timeout'}")
@@ -245,8 +269,8 @@ class AblbenchTerminus(BaseAgent):
 
     # ------------------------------------------------------------------ bookkeeping
     def _finish(self, context: AgentContext, result: AgentResult | None, instruction: str, model: str, *,
-                execs: int, cancelled: bool, wall_s: float) -> None:
-        """Fill the AgentContext and write trajectory.json from trace.jsonl (rule 6)."""
+                trial: tuple[str, int], execs: int, cancelled: bool, wall_s: float) -> None:
+        """Fill the AgentContext and write trajectory.json from trace.jsonl (rule 7)."""
         trace = Path(self.logs_dir) / "trace.jsonl"
         turns = [r for r in read_trace_records(trace) if "turn" in r]
         meta: dict[str, Any] = {
@@ -256,7 +280,8 @@ class AblbenchTerminus(BaseAgent):
             "parse_failures": result.parse_fail if result else sum(
                 1 for r in turns if (r.get("parse") or {}).get("status") == "parse_fail"),
             "no_command_replies": result.no_cmd if result else None,
-            "cut_offs": sum(1 for r in turns if r.get("finish_reason") == "length"),
+            "cut_offs": result.cut_off if result else sum(1 for r in turns if r.get("finish_reason") == "length"),
+            "task": trial[0], "attempt": trial[1],
             "retries": result.retries if result else sum(int(r.get("retries") or 0) for r in turns),
             "context_events": result.context_events if result else None,
             "execs": execs,
