@@ -36,6 +36,7 @@ SUMMARY_COLUMNS = (
     "verifier_s",
     "total_s",
     "error",
+    "cut_off",
     # behaviour (harness.trial_behaviour; blank when the agent kept no trajectory, e.g. oracle):
     "commands",
     "distinct_commands",
@@ -108,6 +109,7 @@ def summary_row(result: dict) -> dict[str, Any]:
         "verifier_s": round(float(timings.get("verifier") or 0.0), 3),
         "total_s": round(float(timings.get("total") or 0.0), 3),
         "error": " ".join(str(error).split())[:300],
+        "cut_off": counters.get("cut_off", 0),
         **behaviour_cells(result),
     }
 

@@ -3,8 +3,8 @@
 The verifier always runs once the container is up, even after an agent timeout. The trial
 folder ``<out>/<task>/<attempt>/`` receives ``trace.jsonl`` (the agent's), ``runner.stdout``
 (this trial's log, build output included), ``verifier.log`` (the tests' output),
-``verifier/`` (the other files the tests left in /logs/verifier), ``reward.txt`` and, last,
-``result.json``. The container is removed whatever happens.
+``verifier/`` (the other files the tests left in /logs/verifier), ``agent/trajectory.json`` (the
+trace in ATIF, ``ablbench.atif``), ``reward.txt`` and, last, ``result.json``. The container is removed whatever happens.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 import docker
 
 from ablbench.agent_api import Agent, AgentResult, AgentStop, Outcome
+from ablbench.atif import TRAJECTORY_FILE, write_trajectory
 from ablbench.results import RESULT_FILE, write_json_atomic, write_text_atomic
 from ablbench.task_spec import TaskSpec
 from runners.environment import ContainerError, EnvironmentSpec, TaskEnvironment, container_name, tar_of
@@ -155,6 +156,8 @@ class Trial:
         self.spec = spec
         self.attempt = attempt
         self.agent = agent.for_task(spec) if hasattr(agent, "for_task") else agent
+        if hasattr(self.agent, "for_trial"):  # per-attempt state, e.g. sampling seeds (issue 12)
+            self.agent = self.agent.for_trial(spec.name, attempt)
         self.client = client
         self.images = images
         self.config = config
@@ -268,6 +271,7 @@ class Trial:
                 }
             )
             self.log(f"outcome {outcome.value} reward {reward} total {timings['total']:.2f}s")
+            self._export_trajectory(str(result["agent"]))
         self._log_fh = None
         trace = self.dir / "trace.jsonl"
         if not trace.exists():
@@ -277,6 +281,15 @@ class Trial:
         write_text_atomic(self.dir / "reward.txt", f"{reward:g}\n")
         write_json_atomic(self.dir / RESULT_FILE, result)
         return result
+
+    def _export_trajectory(self, agent_name: str) -> None:
+        """``agent/trajectory.json``: the agent's trace in ATIF, for harbor's viewer and other ATIF tools."""
+        try:
+            write_trajectory(self.dir / "trace.jsonl", self.dir / "agent" / TRAJECTORY_FILE,
+                             instruction=self.spec.instruction, agent_name=agent_name,
+                             session_id=f"{self.config.run_id}/{self.spec.name}/{self.attempt}")
+        except Exception as exc:  # noqa: BLE001 - an export problem must not fail the trial
+            self.log(f"WARNING: ATIF export failed: {type(exc).__name__}: {exc}")
 
     def _start_env(self, image: str) -> None:
         s = self.spec
@@ -415,7 +428,7 @@ class Trial:
 
 
 def _counters(res: AgentResult | None) -> dict[str, int]:
-    keys = ("turns", "parse_fail", "no_cmd", "retries", "context_events", "tokens_in", "tokens_out")
+    keys = ("turns", "parse_fail", "no_cmd", "retries", "context_events", "tokens_in", "tokens_out", "cut_off")
     return {k: int(getattr(res, k, 0) or 0) if res else 0 for k in keys}
 
 

@@ -83,6 +83,8 @@ def test_full_bench_both_models_then_resume(tmp_path, docker_client, base_image,
                                               f"{pct(base_c['parse_fail'], base_c['turns'])} of turns vs "
                                               f"{pct(abl_c['parse_fail'], abl_c['turns'])} for abl; p = ")
     assert "## Behaviour in the trajectories" in (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    assert html.count('type="application/gzip+base64"') == 4  # every trial one click away in the HTML report
     assert leftovers(docker_client) == [] and serve_processes() == []
 
     before = {name: rows(out / name) for name in ("base", "abl")}
