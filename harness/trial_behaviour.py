@@ -6,12 +6,14 @@ Rules, in order:
    with a ``turn`` key; only records after the last ``{"event": "start"}`` count (an appended
    rerun starts a new episode). In ATIF a turn is a step whose ``source`` is ``"agent"``, less
    model-free steps (``llm_call_count`` 0).
-2. ``turns``: the number of turns. ``parse_fail`` / ``no_cmd``: turns whose reply could not be
-   parsed / parsed but ran no command (the parser's status; for ATIF, ``extra.parse.status`` when
-   present, else a parse error is read from the feedback text and a turn without tool calls that
-   does not mark the task complete is ``no_cmd``).
-3. ``cut_off``: turns with the ``cut_off`` flag; where the flag is absent, turns whose
-   ``finish_reason`` is ``"length"`` (the reply hit the token limit).
+2. ``cut_off``: turns whose reply hit the token limit: the turn's ``cut_off`` field when present
+   (``"dropped"``/``"salvaged"``/true = cut off; null/false = not), else ``finish_reason ==
+   "length"``. As the agent counts them, a cut-off turn is counted here and not as
+   ``parse_fail``/``no_cmd``, so the three are exclusive.
+3. ``turns``: the number of turns. ``parse_fail`` / ``no_cmd``: other turns whose reply could not
+   be parsed / parsed but ran no command (the parser's status; for ATIF, ``extra.parse.status``
+   when present, else a parse error is read from the feedback text and a turn without tool calls
+   that does not mark the task complete is ``no_cmd``).
 4. ``refusal_turns``: turns whose visible reply (reasoning blocks removed) contains a marker of
    :data:`abliterate.markers.REFUSAL_MARKERS` (one list for the whole project). They are keyword
    matches: :func:`refusal_turns` returns each hit with an excerpt so a person can check them.
@@ -105,6 +107,13 @@ def _read_jsonl(path: Path) -> list[dict]:
     return records
 
 
+def _cut_off(value: Any) -> bool:
+    """A ``cut_off`` field (rule 2): the agent's "dropped"/"salvaged", a bool, or null."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "none", "false", "no")
+    return bool(value)
+
+
 def turns_from_trace(records: Iterable[dict]) -> list[Turn]:
     """The turns of a ``trace.jsonl`` (rule 1: those after the last start event)."""
     records = list(records)
@@ -119,7 +128,7 @@ def turns_from_trace(records: Iterable[dict]) -> list[Turn]:
         usage = rec.get("usage") if isinstance(rec.get("usage"), dict) else {}
         timings = rec.get("timings") if isinstance(rec.get("timings"), dict) else {}
         cmds = rec.get("commands") if isinstance(rec.get("commands"), list) else []
-        cut = rec["cut_off"] if isinstance(rec.get("cut_off"), bool) else rec.get("finish_reason") == "length"
+        cut = _cut_off(rec["cut_off"]) if "cut_off" in rec else rec.get("finish_reason") == "length"
         t = _float(rec.get("t"))
         reply_at = None
         if t is not None and t0 is not None:
@@ -143,6 +152,7 @@ def turns_from_trace(records: Iterable[dict]) -> list[Turn]:
 # "the task is done"; anything else carrying keystrokes/command arguments also counts as a command.
 _ATIF_DONE = {"mark_task_complete", "task_complete", "complete_task", "submit"}
 _ATIF_CMD_ARGS = ("keystrokes", "command", "cmd")
+_ABSENT = object()
 
 
 def _atif_time(value: Any) -> float | None:
@@ -192,7 +202,7 @@ def turns_from_atif(data: dict) -> list[Turn]:
                 status = "parse_fail"
             else:
                 status = "ok" if commands or done else "no_cmd"
-        flag = extra.get("cut_off")
+        flag = extra["cut_off"] if "cut_off" in extra else m_extra.get("cut_off", _ABSENT)
         finish = extra.get("finish_reason") or m_extra.get("finish_reason")
         at = _atif_time(step.get("timestamp"))
         timings = m_extra.get("timings") if isinstance(m_extra.get("timings"), dict) else {}
@@ -202,7 +212,7 @@ def turns_from_atif(data: dict) -> list[Turn]:
             index=len(turns) + 1,
             reply=str(step.get("message") or ""),
             parse_status=status,
-            cut_off=flag if isinstance(flag, bool) else finish == "length",
+            cut_off=finish == "length" if flag is _ABSENT else _cut_off(flag),
             commands=tuple(commands),
             task_complete=done,
             tokens_in=_int(metrics.get("prompt_tokens")),
@@ -271,8 +281,8 @@ def metrics(turns: list[Turn]) -> dict[str, Any]:
     first = next((t.reply_at_s for t in turns if t.commands), None)
     return {
         "turns": len(turns),
-        "parse_fail": sum(t.parse_status == "parse_fail" for t in turns),
-        "no_cmd": sum(t.parse_status == "no_cmd" for t in turns),
+        "parse_fail": sum(t.parse_status == "parse_fail" and not t.cut_off for t in turns),
+        "no_cmd": sum(t.parse_status == "no_cmd" and not t.cut_off for t in turns),
         "cut_off": sum(t.cut_off for t in turns),
         "refusal_turns": len(refusal_turns(turns)),
         "commands": len(executed),

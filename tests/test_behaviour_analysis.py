@@ -56,7 +56,8 @@ def _write_run(folder: Path, name: str, plan: dict[str, tuple[str, int, str]], *
         m = metrics_from_trace(recs)
         result = {"task": task, "attempt": 1, "finished": True, "outcome": outcome,
                   "reward": 1.0 if outcome == "passed" else 0.0,
-                  "counters": {k: m[k] for k in ("turns", "parse_fail", "no_cmd", "tokens_in", "tokens_out")},
+                  "counters": {k: m[k] for k in ("turns", "parse_fail", "no_cmd", "cut_off", "tokens_in",
+                                                 "tokens_out")},
                   "agent_extra": {"behaviour": m} if summary_behaviour else {}}
         write_json_atomic(d / "result.json", result)
         results.append(result)
@@ -178,11 +179,9 @@ def test_summary_columns_alone_give_the_same_metrics(runs, result, tmp_path):
     abl = res["behaviour"]["runs"][0]
     assert abl["sources"] == {"summary": 4}
     full = result["behaviour"]["runs"][0]["metrics"]
-    # cut_off has no column of its own here: unknown from a summary
-    for key in ("turns", "commands", "distinct_commands", "false_completion", "first_cmd_s", "refusal_rate",
-                "parse_fail_rate", "no_cmd_rate", "tokens_in"):
-        assert abl["metrics"][key]["mean"] == pytest.approx(full[key]["mean"]), key
-    assert abl["metrics"]["cut_off_rate"]["n"] == 0
+    for m in METRICS:
+        assert abl["metrics"][m.key]["mean"] == pytest.approx(full[m.key]["mean"]), m.key
+    assert abl["metrics"]["cut_off_rate"]["n"] == 4
     # base's summary has no behaviour columns (its result.json had none) but its folder has traces
     assert res["behaviour"]["runs"][1]["sources"] == {"trace": 5}
 

@@ -76,10 +76,11 @@ def trace_counts(run: Path, tasks: tuple[str, ...] | list[str] = TASKS) -> dict:
     """Counts read straight from the trace files of attempt 1 (independently of the code under test)."""
     turns = [json.loads(line) for task in tasks for line in (run / task / "1" / "trace.jsonl").open()]
     turns = [t for t in turns if "turn" in t]
+    cut = [bool(t["cut_off"]) if "cut_off" in t else t["finish_reason"] == "length" for t in turns]
     return {"turns": len(turns),
-            "parse_fail": sum(t["parse"]["status"] == "parse_fail" for t in turns),
-            "no_cmd": sum(t["parse"]["status"] == "no_cmd" for t in turns),
-            "cut_off": sum(t.get("cut_off", t["finish_reason"] == "length") for t in turns),
+            "parse_fail": sum(t["parse"]["status"] == "parse_fail" and not c for t, c in zip(turns, cut, strict=True)),
+            "no_cmd": sum(t["parse"]["status"] == "no_cmd" and not c for t, c in zip(turns, cut, strict=True)),
+            "cut_off": sum(cut),
             "refusal": sum(is_refusal(strip_reasoning(t["reply"] or "")[0]) for t in turns),
             "commands": sum(len(t["commands"]) for t in turns)}
 
@@ -94,7 +95,8 @@ def test_runs_are_real_and_differ_as_scripted(compared):
     outcomes = {r["name"]: r["outcomes"] for r in data["runs"]}
     assert outcomes == {"bad": {"failed": 2}, "good": {"passed": 2}}
     bad, good = trace_counts(root / "bad"), trace_counts(root / "good")
-    assert bad == {"turns": 6, "parse_fail": 2, "no_cmd": 2, "cut_off": 2, "refusal": 4, "commands": 0}
+    # the cut-off turn 2 counts as cut_off only (as the agent counts it)
+    assert bad == {"turns": 6, "parse_fail": 2, "no_cmd": 0, "cut_off": 2, "refusal": 4, "commands": 0}
     assert good == {"turns": 6, "parse_fail": 0, "no_cmd": 0, "cut_off": 0, "refusal": 0, "commands": 2}
 
 

@@ -25,7 +25,7 @@ T0 = 1_000.0
 
 def turn(i: int, reply: str, status: str, *, t: float, commands: tuple[str, ...] = (), done: bool = False,
          usage: tuple[int, int] = (100, 10), finish: str = "stop", timings: tuple[float, float] = (0.1, 0.0),
-         cut_off: bool | None = None) -> dict:
+         cut_off: bool | str | None = None) -> dict:
     """A turn record shaped like harness.agents.terminus writes it."""
     rec = {"t": t, "turn": i, "reply": reply, "finish_reason": finish,
            "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1]},
@@ -43,21 +43,25 @@ def built_trace() -> list[dict]:
         {"t": T0, "event": "start"},
         # a refusal that cannot be parsed
         turn(1, "I'm sorry, but I can't help with that.", "parse_fail", t=T0 + 10),
-        # a marker only inside reasoning does not count; cut off by finish_reason (no flag)
+        # a marker only inside reasoning does not count
         turn(2, '<think>I cannot decide yet</think>{"analysis": "look", "commands": []}', "no_cmd", t=T0 + 20,
-             finish="length", usage=(200, 20)),
+             usage=(200, 20)),
         # the first commands: the reply arrived 1.5 s (terminal + harness) before the record
         turn(3, '{"commands": ["ls", "ls", "cat x"]}', "ok", t=T0 + 31.5, commands=(" ls\n", "ls\n", "cat x\n"),
              timings=(1.0, 0.5), finish="length", cut_off=False, usage=(300, 30)),
         # task_complete; the cut_off flag wins over finish_reason
         turn(4, '{"commands": [], "task_complete": true}', "ok", t=T0 + 40, done=True, cut_off=True,
              usage=(400, 40)),
-        {"t": T0 + 41, "event": "end", "stop": "max_turns"},
+        # cut off as the agent records it ("dropped": nothing ran): cut_off, not parse_fail
+        turn(5, '{"analysis": "long', "parse_fail", t=T0 + 50, finish="length", cut_off="dropped"),
+        # an older trace without the field: finish_reason decides; cut_off, not no_cmd
+        turn(6, '{"analysis": "x", "commands": []}', "no_cmd", t=T0 + 60, finish="length"),
+        {"t": T0 + 61, "event": "end", "stop": "max_turns"},
     ]
 
 
-EXPECTED = {"turns": 4, "parse_fail": 1, "no_cmd": 1, "cut_off": 2, "refusal_turns": 1, "commands": 3,
-            "distinct_commands": 2, "task_complete_claimed": 1, "tokens_in": 1000, "tokens_out": 100,
+EXPECTED = {"turns": 6, "parse_fail": 1, "no_cmd": 1, "cut_off": 3, "refusal_turns": 1, "commands": 3,
+            "distinct_commands": 2, "task_complete_claimed": 1, "tokens_in": 1200, "tokens_out": 120,
             "first_cmd_s": 30.0}
 
 
@@ -127,7 +131,7 @@ def atif() -> dict:
              "metrics": {"prompt_tokens": 500, "completion_tokens": 20}},
             {"step_id": 4, "timestamp": "2025-11-01T10:00:12Z", "source": "agent",
              "message": '{"analysis": "ok"}', "reasoning_content": "I cannot be sure",
-             "metrics": {"prompt_tokens": 600, "completion_tokens": 30}, "extra": {"finish_reason": "length"}},
+             "metrics": {"prompt_tokens": 600, "completion_tokens": 30}},
             {"step_id": 5, "timestamp": "2025-11-01T10:00:21.5Z", "source": "agent", "message": "running",
              "tool_calls": [{"tool_call_id": "c1", "function_name": "bash_command",
                              "arguments": {"keystrokes": "git status\n", "duration": 1}},
@@ -142,7 +146,13 @@ def atif() -> dict:
                                                    "arguments": {"command": "ls"}}]},
             {"step_id": 7, "timestamp": "2025-11-01T10:00:30Z", "source": "agent", "message": "done",
              "tool_calls": [{"tool_call_id": "c3", "function_name": "mark_task_complete", "arguments": {}}],
-             "metrics": {"prompt_tokens": 800, "completion_tokens": 10}, "extra": {"cut_off": False}},
+             "metrics": {"prompt_tokens": 800, "completion_tokens": 10}, "extra": {"cut_off": False,
+                                                                                   "finish_reason": "length"}},
+            # ablbench's export: the cut-off mark in metrics.extra; a cut-off turn is not also a parse_fail
+            {"step_id": 8, "timestamp": "2025-11-01T10:00:40Z", "source": "agent", "message": '{"analysis": "lo',
+             "metrics": {"prompt_tokens": 100, "completion_tokens": 16,
+                         "extra": {"finish_reason": "length", "cut_off": "dropped"}},
+             "extra": {"parse": {"status": "parse_fail"}}},
         ],
         "final_metrics": {"total_prompt_tokens": 2600},
     }
@@ -150,8 +160,8 @@ def atif() -> dict:
 
 def test_every_metric_on_an_atif_trajectory(tmp_path):
     got = metrics_from_atif(atif())
-    assert got == {"turns": 4, "parse_fail": 1, "no_cmd": 1, "cut_off": 1, "refusal_turns": 1, "commands": 2,
-                   "distinct_commands": 1, "task_complete_claimed": 1, "tokens_in": 2600, "tokens_out": 100,
+    assert got == {"turns": 5, "parse_fail": 1, "no_cmd": 1, "cut_off": 1, "refusal_turns": 1, "commands": 2,
+                   "distinct_commands": 1, "task_complete_claimed": 1, "tokens_in": 2700, "tokens_out": 116,
                    "first_cmd_s": 20.0}
     # harbor's layout: <trial>/agent/trajectory.json; a trace.jsonl next to it is preferred
     (tmp_path / "agent").mkdir()
@@ -180,7 +190,9 @@ def test_false_completion(claimed, outcome, expected):
 
 
 def test_summary_row_appends_behaviour_columns_after_the_old_ones():
-    assert SUMMARY_COLUMNS[: len(SUMMARY_COLUMNS) - len(BEHAVIOUR_COLUMNS)][-1] == "error"
+    first = ("task", "attempt", "reward", "outcome", "turns", "parse_fail", "no_cmd", "tokens_in", "tokens_out",
+             "agent_s", "verifier_s", "total_s", "error")
+    assert SUMMARY_COLUMNS[: len(first)] == first  # old readers find what they knew where it was
     assert SUMMARY_COLUMNS[-len(BEHAVIOUR_COLUMNS):] == BEHAVIOUR_COLUMNS
     result = {"task": "t", "attempt": 1, "reward": 0.0, "outcome": "failed",
               "counters": {"turns": 4}, "agent_extra": {"behaviour": dict(EXPECTED)}}

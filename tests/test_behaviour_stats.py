@@ -150,3 +150,6 @@ def test_pooled_rate_rejects_bad_counts():
     with pytest.raises(ValueError, match="one entry per task"):
         pooled_rate_test([1, 1], [2, 2], [0], [2])
     assert pooled_rate_test([], [], [], []).p == 1.0
+    one = pooled_rate_test([3], [4], [0], [4])
+    assert (one.p, one.diff) == (1.0, 0.75) and one.p == brute_pooled_p([3], [4], [0], [4])
+    assert wilcoxon_paired([0.75], [0.0]).p == 1.0

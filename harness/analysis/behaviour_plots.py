@@ -16,6 +16,8 @@ from harness.analysis.behaviour import METRICS
 from harness.analysis.plots import COLORS, INK, _save
 
 NCOLS = 4
+#: the small multiples stay legible at this resolution and keep the HTML report light
+DPI = 100
 
 
 def _jitter(n: int, seed: int) -> np.ndarray:
@@ -48,12 +50,15 @@ def per_run(beh: dict, path: Path) -> Path:
                        medianprops={"color": INK}, boxprops={"color": "#999999"}, whiskerprops={"color": "#999999"},
                        capprops={"color": "#999999"})
         for i, (x, d) in enumerate(zip(xs, data, strict=True)):
-            ax.scatter(x + _jitter(len(d), i), d, s=12, color=COLORS[i % len(COLORS)], alpha=0.7, zorder=3)
+            ax.scatter(x + _jitter(len(d), i), d, s=12, color=COLORS[i % len(COLORS)], zorder=3)
         if scale == 100:
             ax.set_ylim(-5, 105)
         elif any(data):
             top = max(max(d) for d in data if d)
-            ax.set_ylim(bottom=-0.05 * max(top, 1.0))
+            ax.set_ylim(-0.05 * max(top, 1.0), top * 1.05 if top > 0 else 1.0)
+        else:
+            ax.text(0.5, 0.5, "no values", transform=ax.transAxes, ha="center", va="center", color="#999999")
+        ax.set_xlim(0.4, len(runs) + 0.6)
         ax.set_xticks(xs, [r["name"] for r in runs], fontsize=8)
         unit = " (%)" if scale == 100 else (" (s)" if m.unit == "s" else "")
         ax.set_title(m.label + unit + (" per trial" if m.kind == "rate" else ""), fontsize=9)
@@ -61,7 +66,7 @@ def per_run(beh: dict, path: Path) -> Path:
         ax.spines[["top", "right"]].set_visible(False)
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("Behaviour per run (points: trials; boxes: quartiles)", fontsize=10)
-    return _save(fig, path)
+    return _save(fig, path, dpi=DPI)
 
 
 def paired_differences(beh: dict, pair: dict, path: Path) -> Path:
@@ -73,7 +78,7 @@ def paired_differences(beh: dict, pair: dict, path: Path) -> Path:
         diffs = [scale * d for d in m["per_task_diff"].values()]
         ys = _jitter(len(diffs), i)
         ax.axvline(0, color="#999999", lw=1)
-        ax.scatter(diffs, ys, s=14, color=INK, alpha=0.7, zorder=3)
+        ax.scatter(diffs, ys, s=14, color=INK, zorder=3)
         if diffs:
             ax.plot([float(np.median(diffs))] * 2, [-0.3, 0.3], color=COLORS[1], lw=2, label="median")
             span = max(abs(min(diffs)), abs(max(diffs))) or 1.0
@@ -88,7 +93,7 @@ def paired_differences(beh: dict, pair: dict, path: Path) -> Path:
         ax.tick_params(axis="x", labelsize=7)
         ax.spines[["top", "right", "left"]].set_visible(False)
     fig.suptitle(f"Per-task differences {pair['a']} − {pair['b']} (points: tasks; red: median)", fontsize=10)
-    return _save(fig, path)
+    return _save(fig, path, dpi=DPI)
 
 
 def make_behaviour_plots(res: dict, out_dir: Path) -> list[Path]:

@@ -118,6 +118,8 @@ def pooled_rate_test(events_a: Sequence[int], turns_a: Sequence[int], events_b: 
                 rate_a=rate_a, rate_b=rate_b, diff=diff)
     if k == 0 or diff is None:
         return PooledRateResult(**base, p=1.0, method="no data")
+    if k == 1:  # the one swap only flips the sign (scipy needs two observations)
+        return PooledRateResult(**base, p=1.0, method="exact (2 task swaps)")
     events = np.concatenate([ea, eb])
     turns = np.concatenate([ta, tb])
 
