@@ -39,7 +39,7 @@ from harness.trial_behaviour import find_trajectory, metrics, read_turns, refusa
 
 ALPHA = 0.05
 #: characters of a flagged reply kept in the JSON (for the judge and for reading)
-REPLY_CHARS = 2000
+REPLY_CHARS = 1000
 
 
 @dataclass(frozen=True)
