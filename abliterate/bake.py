@@ -34,6 +34,7 @@ from abliterate.bake_io import (
 from abliterate.bake_keys import POSTNORM_AFTER, POSTNORM_FAMILIES, TRANSPOSED_FUSED, KeyClass, classify
 from abliterate.bake_math import EditStats, Workspace, make_editor
 from abliterate.bake_profile import COMPONENTS, FLAT, StrengthProfile, coerce_profile
+from abliterate.bake_stream import StreamTiming
 from abliterate.fsio import write_json
 
 log = logging.getLogger(__name__)
@@ -347,14 +348,17 @@ def _write_all(model: Path, out: Path, shards: list[ShardHeader], plan: list[Pla
     out_files: dict[str, str] = {}
     total = sum(s.file_size for s in shards)
     from_blob_names = []
+    timing = StreamTiming()
     with _progress(progress, total) as tick:
         for s in shards:
             known = hf_blob_sha256(s.path)
             if known:
                 from_blob_names.append(s.path.name)
-            src_sha, out_sha = rewrite_shard(s, out / s.path.name, by_shard[s.path], on_bytes=tick, src_sha=known)
+            src_sha, out_sha = rewrite_shard(s, out / s.path.name, by_shard[s.path], on_bytes=tick, src_sha=known,
+                                             timing=timing)
             src_files[s.path.name], out_files[s.path.name] = src_sha, out_sha
     report["source"]["sha256_from_hf_blob_names"] = from_blob_names
+    report["timing"] = timing.as_dict()
     not_copied = []
     shard_names = {s.path.name for s in shards}
     for f in sorted(model.rglob("*")):
