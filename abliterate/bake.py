@@ -122,14 +122,16 @@ def _find_shards(model: Path) -> tuple[list[Path], Path | None, dict[str, str]]:
     )
 
 
-def _profiles(profile: dict) -> dict[str, StrengthProfile]:
+def resolve_profiles(profile: dict) -> dict[str, StrengthProfile]:
+    """One StrengthProfile per component (flat where none is given); unknown keys are an error."""
     unknown = set(profile) - set(COMPONENTS)
     if unknown:
         raise BakeError(f"unknown bake option(s) {sorted(unknown)}; profiles are keyed by {', '.join(COMPONENTS)}")
     return {c: coerce_profile(c, profile[c]) if c in profile else FLAT for c in COMPONENTS}
 
 
-def _check_components(components) -> tuple[str, ...]:
+def check_components(components) -> tuple[str, ...]:
+    """The requested components, deduplicated; unknown or none is an error."""
     comps = tuple(dict.fromkeys(components))
     bad = [c for c in comps if c not in COMPONENTS]
     if bad or not comps:
@@ -254,14 +256,15 @@ def hf_origin(model: Path) -> dict | None:
     return None
 
 
-def _sha_of_vector(v: torch.Tensor) -> str:
+def sha_of_vector(v: torch.Tensor) -> str:
+    """sha256 of a vector's fp64 bytes (identifies the unit direction actually used)."""
     return hashlib.sha256(v.to(torch.float64).contiguous().numpy().tobytes()).hexdigest()
 
 
 def bake(model: Path, direction: Path | torch.Tensor | np.ndarray, out: Path, *, layer: float | None = None,
          components=COMPONENTS, weight: float = 1.0, norm_preserve: bool = False, dry_run: bool = False,
          progress: bool = True, postnorm_correction: str = "auto", skip_unknown_writers: bool = False,
-         **profile) -> dict:
+         gguf_type: str = "auto", q8_bound: float | None = None, **profile) -> dict:
     """Orthogonalize every residual writer of ``model`` against ``direction``; write ``out``.
 
     ``components``: subset of embed, attn (o_proj, linear_attn.out_proj), mlp (dense down_proj),
@@ -272,13 +275,24 @@ def bake(model: Path, direction: Path | torch.Tensor | np.ndarray, out: Path, *,
     for writers followed by a post-norm (Gemma 2/3, OLMo 2). Unknown writer-like tensors stop the
     bake unless ``skip_unknown_writers``; every skip is listed in the report and logged.
     Returns the abliteration.json content (written to ``out`` unless ``dry_run``).
+    A ``.gguf`` file as ``model`` is baked by :func:`abliterate.bake_gguf.bake_gguf` into the
+    ``.gguf`` file ``out`` (``gguf_type``/``q8_bound`` choose how edited tensors are stored).
     """
     t0 = time.monotonic()
     model, out = Path(model), Path(out)
+    if model.suffix.lower() == ".gguf":
+        from abliterate.bake_gguf import bake_gguf
+
+        return bake_gguf(model, direction, out, layer=layer, components=components, weight=weight,
+                         norm_preserve=norm_preserve, dry_run=dry_run, progress=progress,
+                         postnorm_correction=postnorm_correction, skip_unknown_writers=skip_unknown_writers,
+                         gguf_type=gguf_type, q8_bound=q8_bound, **profile)
+    if gguf_type != "auto" or q8_bound is not None:
+        raise BakeError("--gguf-type and --q8-bound apply to a .gguf --model only; this model is a safetensors folder")
     if not model.is_dir():
         raise BakeError(f"model folder {model} not found; pass --model a Hugging Face model folder")
-    comps = _check_components(components)
-    profiles = _profiles(profile)
+    comps = check_components(components)
+    profiles = resolve_profiles(profile)
     if not np.isfinite(weight):
         raise BakeError(f"--weight {weight} is not a finite number")
     _, info = _read_config(model)
@@ -349,7 +363,7 @@ def _write_all(model: Path, out: Path, shards: list[ShardHeader], plan: list[Pla
     total = sum(s.file_size for s in shards)
     from_blob_names = []
     timing = StreamTiming()
-    with _progress(progress, total) as tick:
+    with ByteProgress(progress, total) as tick:
         for s in shards:
             known = hf_blob_sha256(s.path)
             if known:
@@ -393,7 +407,7 @@ def _report_head(model: Path, out: Path, d: Direction, info: ModelInfo, comps, w
                    "text_model_type": info.text_model_type, "hidden_size": info.hidden,
                    "num_hidden_layers": info.n_layers, "tie_word_embeddings": info.tied},
         "direction": {"source": d.source, "sha256": d.sha256, "layer": d.layer, "blend": d.blend,
-                      "raw_norm": d.raw_norm, "unit_vector_sha256": _sha_of_vector(d.vector)},
+                      "raw_norm": d.raw_norm, "unit_vector_sha256": sha_of_vector(d.vector)},
         "components": list(comps),
         "weight": weight,
         "profiles": {c: p.as_dict() for c, p in profiles.items()},
@@ -432,7 +446,7 @@ def _prepare_out(model: Path, out: Path) -> Path:
     return staging
 
 
-class _progress:
+class ByteProgress:
     """A rich byte progress bar (or nothing) exposing a tick(n_bytes) callable."""
 
     def __init__(self, enabled: bool, total: int) -> None:
