@@ -104,6 +104,24 @@ class _Source:
     tied: bool
 
 
+class _Reader(GGUFReader):
+    """GGUFReader slicing a plain ndarray view of its map: the same parse, ~5x faster on a big vocabulary.
+
+    ``np.memmap`` pays a Python-level ``__array_finalize__`` on every slice, and the reader takes
+    several slices per token of the vocabulary (6 s for SmolLM2's 49k tokens, 1.2 s this way).
+    """
+
+    def _get(self, offset: int, dtype, count: int = 1, override_order=None) -> np.ndarray:
+        plain = self.__dict__.get("_plain")
+        if plain is None:
+            plain = self._plain = self.data.view(np.ndarray)
+        dt = np.dtype(dtype)
+        count = int(count)
+        arr = plain[offset:offset + dt.itemsize * count].view(dt)[:count]
+        order = self.byte_order if override_order is None else override_order
+        return arr if order == "I" else arr.view(arr.dtype.newbyteorder(order))
+
+
 def _field(reader: GGUFReader, key: str):
     f = reader.get_field(key)
     return None if f is None else f.contents()
@@ -111,7 +129,7 @@ def _field(reader: GGUFReader, key: str):
 
 def _read_source(model: Path) -> _Source:
     try:
-        reader = GGUFReader(model)
+        reader = _Reader(model)
     except (ValueError, IndexError, OSError) as exc:
         raise BakeError(f"{model} is not a readable GGUF file ({exc}); re-download or re-convert it") from exc
     if reader.byte_order != "I":

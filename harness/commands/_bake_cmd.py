@@ -61,7 +61,7 @@ def bake_command(
     q8_bound: float | None = typer.Option(
         None, "--q8-bound",
         help="GGUF only: Q8_0 output must keep max|r^T w'| <= BOUND * max|W| per tensor, else the bake stops "
-        "(default 0.01).",
+        "(default 0.02; Q8_0 rounding alone measured <= 0.0082 on SmolLM2).",
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would change; write nothing."),
 ) -> None:
