@@ -9,8 +9,9 @@ Rules, in order:
 2. Each residual writer chosen by ``components`` with a non-zero strength is dequantized, edited
    in fp32 with the safetensors bake's math and written in its output type
    (:mod:`abliterate.bake_gguf_codec`). ``gguf_type`` auto keeps F32/F16/BF16 writers in their
-   type and writes quantized ones as Q8_0 (checked against ``q8_bound``); f32/f16/bf16/q8_0 force
-   a type. Biases are always F32; Q8_0 becomes F16 where a row is not a multiple of 32 values.
+   type, writes Q8_0 ones as F16 (re-quantizing onto the same grid would snap small edits back)
+   and other quantized ones as Q8_0 (checked against ``q8_bound``); f32/f16/bf16/q8_0 force a
+   type. Biases are always F32; Q8_0 becomes F16 where a row is not a multiple of 32 values.
 3. Every other tensor is copied byte for byte (same type, same data), in the source's data order,
    each tensor padded to the file's alignment.
 4. Metadata: every source key/value is copied through the gguf library, in order; abliteration.*
@@ -159,6 +160,8 @@ def _out_type(t: GgufTensor, kc: KeyClass, mode: str) -> tuple[Q, str]:
     """Output type of an edited tensor, and a note when a rule changed the requested one."""
     if kc.role == "bias" or len(t.shape) == 1:
         return Q.F32, "" if t.qtype == Q.F32 else "biases are written as F32"
+    if mode == "auto" and t.qtype == Q.Q8_0:
+        return Q.F16, "a Q8_0 source re-quantized to Q8_0 snaps edits smaller than half a step back: written as F16"
     if mode == "auto":
         want = t.qtype if t.qtype in _FLOATS else (Q.F32 if t.qtype == Q.F64 else Q.Q8_0)
     else:

@@ -129,7 +129,7 @@ def test_gguf_in_gguf_out_pipeline_bake_and_smoke(tiny):
     report = json.loads((run / "abliterated_model" / "abliteration.json").read_text())
     assert report["format"] == "gguf" and len(report["edited"]) == 9
     types = {e["key"]: e["output_type"] for e in report["edited"]}
-    assert types["blk.1.ffn_down.weight"] == "Q8_0" and types["blk.0.ffn_down.weight"] == "F32"
+    assert types["blk.1.ffn_down.weight"] == "F16" and types["blk.0.ffn_down.weight"] == "F32"
     ev = json.loads((run / "reports" / "evaluation.json").read_text())
     assert ev["edited"]["path"] == str(edited) and ev["kl_first_token"]["comply"]["mean"] > 0
     # rerun: every step is up to date, the GGUF output included

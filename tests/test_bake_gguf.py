@@ -115,12 +115,17 @@ def test_metadata_copied_and_provenance(tiny, family):
 
 
 def test_output_types_and_the_q8_bound(tiny, tmp_path):
-    """auto keeps F32 writers F32 and writes the quantized one as Q8_0; forced types keep their bounds."""
-    src, _, _, r, _ = tiny("llama")
-    auto = bake(src, r, tmp_path / "auto" / "x.gguf", progress=False)
+    """auto: F32 stays F32, Q4_1 becomes Q8_0 (within the bound), Q8_0 becomes F16; forced types keep bounds."""
+    _, _, _, r, hf = tiny("llama")
+    mixed = hf_to_gguf(hf, tmp_path / "mixed.gguf", {"blk.1.ffn_down.weight": Q.Q8_0, "blk.2.ffn_down.weight": Q.Q4_1})
+    auto = bake(mixed, r, tmp_path / "auto" / "x.gguf", progress=False)
     types = {e["key"]: e["output_type"] for e in auto["edited"]}
-    assert types.pop("blk.1.ffn_down.weight") == "Q8_0" and set(types.values()) == {"F32"}
-    bounds = {"f16": 1e-3, "bf16": 1e-2, "q8_0": 1e-2}  # measured ~2e-4, ~2e-3, ~4e-3 here
+    assert types.pop("blk.1.ffn_down.weight") == "F16" and types.pop("blk.2.ffn_down.weight") == "Q8_0"
+    assert set(types.values()) == {"F32"}
+    q4 = next(e for e in auto["edited"] if e["key"] == "blk.2.ffn_down.weight")
+    assert 0 < q4["residual_ratio"] <= 1e-2
+    src = tiny("llama")[0]
+    bounds = {"f16": 1e-3, "bf16": 1e-2, "q8_0": 1e-2}  # measured ~2e-4, ~2e-3, ~4e-3 here (F32 sources)
     for ty, bound in bounds.items():
         rep = bake(src, r, tmp_path / ty / "x.gguf", progress=False, gguf_type=ty)
         got = _arrays(tmp_path / ty / "x.gguf")
