@@ -1,9 +1,14 @@
 """Bake a direction into a checkpoint: orthogonalize every residual-stream writer, streaming.
 
-The source folder is planned and vetted from safetensors headers first (writers found by key
-and model type, quantized or unknown writers refused), then each shard is rewritten tensor by
-tensor; untouched bytes are copied verbatim. ``abliteration.json`` in the output records what
-was done. Math and traps: ``shared/reference/abliteration.md``.
+Rules, in order:
+1. The source folder is planned and vetted from safetensors headers first (writers found by key
+   and model type, quantized or unknown writers refused) before a byte is written.
+2. Each shard is rewritten tensor by tensor in one pass (abliterate.bake_stream); untouched bytes
+   are copied verbatim, both sha256s are taken in the same pass. A source sha256 already known
+   (an HF cache blob name, or abliterate.hash_cache from an earlier bake) is not recomputed.
+3. The output folder is staged and renamed at the end; ``abliteration.json`` in it records what
+   was done (and the per-stage timing). A ``.gguf`` model goes to abliterate.bake_gguf instead.
+Math and traps: ``shared/reference/abliteration.md``.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from abliterate.bake_math import EditStats, Workspace, make_editor
 from abliterate.bake_profile import COMPONENTS, FLAT, StrengthProfile, coerce_profile
 from abliterate.bake_stream import StreamTiming
 from abliterate.fsio import write_json
+from abliterate.hash_cache import cached_sha256, remember_sha256
 
 log = logging.getLogger(__name__)
 
@@ -348,6 +354,7 @@ def bake(model: Path, direction: Path | torch.Tensor | np.ndarray, out: Path, *,
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    remember_sha256({out / s.path.name: report["output"]["files"][s.path.name] for s in shards})
     return report
 
 
@@ -361,17 +368,23 @@ def _write_all(model: Path, out: Path, shards: list[ShardHeader], plan: list[Pla
     src_files: dict[str, str] = {}
     out_files: dict[str, str] = {}
     total = sum(s.file_size for s in shards)
-    from_blob_names = []
+    from_blob_names, from_cache, fresh = [], [], {}
     timing = StreamTiming()
     with ByteProgress(progress, total) as tick:
         for s in shards:
             known = hf_blob_sha256(s.path)
             if known:
                 from_blob_names.append(s.path.name)
+            elif known := cached_sha256(s.path):
+                from_cache.append(s.path.name)
             src_sha, out_sha = rewrite_shard(s, out / s.path.name, by_shard[s.path], on_bytes=tick, src_sha=known,
                                              timing=timing)
             src_files[s.path.name], out_files[s.path.name] = src_sha, out_sha
+            if not known:
+                fresh[s.path] = src_sha
+    remember_sha256(fresh)
     report["source"]["sha256_from_hf_blob_names"] = from_blob_names
+    report["source"]["sha256_from_cache"] = from_cache
     report["timing"] = timing.as_dict()
     not_copied = []
     shard_names = {s.path.name for s in shards}

@@ -22,7 +22,8 @@ Rules, in order:
    project out normalize(g * r), g the stored norm weight (llama.cpp's converters store the
    effective scale, Gemma's 1 + w included). ``postnorm_correction`` off disables it.
 6. One pass over the source (:mod:`abliterate.bake_stream`): both sha256s are taken while
-   streaming; OUT is staged beside itself and renamed once abliteration.json is written.
+   streaming (the source's is skipped when known: HF blob name, abliterate.hash_cache); OUT is
+   staged beside itself and renamed once abliteration.json is written.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from abliterate.bake_math import EditStats
 from abliterate.bake_profile import COMPONENTS, StrengthProfile
 from abliterate.bake_stream import OutputStream, StreamTiming
 from abliterate.fsio import write_json
+from abliterate.hash_cache import cached_sha256, remember_sha256
 
 log = logging.getLogger(__name__)
 
@@ -376,12 +378,14 @@ def bake_gguf(model: Path, direction, out: Path, *, layer: float | None = None, 
     kv = _provenance_kv(model, d, comps, weight, norm_preserve, len(plan), settings, parent, created)
     header = _header(src, out, layout, kv)
     staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    known = hf_blob_sha256(model)
+    from_blob = hf_blob_sha256(model)
+    known = from_blob or cached_sha256(model)
     timing = StreamTiming()
     try:
         src_sha, out_sha = _stream(model, staging, src, header, edits, norm_preserve, bound, known, progress, timing)
         report["source"]["files"] = {model.name: src_sha}
-        report["source"]["sha256_from_hf_blob_names"] = [model.name] if known else []
+        report["source"]["sha256_from_hf_blob_names"] = [model.name] if from_blob else []
+        report["source"]["sha256_from_cache"] = [model.name] if known and not from_blob else []
         report["output"]["files"] = {out.name: out_sha}
         report["output"]["tensor_types"] = dict(Counter(q.name for _, q, _ in layout))
         report["edited"] = [_edit_entry(e, model, with_stats=True) for e in plan]
@@ -392,6 +396,7 @@ def bake_gguf(model: Path, direction, out: Path, *, layer: float | None = None, 
     except BaseException:
         staging.unlink(missing_ok=True)
         raise
+    remember_sha256({out: out_sha} | ({} if known else {model: src_sha}))
     return report
 
 

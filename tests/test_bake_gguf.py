@@ -255,3 +255,27 @@ def test_header_rewrite_is_byte_exact_without_changes(tiny, tmp_path):
     src = _read_source(tiny("llama")[0])
     header = _header(src, tmp_path / "x.gguf", [(t, t.qtype, t.nbytes) for t in src.tensors], [])
     assert header == tiny("llama")[0].read_bytes()[: src.reader.data_offset]
+
+
+def test_source_hash_is_remembered_for_the_next_bake(tiny, tmp_path, monkeypatch):
+    """A second bake of an unchanged source takes its sha256 from the cache (one hash stream, not two)."""
+    monkeypatch.setenv("ABLBENCH_HOME", str(tmp_path / "home"))
+    src, _, _, r, hf = tiny("qwen2")
+    first = bake(src, r, tmp_path / "1" / "x.gguf", progress=False)
+    second = bake(src, r, tmp_path / "2" / "x.gguf", progress=False)
+    assert first["source"]["sha256_from_cache"] == [] and second["source"]["sha256_from_cache"] == [src.name]
+    assert second["source"]["files"] == first["source"]["files"]
+    assert second["timing"]["hashed_bytes"] < first["timing"]["hashed_bytes"]
+    copy = tmp_path / "copy.gguf"
+    copy.write_bytes(src.read_bytes())  # same bytes, another file: hashed again, same digest
+    third = bake(copy, r, tmp_path / "3" / "x.gguf", progress=False)
+    assert third["source"]["sha256_from_cache"] == [] and third["source"]["files"]["copy.gguf"] == \
+        first["source"]["files"][src.name]
+    folder = tmp_path / "hf"  # the safetensors bake uses the same cache
+    folder.mkdir()
+    for f in hf.iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    a = bake(folder, r, tmp_path / "h1", progress=False)
+    b = bake(folder, r, tmp_path / "h2", progress=False)
+    assert a["source"]["sha256_from_cache"] == [] and b["source"]["sha256_from_cache"] == ["model.safetensors"]
+    assert a["source"]["files"] == b["source"]["files"]
