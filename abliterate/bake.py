@@ -37,7 +37,7 @@ from abliterate.bake_io import (
     rewrite_shard,
 )
 from abliterate.bake_keys import POSTNORM_AFTER, POSTNORM_FAMILIES, TRANSPOSED_FUSED, KeyClass, classify
-from abliterate.bake_math import EditStats, Workspace, make_editor
+from abliterate.bake_math import EditStats, Workspace, make_editor, math_threads
 from abliterate.bake_profile import COMPONENTS, FLAT, StrengthProfile, coerce_profile
 from abliterate.bake_stream import StreamTiming
 from abliterate.fsio import write_json
@@ -345,7 +345,9 @@ def bake(model: Path, direction: Path | torch.Tensor | np.ndarray, out: Path, *,
 
     staging = _prepare_out(model, out)
     try:
-        _write_all(model, staging, shards, plan, index_path, norm_preserve, progress, report)
+        with math_threads() as threads:
+            _write_all(model, staging, shards, plan, index_path, norm_preserve, progress, report)
+        report["timing"]["math_threads"] = threads
         report["elapsed_s"] = round(time.monotonic() - t0, 3)
         write_json(staging / REPORT_NAME, report)
         if out.is_dir():

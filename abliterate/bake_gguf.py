@@ -54,7 +54,7 @@ from abliterate.bake_errors import BakeError
 from abliterate.bake_gguf_codec import OUTPUT_TYPES, Q8_BOUND, can_decode, decode, edit_tensor, row_bytes
 from abliterate.bake_gguf_keys import POSTNORMS, classify_gguf
 from abliterate.bake_keys import KeyClass
-from abliterate.bake_math import EditStats
+from abliterate.bake_math import EditStats, math_threads
 from abliterate.bake_profile import COMPONENTS, StrengthProfile
 from abliterate.bake_stream import OutputStream, StreamTiming
 from abliterate.fsio import write_json
@@ -382,7 +382,9 @@ def bake_gguf(model: Path, direction, out: Path, *, layer: float | None = None, 
     known = from_blob or cached_sha256(model)
     timing = StreamTiming()
     try:
-        src_sha, out_sha = _stream(model, staging, src, header, edits, norm_preserve, bound, known, progress, timing)
+        with math_threads() as timing.math_threads:
+            src_sha, out_sha = _stream(model, staging, src, header, edits, norm_preserve, bound, known, progress,
+                                       timing)
         report["source"]["files"] = {model.name: src_sha}
         report["source"]["sha256_from_hf_blob_names"] = [model.name] if from_blob else []
         report["source"]["sha256_from_cache"] = [model.name] if known and not from_blob else []

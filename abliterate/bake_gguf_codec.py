@@ -26,7 +26,13 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 from gguf.quants import dequantize, quantize
 
 from abliterate.bake_errors import BakeError
-from abliterate.bake_math import ROW_CHUNK_BYTES, EditStats, orthogonalize_cols, orthogonalize_rows
+from abliterate.bake_math import (
+    ROW_CHUNK_BYTES,
+    EditStats,
+    frombuffer_readonly,
+    orthogonalize_cols,
+    orthogonalize_rows,
+)
 
 Q = GGMLQuantizationType
 #: output types the bake writes, by the name used on the command line
@@ -64,10 +70,8 @@ def can_decode(qtype: Q) -> bool:
 def decode(raw: memoryview, qtype: Q, n_rows: int, n: int) -> torch.Tensor:
     """fp32 [n_rows, n] from the stored bytes (a fresh, writable tensor)."""
     if qtype in _TORCH:
-        src = torch.frombuffer(bytearray(raw), dtype=_TORCH[qtype]) if qtype != Q.F32 else None
-        if src is None:
-            return torch.from_numpy(np.frombuffer(raw, dtype=np.float32).reshape(n_rows, n).copy())
-        return src.view(n_rows, n).to(torch.float32)
+        src = frombuffer_readonly(raw, _TORCH[qtype]).view(n_rows, n)
+        return src.clone() if qtype == Q.F32 else src.to(torch.float32)
     if qtype == Q.F64:
         return torch.from_numpy(np.frombuffer(raw, dtype=np.float64).reshape(n_rows, n).astype(np.float32))
     blocks = np.frombuffer(raw, dtype=np.uint8).reshape(n_rows, row_bytes(qtype, n))

@@ -44,7 +44,9 @@ class StreamTiming:
 
     hash_cpu_s: float = 0.0  # sha256, summed over both hash threads
     write_s: float = 0.0  # writer thread busy: kernel copies and writes of computed bytes
-    compute_s: float = 0.0  # the caller's edits: dequantize, math, encode
+    compute_s: float = 0.0  # the caller's edits (dequantize, math, encode): wall time ...
+    compute_cpu_s: float = 0.0  # ... and the CPU time of the thread running them
+    math_threads: int = 0  # torch threads the edits ran with
     fsync_s: float = 0.0
     hashed_bytes: int = 0
     copied_bytes: int = 0
@@ -325,9 +327,10 @@ class OutputStream:
         written = 0
         it = iter(chunks)
         while True:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             chunk = next(it, None)
             self.timing.compute_s += time.perf_counter() - t
+            self.timing.compute_cpu_s += time.thread_time() - c
             if chunk is None:
                 return written
             self.write(chunk)
