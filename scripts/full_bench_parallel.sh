@@ -105,5 +105,6 @@ done
 
 echo "== analysis"
 IFS=,; joined="${names[*]}"; unset IFS
-"$ABL" analyze "${runs[@]}" --names "$joined" --markdown "$out/report.md" --json "$out/report.json" --plots "$out/plots"
-echo "report: $out/report.md"
+"$ABL" analyze "${runs[@]}" --names "$joined" --markdown "$out/report.md" --json "$out/report.json" --plots "$out/plots" \
+    --html "$out/report.html"
+echo "report: $out/report.md and $out/report.html (open it in a browser; every trajectory is one click away)"
