@@ -54,7 +54,7 @@ from abliterate.bake_errors import BakeError
 from abliterate.bake_gguf_codec import OUTPUT_TYPES, Q8_BOUND, can_decode, decode, edit_tensor, row_bytes
 from abliterate.bake_gguf_keys import POSTNORMS, classify_gguf
 from abliterate.bake_keys import KeyClass
-from abliterate.bake_math import EditStats, math_threads
+from abliterate.bake_math import EditStats, Workspace, math_threads
 from abliterate.bake_profile import COMPONENTS, StrengthProfile
 from abliterate.bake_stream import OutputStream, StreamTiming
 from abliterate.fsio import write_json
@@ -407,6 +407,7 @@ def _stream(model: Path, staging: Path, src: _Source, header: bytes, edits: dict
             timing: StreamTiming) -> tuple[str, str]:
     """Write the staged output in one pass over the source; returns (source, output) sha256."""
     align = src.reader.alignment
+    work, back = Workspace(), Workspace()
     with ByteProgress(progress, model.stat().st_size) as tick, \
             OutputStream(model, staging, src_sha=known, on_bytes=tick, timing=timing) as stream:
         stream.write(header)
@@ -418,7 +419,8 @@ def _stream(model: Path, staging: Path, src: _Source, header: bytes, edits: dict
             else:
                 view = stream.source(t.start, t.nbytes)
                 written = stream.write_all(edit_tensor(view, t.shape, t.qtype, e.out_type, e.kc.layout or "cols",
-                                                       e.u, e.alpha, norm_preserve, e.stats, bound, t.name))
+                                                       e.u, e.alpha, norm_preserve, e.stats, bound, t.name,
+                                                       work, back))
                 del view
                 if written != e.out_nbytes:
                     raise BakeError(f"internal: {t.name} came out as {written} bytes, not {e.out_nbytes}")

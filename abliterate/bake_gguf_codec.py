@@ -29,6 +29,7 @@ from abliterate.bake_errors import BakeError
 from abliterate.bake_math import (
     ROW_CHUNK_BYTES,
     EditStats,
+    Workspace,
     frombuffer_readonly,
     orthogonalize_cols,
     orthogonalize_rows,
@@ -67,10 +68,12 @@ def can_decode(qtype: Q) -> bool:
     return True
 
 
-def decode(raw: memoryview, qtype: Q, n_rows: int, n: int) -> torch.Tensor:
-    """fp32 [n_rows, n] from the stored bytes (a fresh, writable tensor)."""
+def decode(raw: memoryview, qtype: Q, n_rows: int, n: int, ws: Workspace | None = None) -> torch.Tensor:
+    """fp32 [n_rows, n] from the stored bytes: a writable tensor (in ``ws``'s buffer when given)."""
     if qtype in _TORCH:
         src = frombuffer_readonly(raw, _TORCH[qtype]).view(n_rows, n)
+        if ws is not None:
+            return ws.get((n_rows, n), torch.float32).copy_(src)
         return src.clone() if qtype == Q.F32 else src.to(torch.float32)
     if qtype == Q.F64:
         return torch.from_numpy(np.frombuffer(raw, dtype=np.float64).reshape(n_rows, n).astype(np.float32))
@@ -78,13 +81,17 @@ def decode(raw: memoryview, qtype: Q, n_rows: int, n: int) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(dequantize(blocks, qtype), dtype=np.float32).reshape(n_rows, n))
 
 
-def encode(w: torch.Tensor, qtype: Q) -> tuple[memoryview, torch.Tensor]:
-    """(stored bytes, the stored values decoded back to fp32) for fp32 ``w`` [n_rows, n]."""
+def encode(w: torch.Tensor, qtype: Q, ws: Workspace | None = None) -> tuple[memoryview, torch.Tensor]:
+    """(stored bytes in a fresh buffer, the stored values as fp32) for fp32 ``w`` [n_rows, n].
+
+    The bytes go to the writer thread, so they never share memory with ``w`` or ``ws``.
+    """
     if qtype == Q.F32:
-        return memoryview(w.numpy()).cast("B"), w
+        return memoryview(w.clone().numpy()).cast("B"), w
     if qtype in _TORCH:
         low = w.to(_TORCH[qtype])
-        return memoryview(low.view(torch.uint8).numpy()).cast("B"), low.to(torch.float32)
+        back = ws.get(tuple(w.shape), torch.float32).copy_(low) if ws is not None else low.to(torch.float32)
+        return memoryview(low.view(torch.uint8).numpy()).cast("B"), back
     if qtype == Q.Q8_0:
         q = quantize(w.numpy(), qtype)
         return memoryview(q).cast("B"), torch.from_numpy(np.ascontiguousarray(dequantize(q, qtype), dtype=np.float32))
@@ -93,8 +100,13 @@ def encode(w: torch.Tensor, qtype: Q) -> tuple[memoryview, torch.Tensor]:
 
 def edit_tensor(view: memoryview, shape: tuple[int, ...], src_type: Q, out_type: Q, layout: str,
                 u64: torch.Tensor, alpha: float, norm_preserve: bool, stats: EditStats,
-                q8_bound: float = Q8_BOUND, name: str = "") -> Iterator[memoryview]:
-    """Yield the output bytes of one edited tensor (numpy-order ``shape``), block by block."""
+                q8_bound: float = Q8_BOUND, name: str = "", work: Workspace | None = None,
+                back: Workspace | None = None) -> Iterator[memoryview]:
+    """Yield the output bytes of one edited tensor (numpy-order ``shape``), block by block.
+
+    ``work`` and ``back`` are reusable fp32 buffers (the edit and the stored values read back):
+    fresh ones would be page-faulted and zeroed by the kernel for every block.
+    """
     u = u64.to(torch.float32)
     hidden = shape[-2] if layout == "cols" else shape[-1]
     stats.extra.setdefault("residual_max", 0.0)
@@ -110,13 +122,13 @@ def edit_tensor(view: memoryview, shape: tuple[int, ...], src_type: Q, out_type:
         row = row_bytes(src_type, hidden)
         blocks = ((view[a * row:min(a + per, n_rows) * row], min(per, n_rows - a)) for a in range(0, n_rows, per))
     for raw, rows in blocks:
-        w = decode(raw, src_type, rows, n)
+        w = decode(raw, src_type, rows, n, work)
         stats.extra["max_abs"] = max(stats.extra["max_abs"], float(w.abs().max()) if w.numel() else 0.0)
         if layout == "cols":
             orthogonalize_cols(w, u, alpha, norm_preserve, stats)
         else:
             orthogonalize_rows(w, u, alpha, norm_preserve, stats)
-        data, stored = encode(w, out_type)
+        data, stored = encode(w, out_type, back)
         coef = u @ stored if layout == "cols" else stored @ u
         stats.after_sq += float(coef.double().square().sum())
         stats.extra["residual_max"] = max(stats.extra["residual_max"], float(coef.abs().max()) if coef.numel() else 0.0)
