@@ -235,6 +235,21 @@ def _hooked_reference(src: Path, r: torch.Tensor, ids: list[int]) -> tuple[np.nd
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_baked_file_read_by_transformers_equals_hooked_ablation(tiny, family):
+    """infer.ablated (projection after every writer) is exactly what the bake does."""
+    from abliterate.model import load_model
+
+    src, out, _, r, _ = tiny(family)
+    ids = [int(i) for i in torch.randint(5, 380, (16,), generator=torch.Generator().manual_seed(11))]
+    plain, ref = _hooked_reference(src, r, ids)
+    with torch.no_grad():
+        got = load_model(out, device="cpu", dtype="float32").model(input_ids=torch.tensor([ids])).logits[0]
+    scale = np.abs(ref).max()
+    assert np.abs(got.double().numpy() - ref).max() <= 1e-5 * scale
+    assert np.abs(plain - ref).max() > 1e-2 * scale
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
 def test_llamacpp_logits_of_the_baked_file_equal_hooked_ablation(tiny, family):
     src, out, _, r, _ = tiny(family)
     ids = [int(i) for i in torch.randint(5, 380, (16,), generator=torch.Generator().manual_seed(11))]
