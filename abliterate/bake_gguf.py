@@ -18,9 +18,10 @@ Rules, in order:
    keys of an earlier bake move into ``abliteration.parent`` (JSON); provenance keys
    ``abliteration.*`` are added. File hashes are known only after the data, so they live in
    ``abliteration.json`` beside OUT (one baked GGUF per folder).
-5. Blocks with sandwich norms (``blk.N.post_attention_norm`` / ``post_ffw_norm``): their writers
-   project out normalize(g * r), g the stored norm weight (llama.cpp's converters store the
-   effective scale, Gemma's 1 + w included). ``postnorm_correction`` off disables it.
+5. Sandwich-norm architectures (gemma2/3/4, olmo2; ``postnorm_correction`` on forces it for any):
+   writers followed by ``blk.N.post_attention_norm`` / ``post_ffw_norm`` project out
+   normalize(g * r), g the stored norm weight (llama.cpp's converters store the effective scale,
+   Gemma's 1 + w included). Another architecture with ``post_ffw_norm`` tensors stops auto.
 6. One pass over the source (:mod:`abliterate.bake_stream`): both sha256s are taken while
    streaming (the source's is skipped when known: HF blob name, abliterate.hash_cache); OUT is
    staged beside itself and renamed once abliteration.json is written.
@@ -52,7 +53,7 @@ from abliterate.bake import (
 from abliterate.bake_direction import Direction, load_direction
 from abliterate.bake_errors import BakeError
 from abliterate.bake_gguf_codec import OUTPUT_TYPES, Q8_BOUND, can_decode, decode, edit_tensor, row_bytes
-from abliterate.bake_gguf_keys import POSTNORMS, classify_gguf
+from abliterate.bake_gguf_keys import POSTNORMS, SANDWICH_ARCHS, classify_gguf
 from abliterate.bake_keys import KeyClass
 from abliterate.bake_math import EditStats, Workspace, math_threads
 from abliterate.bake_profile import COMPONENTS, StrengthProfile
@@ -185,13 +186,21 @@ def _postnorm_dirs(src: _Source, writers: list[tuple[GgufTensor, KeyClass]], r: 
     """normalize(g * r) per (layer, post-norm) that follows a planned writer."""
     if mode not in {"auto", "on", "off"}:
         raise BakeError(f"--postnorm-correction must be auto, on or off, not {mode!r}")
+    if mode == "off":
+        return {}
     by_name = {t.name: t for t in src.tensors}
+    if mode == "auto" and src.arch not in SANDWICH_ARCHS:
+        if any(name.endswith(".post_ffw_norm.weight") for name in by_name):
+            raise BakeError(f"architecture {src.arch} has post_ffw_norm tensors (sandwich-norm blocks?) but the bake "
+                            f"knows post-norm layouts only for {', '.join(sorted(SANDWICH_ARCHS))}: pass "
+                            "--postnorm-correction on to correct for them, or off to bake without")
+        return {}
     found = {(kc.layer, POSTNORMS[kc.component]) for _, kc in writers
              if kc.layer is not None and f"blk.{kc.layer}.{POSTNORMS[kc.component]}.weight" in by_name}
-    if mode == "on" and not found:
-        raise BakeError("--postnorm-correction on: this GGUF has no post_attention_norm/post_ffw_norm tensors; "
-                        "use auto or off")
-    if mode == "off":
+    if not found:
+        if mode == "on":
+            raise BakeError("--postnorm-correction on: this GGUF has no post_attention_norm/post_ffw_norm tensors; "
+                            "use auto or off")
         return {}
     dirs = {}
     for layer, norm in sorted(found):

@@ -13,7 +13,9 @@ Rules, in order:
 3. A writer must have the hidden size where its layout puts it, else it is "unknown"; so is any
    other tensor whose name looks like a residual writer (``*out*``, ``*down*``, extra ``*embd*``).
 4. Blocks at or past ``block_count`` are skipped (listed): they are not part of the forward pass.
-5. Everything else is kept byte for byte.
+5. Sandwich-norm blocks are known by architecture (:data:`SANDWICH_ARCHS`), never by tensor
+   names alone: ``post_attention_norm`` is a pre-FFN norm in several other architectures.
+6. Everything else is kept byte for byte.
 """
 
 from __future__ import annotations
@@ -30,8 +32,12 @@ WRITERS: dict[str, str] = {
     "ffn_down": "mlp",
     "ffn_down_exps": "experts", "ffn_down_shexp": "experts",
 }
-#: component -> the post-norm that follows it in sandwich-norm blocks (gemma2/3, olmo2)
+#: component -> the post-norm that follows it in sandwich-norm blocks
 POSTNORMS: dict[str, str] = {"attn": "post_attention_norm", "mlp": "post_ffw_norm", "experts": "post_ffw_norm"}
+#: llama.cpp architectures whose blocks are sandwich-normed with exactly those names. Elsewhere the
+#: names mean other things: gpt-oss, qwen3next, qwen35 and glm4moe call their pre-FFN norm
+#: ``post_attention_norm`` (it reads the residual; no correction applies).
+SANDWICH_ARCHS = {"gemma2", "gemma3", "gemma4", "olmo2"}
 
 _WRITER_LIKE = re.compile(r"(?:^|_)(?:out|output|down|wo|proj)(?:_|$)")
 
