@@ -75,11 +75,15 @@ class StreamHash:
             self._timing.hash_cpu_s += time.thread_time() - t
             self._timing.hashed_bytes += memoryview(data).nbytes
 
-    def update(self, data) -> Future:
-        """Queue ``data`` (kept alive until hashed); blocks while too many chunks are pending."""
+    def update(self, data, wait: bool = True) -> Future:
+        """Queue ``data`` (kept alive until hashed); blocks while too many chunks are pending.
+
+        ``wait=False`` queues without blocking (an edited tensor's source: the hash catches up
+        while the math runs instead of holding the math back).
+        """
         fut = self._ex.submit(self._update, data)
         self._pending.append(fut)
-        while len(self._pending) > self._max:
+        while wait and len(self._pending) > self._max:
             self._pending.popleft().result()
         return fut
 
@@ -101,7 +105,7 @@ class _KnownHash:
         self._done: Future = Future()
         self._done.set_result(None)
 
-    def update(self, data) -> Future:
+    def update(self, data, wait: bool = True) -> Future:
         return self._done
 
     def hexdigest(self) -> str:
@@ -242,6 +246,7 @@ class OutputStream:
         self._tmp = self.dst.with_name(f".{self.dst.name}.tmp-{os.getpid()}")
         self._stack = contextlib.ExitStack()
         self._pos = 0  # next source byte not yet fed to the source hash
+        self._held: tuple[int, int, list[Future]] | None = None  # the range an edit is reading
         self._finished = False
 
     def __enter__(self) -> OutputStream:
@@ -276,14 +281,16 @@ class OutputStream:
         if start > self._pos:
             self._hash_source(self._pos, start - self._pos)
 
-    def _hash_source(self, start: int, n: int) -> list[Future]:
+    def _hash_source(self, start: int, n: int, edit: bool = False) -> list[Future]:
+        """Feed source bytes to the source hash; an edited range is neither waited on nor released here."""
         futs = []
         end = start + n
         while start < end:
             k = min(COPY_CHUNK, end - start)
             view = self._view(start, k)
-            fut = self._src_hash.update(view)
-            self._release.add(start, k, [fut])
+            fut = self._src_hash.update(view, wait=not edit)
+            if not edit:
+                self._release.add(start, k, [fut])
             futs.append(fut)
             del view
             start += k
@@ -291,8 +298,15 @@ class OutputStream:
         self._pos = end
         return futs
 
+    def _release_held(self) -> None:
+        """The caller moved on, so the last edited range is no longer read: its pages may go."""
+        if self._held is not None:
+            self._release.add(*self._held)
+            self._held = None
+
     def copy(self, start: int, n: int) -> None:
         """Copy source bytes [start, start + n) verbatim to the output."""
+        self._release_held()
         self._skip_to(start)
         end = start + n
         while start < end:
@@ -309,10 +323,15 @@ class OutputStream:
         self._pos = end
 
     def source(self, start: int, n: int) -> memoryview:
-        """Source bytes [start, start + n) for an edit (read-only; counted for the source hash)."""
+        """Source bytes [start, start + n) for an edit (read-only; counted for the source hash).
+
+        Its pages stay mapped until the next call, while the edit reads them.
+        """
+        self._release_held()
         self._skip_to(start)
         view = self._view(start, n)
-        self._hash_source(start, n)
+        if n:
+            self._held = (start, n, self._hash_source(start, n, edit=True))
         return view
 
     def write(self, data) -> None:
@@ -338,6 +357,7 @@ class OutputStream:
 
     def finish(self) -> tuple[str, str]:
         """Hash the rest of the source, flush, fsync and rename; returns (source, output) sha256."""
+        self._release_held()
         self._skip_to(self._size)
         self._writer.close()
         src = self._src_hash.hexdigest()
@@ -357,6 +377,9 @@ class OutputStream:
             self._writer = None
         release = getattr(self, "_release", None)
         if release is not None:
+            if self._held is not None:
+                release.add(*self._held)
+                self._held = None
             release.drain()
             self._release = None
         for name in ("_src_hash", "_out_hash"):
