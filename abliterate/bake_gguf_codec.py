@@ -123,7 +123,9 @@ def edit_tensor(view: memoryview, shape: tuple[int, ...], src_type: Q, out_type:
         blocks = ((view[a * row:min(a + per, n_rows) * row], min(per, n_rows - a)) for a in range(0, n_rows, per))
     for raw, rows in blocks:
         w = decode(raw, src_type, rows, n, work)
-        stats.extra["max_abs"] = max(stats.extra["max_abs"], float(w.abs().max()) if w.numel() else 0.0)
+        if w.numel():  # aminmax: one pass, no |w| temporary
+            lo, hi = torch.aminmax(w)
+            stats.extra["max_abs"] = max(stats.extra["max_abs"], -float(lo), float(hi))
         if layout == "cols":
             orthogonalize_cols(w, u, alpha, norm_preserve, stats)
         else:
