@@ -15,6 +15,7 @@ from typing import Any
 import typer
 
 from ablbench.errors import AblbenchError
+from harness.commands._run_options import RunOptions
 from harness.errors import fail
 
 AGENTS = ("terminus", "oracle", "nop")
@@ -74,8 +75,33 @@ def run_command(
     quiet: bool = typer.Option(False, "--quiet", help="No live progress display."),
 ) -> None:
     """Run tasks with an agent (N trials in parallel); results go to results/<run>/."""
+    opts = RunOptions(
+        agent=agent,
+        tasks=tasks,
+        include=tuple(include),
+        exclude=tuple(exclude),
+        model_url=model_url,
+        model=model,
+        attempts=attempts,
+        timeout_multiplier=timeout_multiplier,
+        base_image_map=tuple(base_image_map),
+        offline=offline,
+        no_network=no_network,
+        max_turns=max_turns,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        context_length=context_length,
+        parallel=parallel,
+        out=out,
+        resume=resume,
+        rerun_errors=rerun_errors,
+        infra_retries=infra_retries,
+        quiet=quiet,
+    )
     try:
-        code = _run(**locals())
+        code = _run(opts)
     except AblbenchError as exc:
         raise fail(str(exc)) from exc
     except KeyboardInterrupt:
@@ -84,7 +110,7 @@ def run_command(
         raise typer.Exit(code)
 
 
-def _run(**o: Any) -> int:
+def _run(o: RunOptions) -> int:
     import docker
     from rich.console import Console
 
@@ -96,69 +122,69 @@ def _run(**o: Any) -> int:
     from runners.trial import TrialConfig
 
     console = Console(stderr=True)
-    if o["agent"] not in AGENTS:
-        raise AblbenchError(f"--agent {o['agent']!r} is unknown; use one of {', '.join(AGENTS)}")
-    if o["resume"] and o["out"] is None:
+    if o.agent not in AGENTS:
+        raise AblbenchError(f"--agent {o.agent!r} is unknown; use one of {', '.join(AGENTS)}")
+    if o.resume and o.out is None:
         raise AblbenchError("--resume needs --out pointing at the results folder of the run to continue")
     try:
-        image_map = parse_image_map(o["base_image_map"])
+        image_map = parse_image_map(o.base_image_map)
     except ValueError as exc:
         raise AblbenchError(str(exc)) from None
-    specs = discover_tasks(o["tasks"] or BUNDLED_TASKS, include=tuple(o["include"]), exclude=tuple(o["exclude"]))
+    specs = discover_tasks(o.tasks or BUNDLED_TASKS, include=o.include, exclude=o.exclude)
     if not specs:
         raise AblbenchError("no task matches --include/--exclude; run `ablbench tasks list` to see the names")
 
-    out_dir = (o["out"] or RESULTS_ROOT / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")).resolve()
+    out_dir = (o.out or RESULTS_ROOT / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")).resolve()
     run_id = re.sub(r"[^a-zA-Z0-9_.-]+", "-", out_dir.name)[:60] or "run"
-    if scan_results(out_dir) and not o["resume"]:
+    if scan_results(out_dir) and not o.resume:
         raise AblbenchError(
             f"{out_dir} already holds finished trials: pass --resume to continue that run, or choose another --out"
         )
     agent_factory, agent_settings, identity = _agent(o, lambda m: console.print(f"[yellow]warning: {m}[/]"))
 
-    if o["resume"]:
+    if o.resume:
         _check_same_run(out_dir, agent_settings, identity)
     try:
-        client = docker.from_env(timeout=600, max_pool_size=max(10, 3 * o["parallel"]))
+        client = docker.from_env(timeout=600, max_pool_size=max(10, 3 * o.parallel))
         client.ping()
     except Exception as exc:  # noqa: BLE001 - any failure means "no engine"
         raise AblbenchError(f"cannot reach the Docker engine ({exc}); start docker or set DOCKER_HOST") from None
 
     provenance = {
         "command": sys.argv,
-        "tasks_root": str((o["tasks"] or BUNDLED_TASKS).resolve()),
+        "tasks_root": str((o.tasks or BUNDLED_TASKS).resolve()),
         "agent": agent_settings,
         "model": identity,
         "git": _git(),
         "versions": _versions(client),
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in o.items()},
+        "options": o.as_dict(),
     }
     images = ImageResolver(
         client,
         ImageOptions(
             base_image_map=image_map,
-            offline=o["offline"],
+            offline=o.offline,
             fallback_image=BASE_IMAGE,
             warn=lambda m: console.print(f"[yellow]warning: {m}[/]"),
         ),
     )
     trial_config = TrialConfig(
-        run_id=run_id, out_dir=out_dir, timeout_multiplier=o["timeout_multiplier"], no_network=o["no_network"]
+        run_id=run_id, out_dir=out_dir, timeout_multiplier=o.timeout_multiplier, no_network=o.no_network
     )
     config = RunConfig(
-        attempts=o["attempts"],
-        parallel=o["parallel"],
-        resume=o["resume"],
-        rerun_errors=o["rerun_errors"],
-        infra_retries=o["infra_retries"],
+        attempts=o.attempts,
+        parallel=o.parallel,
+        resume=o.resume,
+        rerun_errors=o.rerun_errors,
+        infra_retries=o.infra_retries,
         provenance=provenance,
-        show_progress=not o["quiet"],
+        show_progress=not o.quiet,
     )
     try:
         scheduler = Scheduler(client, specs, agent_factory, images, trial_config, config, console=console)
         console.print(
-            f"ablbench run: {len(specs)} task(s) x {o['attempts']} attempt(s), agent {o['agent']}, "
-            f"-n {o['parallel']} -> {out_dir}"
+            f"ablbench run: {len(specs)} task(s) x {o.attempts} attempt(s), agent {o.agent}, "
+            f"-n {o.parallel} -> {out_dir}"
         )
         with stop_on_signals(scheduler, console) as state:
             summary = scheduler.run()
@@ -178,39 +204,39 @@ def _run(**o: Any) -> int:
     return 0
 
 
-def _agent(o: dict, warn: Any) -> tuple[Any, dict, dict | None]:
+def _agent(o: RunOptions, warn: Any) -> tuple[Any, dict, dict | None]:
     """(factory of a fresh agent per trial, agent settings for run.json, model identity)."""
     from harness.agents.simple import NopAgent, OracleAgent
 
-    if o["agent"] == "oracle":
+    if o.agent == "oracle":
         return OracleAgent, {"name": "oracle"}, None
-    if o["agent"] == "nop":
+    if o.agent == "nop":
         return NopAgent, {"name": "nop"}, None
-    if not o["model_url"] or not o["model"]:
+    if not o.model_url or not o.model:
         raise AblbenchError("--agent terminus needs --model-url and --model (start a server with `ablbench serve`)")
     from dataclasses import asdict
 
     from harness.agents.terminus import AgentConfig, TerminusAgent
     from harness.llm_client import LLMClient
 
-    identity = model_identity(o["model_url"], o["model"], warn)
+    identity = model_identity(o.model_url, o.model, warn)
     served_len = (identity.get("server_entry") or {}).get("max_model_len")
-    if not served_len and Path(o["model"]).is_dir():
+    if not served_len and Path(o.model).is_dir():
         # transformers serve names the model by its folder and reports no context length
         from runners.servers.process import config_context_length
 
-        served_len = config_context_length(Path(o["model"]))
+        served_len = config_context_length(Path(o.model))
     cfg = AgentConfig(
-        max_turns=o["max_turns"],
-        max_tokens=o["max_tokens"],
-        temperature=o["temperature"],
-        top_p=o["top_p"],
-        seed=o["seed"],
-        context_length=o["context_length"] or (int(served_len) if served_len else None),
+        max_turns=o.max_turns,
+        max_tokens=o.max_tokens,
+        temperature=o.temperature,
+        top_p=o.top_p,
+        seed=o.seed,
+        context_length=o.context_length or (int(served_len) if served_len else None),
     )
 
     def factory() -> Any:
-        return TerminusAgent(LLMClient(o["model_url"], o["model"]), cfg)
+        return TerminusAgent(LLMClient(o.model_url, o.model), cfg)
 
     return factory, {"name": "terminus", **asdict(cfg)}, identity
 
