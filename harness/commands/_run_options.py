@@ -47,6 +47,7 @@ class RunOptions:
     out: Path | None = field(default=None, metadata=RUN)
     resume: bool = field(default=False, metadata=RUN)
     rerun_errors: bool = field(default=False, metadata=RUN)
+    rerun: tuple[str, ...] = field(default=(), metadata=RUN)
     infra_retries: int = field(default=1, metadata=RUN)
     quiet: bool = field(default=False, metadata=RUN)
 

@@ -42,7 +42,12 @@ def run_command(
     out: Path | None = typer.Option(None, "--out", help="Results folder (default: results/<timestamp>)."),
     resume: bool = typer.Option(False, "--resume", help="Keep finished trials in --out, rerun the rest."),
     rerun_errors: bool = typer.Option(
-        False, "--rerun-errors", help="With --resume: also rerun trials that ended in infra/llm/verifier errors."
+        False, "--rerun-errors", help="With --resume: also rerun trials that ended in infra or llm errors."
+    ),
+    rerun: list[str] = typer.Option(
+        [],
+        "--rerun",
+        help="With --resume: also rerun finished trials with this outcome, e.g. verifier_error (repeatable).",
     ),
     infra_retries: int = typer.Option(
         1, "--infra-retries", min=0, help="Retries of a trial that hits an infrastructure error."
@@ -97,6 +102,7 @@ def run_command(
         out=out,
         resume=resume,
         rerun_errors=rerun_errors,
+        rerun=tuple(rerun),
         infra_retries=infra_retries,
         quiet=quiet,
     )
@@ -126,6 +132,7 @@ def _run(o: RunOptions) -> int:
         raise AblbenchError(f"--agent {o.agent!r} is unknown; use one of {', '.join(AGENTS)}")
     if o.resume and o.out is None:
         raise AblbenchError("--resume needs --out pointing at the results folder of the run to continue")
+    _check_rerun(o)
     try:
         image_map = parse_image_map(o.base_image_map)
     except ValueError as exc:
@@ -141,9 +148,6 @@ def _run(o: RunOptions) -> int:
             f"{out_dir} already holds finished trials: pass --resume to continue that run, or choose another --out"
         )
     agent_factory, agent_settings, identity = _agent(o, lambda m: console.print(f"[yellow]warning: {m}[/]"))
-
-    if o.resume:
-        _check_same_run(out_dir, agent_settings, identity)
     try:
         client = docker.from_env(timeout=600, max_pool_size=max(10, 3 * o.parallel))
         client.ping()
@@ -176,8 +180,11 @@ def _run(o: RunOptions) -> int:
         parallel=o.parallel,
         resume=o.resume,
         rerun_errors=o.rerun_errors,
+        rerun=frozenset(o.rerun),
         infra_retries=o.infra_retries,
         provenance=provenance,
+        fingerprint=experiment_fingerprint(o, specs, agent_settings, identity, trial_config),
+        experiment={"agent": agent_settings, "model": identity, "tasks_root": provenance["tasks_root"]},
         show_progress=not o.quiet,
     )
     try:
@@ -241,22 +248,46 @@ def _agent(o: RunOptions, warn: Any) -> tuple[Any, dict, dict | None]:
     return factory, {"name": "terminus", **asdict(cfg)}, identity
 
 
-def _check_same_run(out_dir: Path, agent_settings: dict, identity: dict | None) -> None:
-    """--resume must continue the same agent and model, or the results folder would mix two runs."""
-    import json
+def _check_rerun(o: RunOptions) -> None:
+    from ablbench.agent_api import Outcome
 
-    try:
-        old = json.loads((out_dir / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return
-    was_agent = (old.get("agent") or {}).get("name")
-    was_model = (old.get("model") or {}).get("model")
-    now_model = (identity or {}).get("model")
-    if was_agent and was_agent != agent_settings["name"] or was_model != now_model:
-        raise AblbenchError(
-            f"{out_dir} was run with agent {was_agent} and model {was_model}; resume it with "
-            f"the same --agent/--model, or choose another --out"
-        )
+    known = {x.value for x in Outcome}
+    unknown = [x for x in o.rerun if x not in known]
+    if unknown:
+        raise AblbenchError(f"--rerun {unknown[0]!r} is not an outcome; use one of {', '.join(sorted(known))}")
+    if (o.rerun or o.rerun_errors) and not o.resume:
+        raise AblbenchError("--rerun/--rerun-errors only make sense with --resume (they pick trials to run again)")
+
+
+def experiment_fingerprint(
+    o: RunOptions, specs: list, agent_settings: dict, identity: dict | None, trial_config: Any
+) -> dict[str, Any]:
+    """Everything that defines the experiment; ``--resume`` refuses a run whose fingerprint differs.
+
+    The options whose role is ``experiment``, the agent's full settings, the served model's
+    identity (not its URL: a restarted server gets another port), every task's name and content
+    hash, the local fallback image and the trial limits.
+    """
+    from ablbench.paths import BASE_IMAGE
+    from runners.fingerprint import tree_hash
+
+    def task_hash(spec: Any) -> str:
+        roots = [spec.path] + [
+            p for p in (spec.tests_dir, spec.test_script_path, spec.build_context)
+            if p is not None and not Path(p).resolve().is_relative_to(Path(spec.path).resolve())
+        ]
+        return tree_hash(*roots)
+
+    entry = (identity or {}).get("server_entry") or {}
+    model = {"name": identity.get("model"), "root": entry.get("root")} if identity else {}
+    return {
+        "options": o.with_role("experiment"),
+        "agent": agent_settings,
+        "model": model,
+        "tasks": {spec.name: task_hash(spec) for spec in specs},
+        "images": {"fallback_image": BASE_IMAGE},
+        "trial": {"agent_grace_s": trial_config.agent_grace_s, "pids_limit": trial_config.pids_limit},
+    }
 
 
 def model_identity(base_url: str, model: str, warn: Any = None) -> dict:
