@@ -380,17 +380,20 @@ class TaskEnvironment:
 def sweep_containers(client: docker.DockerClient, labels: dict[str, str], wait_s: float = 15.0) -> list[str]:
     """Force-remove every container carrying all ``labels``; returns the names removed.
 
-    Removals already in progress elsewhere (another thread) are waited for, up to ``wait_s``.
+    Uses the plain list call (``containers.list`` inspects each container and fails on one
+    removed meanwhile). Removals already in progress elsewhere (another thread) are waited
+    for, up to ``wait_s``.
     """
     filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
     removed = []
     deadline = time.monotonic() + wait_s
     while True:
         busy = False
-        for c in client.containers.list(all=True, filters=filters):
+        for c in client.api.containers(all=True, filters=filters):
+            name = (c.get("Names") or [c["Id"]])[0].lstrip("/")
             try:
-                c.remove(force=True, v=True)
-                removed.append(c.name)
+                client.api.remove_container(c["Id"], force=True, v=True)
+                removed.append(name)
             except docker.errors.NotFound:
                 pass
             except docker.errors.APIError as exc:
