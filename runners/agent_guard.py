@@ -110,8 +110,10 @@ def parse_listing(output: str) -> tuple[list[int], list[dict[str, Any]]]:
         if len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit():
             rows.append((int(parts[0]), int(parts[1]), parts[2]))
     tmux = {pid for pid, _pp, cmd in rows if cmd.split(" ", 1)[0].rsplit("/", 1)[-1] == "tmux"}
-    procs = [{"pid": pid, "ppid": ppid, "cmdline": cmd[:500], "kind": _kind(pid, ppid, cmd, tmux)}
-             for pid, ppid, cmd in sorted(rows)]
+    procs = [
+        {"pid": pid, "ppid": ppid, "cmdline": cmd[:500], "kind": _kind(pid, ppid, cmd, tmux)}
+        for pid, ppid, cmd in sorted(rows)
+    ]
     return sorted(killed), procs
 
 

@@ -25,8 +25,12 @@ def tree_hash(*roots: Path) -> str:
     """``sha256:<hex>`` over every regular file below ``roots`` (path and bytes)."""
     digest = hashlib.sha256()
     for root in roots:
-        files = [root] if root.is_file() else sorted(
-            p for p in root.rglob("*") if p.is_file() and not SKIP_DIRS.intersection(p.relative_to(root).parts)
+        files = (
+            [root]
+            if root.is_file()
+            else sorted(
+                p for p in root.rglob("*") if p.is_file() and not SKIP_DIRS.intersection(p.relative_to(root).parts)
+            )
         )
         for path in files:
             rel = path.name if path == root else path.relative_to(root).as_posix()
@@ -60,8 +64,11 @@ def differences(old: dict, new: dict) -> list[tuple[str, Any, Any]]:
     """``(key, old value, new value)`` for every flattened key that differs (``MISSING`` if absent), sorted."""
     a, b = flatten(old), flatten(new)
     keys = sorted(a.keys() | b.keys())
-    return [(k, a.get(k, MISSING), b.get(k, MISSING)) for k in keys
-            if k not in a or k not in b or _canonical(a[k]) != _canonical(b[k])]
+    return [
+        (k, a.get(k, MISSING), b.get(k, MISSING))
+        for k in keys
+        if k not in a or k not in b or _canonical(a[k]) != _canonical(b[k])
+    ]
 
 
 def describe(diffs: list[tuple[str, Any, Any]], limit: int = 8) -> str:

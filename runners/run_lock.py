@@ -56,8 +56,11 @@ class RunFolderLock:
             self._lock.acquire()
         except filelock.Timeout:
             owner = read_owner(self.out_dir)
-            who = f"pid {owner.get('pid', '?')}: {shlex.join(owner['command'])}" if owner.get("command") else (
-                f"pid {owner.get('pid', 'unknown')}")
+            who = (
+                f"pid {owner.get('pid', '?')}: {shlex.join(owner['command'])}"
+                if owner.get("command")
+                else (f"pid {owner.get('pid', 'unknown')}")
+            )
             raise RunFolderLocked(
                 f"{self.out_dir} is being written by another ablbench run ({who}, since {owner.get('since', '?')}); "
                 "wait for it to end or choose another --out"

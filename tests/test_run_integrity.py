@@ -40,8 +40,7 @@ class Background:
     def __init__(self, cmd: list[str], env: dict | None = None) -> None:
         self._out = tempfile.TemporaryFile("w+")  # noqa: SIM115 - lives as long as the process
         self._err = tempfile.TemporaryFile("w+")  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=self._out, stderr=self._err, text=True,
-                                     env=env or ENV)
+        self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=self._out, stderr=self._err, text=True, env=env or ENV)
         self.pid = self.proc.pid
 
     def send_signal(self, sig: int) -> None:
@@ -170,12 +169,23 @@ def test_resume_with_other_settings_is_refused_listing_the_keys(docker_client, b
     task = make_task(root, "fp-task")
     out = tmp_path / "results" / "fp"
     with ScriptedServer([COMPLETE], model="scripted") as srv:
-        base = _cli("run", "--tasks", str(root), "--model-url", srv.base_url, "--model", "scripted",
-                    "--out", str(out), "--quiet", "--max-turns", "3")
+        base = _cli(
+            "run",
+            "--tasks",
+            str(root),
+            "--model-url",
+            srv.base_url,
+            "--model",
+            "scripted",
+            "--out",
+            str(out),
+            "--quiet",
+            "--max-turns",
+            "3",
+        )
 
         def run(*extra: str) -> subprocess.CompletedProcess:
-            return subprocess.run([*base, *extra], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-                                  env=ENV)
+            return subprocess.run([*base, *extra], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=ENV)
 
         first = run()
         assert first.returncode == 0, first.stderr
@@ -209,10 +219,10 @@ def test_kill_during_container_creation_leaves_no_container(docker_client, base_
         ImageResolver(docker_client).resolve(spec)
     out = tmp_path / "results" / "killcreate"
     # the engine reports the first container's creation at once; the other workers are creating theirs then
-    events = docker_client.events(decode=True, filters={"label": f"ablbench.results={out.resolve()}",
-                                                        "event": "create"})
-    proc = Background(_cli("run", "--tasks", str(root), "--agent", "oracle", "-n", "6", "--out", str(out),
-                           "--quiet"))
+    events = docker_client.events(
+        decode=True, filters={"label": f"ablbench.results={out.resolve()}", "event": "create"}
+    )
+    proc = Background(_cli("run", "--tasks", str(root), "--agent", "oracle", "-n", "6", "--out", str(out), "--quiet"))
     try:
         try:
             next(events)
@@ -270,8 +280,12 @@ def test_no_container_is_created_after_the_stop_sweep(docker_client, base_image,
     assert not runner.is_alive() and done["summary"].interrupted
     swept_ns = time.time_ns()
     since = swept_ns // 10**9 - 1
-    events = docker_client.events(decode=True, since=since, until=since + int(engine.delay_s) + 4,
-                                  filters={"label": f"ablbench.results={out.resolve()}", "event": "create"})
+    events = docker_client.events(
+        decode=True,
+        since=since,
+        until=since + int(engine.delay_s) + 4,
+        filters={"label": f"ablbench.results={out.resolve()}", "event": "create"},
+    )
     late = [e for e in events if int(e["timeNano"]) > swept_ns]
     assert late == [], "a container was created after the stop sweep"
     assert not _containers(docker_client, out)
@@ -286,16 +300,22 @@ class PlantLoopAgent:
     name = "plant-loop"
 
     def run(self, container, instruction, logs_dir, deadline, task_dir) -> AgentResult:
-        container.exec_run(["bash", "-c",
-                            "setsid nohup bash -c 'while :; do mkdir -p /logs/verifier; "
-                            "echo 1 > /logs/verifier/reward.json; sleep 0.05; done' >/dev/null 2>&1 & "
-                            "nohup sleep 1234 >/dev/null 2>&1 &"])
+        container.exec_run(
+            [
+                "bash",
+                "-c",
+                "setsid nohup bash -c 'while :; do mkdir -p /logs/verifier; "
+                "echo 1 > /logs/verifier/reward.json; sleep 0.05; done' >/dev/null 2>&1 & "
+                "nohup sleep 1234 >/dev/null 2>&1 &",
+            ]
+        )
         return AgentResult(stop=AgentStop.COMPLETED)
 
 
 @pytest.mark.docker
-def test_planted_reward_json_is_ignored_and_leftover_processes_recorded(docker_client, base_image, tmp_path,
-                                                                        test_labels):
+def test_planted_reward_json_is_ignored_and_leftover_processes_recorded(
+    docker_client, base_image, tmp_path, test_labels
+):
     root = tmp_path / "tasks"
     # tests that write only reward.txt (0: the agent never wrote /app/out.txt), after a pause the loop fills
     make_task(root, "planted", test="#!/bin/bash\nsleep 1\necho 0 > /logs/verifier/reward.txt\n")
@@ -332,10 +352,17 @@ class LateTyperAgent:
 
 
 @pytest.mark.docker
-def test_abandoned_agent_cannot_touch_the_container_during_verification(docker_client, base_image, tmp_path,
-                                                                       test_labels):
-    spec = load_task(make_task(tmp_path / "tasks", "late", agent_timeout=1,
-                               test="#!/bin/bash\necho 0 > /logs/verifier/reward.txt\nsleep 5\n"))
+def test_abandoned_agent_cannot_touch_the_container_during_verification(
+    docker_client, base_image, tmp_path, test_labels
+):
+    spec = load_task(
+        make_task(
+            tmp_path / "tasks",
+            "late",
+            agent_timeout=1,
+            test="#!/bin/bash\necho 0 > /logs/verifier/reward.txt\nsleep 5\n",
+        )
+    )
     tc = TrialConfig(run_id="late", out_dir=tmp_path / "out", labels=test_labels, agent_grace_s=1.0)
     res = Trial(spec, 1, LateTyperAgent(), client=docker_client, images=ImageResolver(docker_client), config=tc).run()
     assert (res["outcome"], res["reward"]) == ("agent_timeout", 0.0), res
@@ -357,20 +384,38 @@ def _alive(pid: int) -> bool:
 @pytest.mark.docker
 @pytest.mark.model
 @pytest.mark.slow
-def test_full_bench_parallel_under_sigterm_exits_143_leaving_nothing(docker_client, base_image, smollm2_dir,
-                                                                      tmp_path):
+def test_full_bench_parallel_under_sigterm_exits_143_leaving_nothing(docker_client, base_image, smollm2_dir, tmp_path):
     root = tmp_path / "tasks"
     make_task(root, "long", agent_timeout=900)
     out = tmp_path / "bench"
     home = tmp_path / "home"  # the detached server's state file lands here, apart from other runs
     env = {**ENV, "ABLBENCH": str(REPO_ROOT / ".venv" / "bin" / "ablbench"), "ABLBENCH_HOME": str(home)}
-    cmd = ["bash", str(REPO_ROOT / "scripts" / "full_bench_parallel.sh"), "--model", f"base={smollm2_dir}",
-           "--tasks", str(root), "--backend", "transformers", "-n", "1", "--max-turns", "50",
-           "--max-tokens", "32", "--out", str(out)]
+    cmd = [
+        "bash",
+        str(REPO_ROOT / "scripts" / "full_bench_parallel.sh"),
+        "--model",
+        f"base={smollm2_dir}",
+        "--tasks",
+        str(root),
+        "--backend",
+        "transformers",
+        "-n",
+        "1",
+        "--max-turns",
+        "50",
+        "--max-tokens",
+        "32",
+        "--out",
+        str(out),
+    ]
     proc = Background(cmd, env)
     states = home / "servers"
-    _wait_for(lambda: list(states.glob("fullpar-base-*.json")) and _containers(docker_client, out / "base"), 600,
-              "the server and the first trial container", proc)
+    _wait_for(
+        lambda: list(states.glob("fullpar-base-*.json")) and _containers(docker_client, out / "base"),
+        600,
+        "the server and the first trial container",
+        proc,
+    )
     server_pid = json.loads(next(states.glob("fullpar-base-*.json")).read_text())["detach"]["pid"]
     assert _alive(server_pid)
 
@@ -388,4 +433,3 @@ def test_full_bench_parallel_under_sigterm_exits_143_leaving_nothing(docker_clie
     assert not list(states.glob("*.json"))
     run = json.loads((out / "base" / "run.json").read_text())
     assert run["invocations"][-1]["status"] == "interrupted"
-
