@@ -19,11 +19,11 @@ import docker
 import pytest
 from docker.models.containers import ContainerCollection
 from test_agent_scripted_server import ScriptedServer
-from test_runner import _cli, _finished, _scheduler, make_task
+from test_runner import PASS_TEST, _cli, _finished, _scheduler, make_task
 
 from ablbench.agent_api import AgentResult, AgentStop
 from ablbench.paths import REPO_ROOT
-from harness.agents.simple import NopAgent
+from harness.agents.simple import NopAgent, OracleAgent
 from harness.tasks import discover_tasks, load_task
 from runners.environment import ContainerError, CreationGate
 from runners.fingerprint import describe, differences, tree_hash
@@ -368,6 +368,35 @@ def test_abandoned_agent_cannot_touch_the_container_during_verification(
     assert (res["outcome"], res["reward"]) == ("agent_timeout", 0.0), res
     assert res["agent_commands_killed"], "the in-flight `sleep 4; echo 1 > reward.txt` must be killed"
     assert "abandoned" in res["error"]
+
+
+@pytest.mark.docker
+def test_rerun_errors_skips_verifier_errors_unless_asked(docker_client, base_image, tmp_path, test_labels):
+    root = tmp_path / "tasks"
+    task = make_task(root, "broken-verifier", test="#!/bin/bash\necho 'no reward written'\n")
+    out = tmp_path / "out"
+    first = _scheduler(docker_client, discover_tasks(root), OracleAgent, out, test_labels).run()
+    assert first.results[("broken-verifier", 1)]["outcome"] == "verifier_error"
+    (task / "tests" / "test.sh").write_text(PASS_TEST)  # fixed: a rerun would now pass
+
+    def resume(**config) -> dict:
+        sched = _scheduler(docker_client, discover_tasks(root), OracleAgent, out, test_labels)
+        sched.config.resume = True
+        for key, value in config.items():
+            setattr(sched.config, key, value)
+        return sched.run().results[("broken-verifier", 1)]
+
+    assert resume(rerun_errors=True)["outcome"] == "verifier_error"  # infra and llm errors only
+    assert resume(rerun=frozenset({"verifier_error"}))["outcome"] == "passed"
+    cli = subprocess.run(
+        _cli("run", "--tasks", str(root), "--agent", "oracle", "--out", str(out), "--resume", "--rerun", "verifer"),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=ENV,
+    )
+    assert cli.returncode == 1 and "--rerun 'verifer' is not an outcome" in cli.stderr
 
 
 # -------------------------------------------------------------------- the user's entry script
