@@ -38,6 +38,7 @@ SUMMARY_COLUMNS = (
     "verifier_s",
     "total_s",
     "error",
+    "cut_off",
     "leftover_procs",  # processes the agent left running when the verifier started (issue 13)
 )
 RESULT_FILE = "result.json"
@@ -99,6 +100,7 @@ def summary_row(result: dict) -> dict[str, Any]:
         "verifier_s": round(float(timings.get("verifier") or 0.0), 3),
         "total_s": round(float(timings.get("total") or 0.0), 3),
         "error": " ".join(str(error).split())[:300],
+        "cut_off": counters.get("cut_off", 0),
         "leftover_procs": int(result.get("leftover_procs") or 0),
     }
 

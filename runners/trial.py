@@ -177,6 +177,8 @@ class Trial:
         self.spec = spec
         self.attempt = attempt
         self.agent = agent.for_task(spec) if hasattr(agent, "for_task") else agent
+        if hasattr(self.agent, "for_trial"):  # per-attempt state, e.g. sampling seeds (issue 12)
+            self.agent = self.agent.for_trial(spec.name, attempt)
         self.client = client
         self.images = images
         self.config = config
@@ -462,7 +464,7 @@ class Trial:
 
 
 def _counters(res: AgentResult | None) -> dict[str, int]:
-    keys = ("turns", "parse_fail", "no_cmd", "retries", "context_events", "tokens_in", "tokens_out")
+    keys = ("turns", "parse_fail", "no_cmd", "retries", "context_events", "tokens_in", "tokens_out", "cut_off")
     return {k: int(getattr(res, k, 0) or 0) if res else 0 for k in keys}
 
 

@@ -143,7 +143,7 @@ done
 echo "== analysis"
 IFS=,; joined="${names[*]}"; unset IFS
 rc=0; run_child "$ABL" analyze "${runs[@]}" --names "$joined" --markdown "$out/report.md" --json "$out/report.json" \
-  --plots "$out/plots" || rc=$?
+  --plots "$out/plots" --html "$out/report.html" || rc=$?
 stop_if_caught "$rc"
 [ "$rc" -eq 0 ] || exit "$rc"
-echo "report: $out/report.md"
+echo "report: $out/report.md and $out/report.html (open it in a browser; every trajectory is one click away)"

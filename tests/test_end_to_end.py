@@ -69,6 +69,8 @@ def test_full_bench_both_models_then_resume(tmp_path, docker_client, base_image,
     assert len(report["overlap"]) == 3
     assert "McNemar" in (out / "report.md").read_text()
     assert any(p.suffix == ".png" for p in (out / "plots").iterdir())
+    html = (out / "report.html").read_text()
+    assert html.count('type="application/gzip+base64"') == 4  # every trial one click away in the HTML report
     assert leftovers(docker_client) == [] and serve_processes() == []
 
     before = {name: rows(out / name) for name in ("base", "abl")}

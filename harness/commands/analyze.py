@@ -98,6 +98,8 @@ def analyze_command(
     markdown_out: Path | None = typer.Option(None, "--markdown", help="Write the markdown report here "
                                              "('-' = stdout)."),
     plots: Path | None = typer.Option(None, "--plots", help="Folder for the PNG figures."),
+    html_out: Path | None = typer.Option(None, "--html", help="Write one self-contained HTML report here: the "
+                                         "tables, the figures, a task x run matrix and every trajectory."),
     solved: str = typer.Option("first", "--solved", help="With several attempts per task, what counts as "
                                "solved for rates, paired tests and overlap: first | any | majority."),
     errors_as_failures: bool = typer.Option(False, "--errors-as-failures", help="Count tasks with infra/llm/"
@@ -130,12 +132,20 @@ def analyze_command(
                 write_text_atomic(Path(out), text(res))
                 if not to_stdout:
                     typer.echo(f"wrote {out}")
+        made: list[Path] | None = None
         if plots is not None:
             from harness.analysis.plots import make_plots
 
-            for made in make_plots(res, plots):
+            made = make_plots(res, plots)
+            for path in made:
                 if not to_stdout:
-                    typer.echo(f"wrote {made}")
+                    typer.echo(f"wrote {path}")
+        if html_out is not None:
+            from harness.analysis.html import build_report
+
+            write_text_atomic(Path(html_out), build_report(res, loaded, made))
+            if not to_stdout:
+                typer.echo(f"wrote {html_out}")
     except AblbenchError as exc:
         raise fail(str(exc)) from exc
 

@@ -70,7 +70,9 @@ def run_command(
     max_tokens: int = typer.Option(4096, "--max-tokens", min=1, help="Tokens per model reply (terminus)."),
     temperature: float = typer.Option(0.7, "--temperature", min=0.0, help="Sampling temperature (terminus)."),
     top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling (terminus)."),
-    seed: int = typer.Option(0, "--seed", help="Sampling seed (terminus)."),
+    seed: int = typer.Option(
+        0, "--seed", help="Run seed (terminus): each request's seed derives from it, the task, the attempt and "
+        "the turn, so attempts differ and runs of two models share seeds."),
     context_length: int | None = typer.Option(
         None,
         "--context-length",
@@ -124,6 +126,7 @@ def _run(o: RunOptions) -> int:
     from ablbench.results import scan_results
     from harness.tasks import discover_tasks
     from runners.images import ImageOptions, ImageResolver, parse_image_map
+    from runners.runtime_image import AGENT_TOOLS
     from runners.scheduler import RunConfig, RunError, Scheduler, stop_on_signals
     from runners.trial import TrialConfig
 
@@ -170,6 +173,8 @@ def _run(o: RunOptions) -> int:
             offline=o.offline,
             fallback_image=BASE_IMAGE,
             warn=lambda m: console.print(f"[yellow]warning: {m}[/]"),
+            # the terminus agent drives tmux: images without it get a cached derived image (issue 12)
+            runtime_tools=AGENT_TOOLS if o.agent == "terminus" else (),
         ),
     )
     trial_config = TrialConfig(
@@ -233,7 +238,12 @@ def _agent(o: RunOptions, warn: Any) -> tuple[Any, dict, dict | None]:
         from runners.servers.process import config_context_length
 
         served_len = config_context_length(Path(o.model))
+    # seeds (issue 12): does the server take `seed`? One 1-token request; run.json records the answer
+    seed_ok = LLMClient(o.model_url, o.model, max_retries=1).probe_seed()
+    if seed_ok is False:
+        warn(f"{o.model_url} rejects the `seed` field: requests are sent without it (run.json says so)")
     cfg = AgentConfig(
+        send_seed=seed_ok is not False,
         max_turns=o.max_turns,
         max_tokens=o.max_tokens,
         temperature=o.temperature,
@@ -245,7 +255,10 @@ def _agent(o: RunOptions, warn: Any) -> tuple[Any, dict, dict | None]:
     def factory() -> Any:
         return TerminusAgent(LLMClient(o.model_url, o.model), cfg)
 
-    return factory, {"name": "terminus", **asdict(cfg)}, identity
+    from harness.seeds import SEED_RULE
+
+    settings = {"name": "terminus", **asdict(cfg), "seed_rule": SEED_RULE, "seed_supported": seed_ok}
+    return factory, settings, identity
 
 
 def _check_rerun(o: RunOptions) -> None:
