@@ -407,14 +407,18 @@ class Trial:
         s = self.spec
         t = time.monotonic()
         # stage the tests beside /tests; the command below swaps them in, so a planted /tests
-        # or reward file is gone, in one exec
-        stage = f"/.ablbench-tests-{secrets.token_hex(4)}"
+        # or reward file is gone, in one exec. Renames, not `rm -rf`: a process the agent left
+        # writing into /logs/verifier makes `rm -rf` fail ("Directory not empty"), which would
+        # turn the trial into a verifier_error
+        token = secrets.token_hex(4)
+        stage = f"/.ablbench-tests-{token}"
         env.put_archive("/", tar_of(s.tests_dir, stage))
         script = s.test_script_path
         if not script.resolve().is_relative_to(s.tests_dir.resolve()):
             env.put_archive("/", tar_of(script, f"{stage}/{s.test_script}"))
         cmd = (
-            f"rm -rf {VERIFIER_DIR} {TESTS_DIR} && mkdir -p {VERIFIER_DIR} && mv {stage} {TESTS_DIR} && "
+            f"old=/.ablbench-old-{token} && mkdir -p $old && {{ mv {VERIFIER_DIR} $old/verifier; mv {TESTS_DIR} $old/tests; "
+            f"true; }} 2>/dev/null && mkdir -p {VERIFIER_DIR} && mv {stage} {TESTS_DIR} && "
             f"bash {TESTS_DIR}/{s.test_script} > {VERIFIER_DIR}/test-stdout.txt 2>&1"
         )
         self.log(f"verifier starts: {cmd} (timeout {s.verifier_timeout_s:.0f}s)")
