@@ -19,6 +19,8 @@ from harness.commands._run_options import RunOptions
 from harness.errors import fail
 
 AGENTS = ("terminus", "oracle", "nop")
+#: agent-settings entries that record a server probe's answer, not a setting: never fingerprinted
+PROBED_AGENT_FACTS = frozenset({"seed_supported"})
 
 
 def register(app: typer.Typer) -> None:
@@ -295,7 +297,8 @@ def experiment_fingerprint(
     model = {"name": identity.get("model"), "root": entry.get("root")} if identity else {}
     return {
         "options": o.with_role("experiment"),
-        "agent": agent_settings,
+        # not what the server happened to answer to a probe (a busy server can time out on it)
+        "agent": {k: v for k, v in agent_settings.items() if k not in PROBED_AGENT_FACTS},
         "model": model,
         "tasks": {spec.name: task_hash(spec) for spec in specs},
         "images": {"fallback_image": BASE_IMAGE},
