@@ -8,8 +8,8 @@ from ``reward.json`` only when the task's tests mention that file, else from ``r
 (a reward.json the tests never write was planted: warned about and ignored). The trial
 folder ``<out>/<task>/<attempt>/`` receives ``trace.jsonl`` (the agent's), ``runner.stdout``
 (this trial's log, build output included), ``verifier.log`` (the tests' output),
-``verifier/`` (the other files the tests left in /logs/verifier), ``reward.txt`` and, last,
-``result.json``. The container is removed whatever happens.
+``verifier/`` (the other files the tests left in /logs/verifier), ``agent/trajectory.json`` (the
+trace in ATIF, ``ablbench.atif``), ``reward.txt`` and, last, ``result.json``. The container is removed whatever happens.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 import docker
 
 from ablbench.agent_api import Agent, AgentResult, AgentStop, Outcome
+from ablbench.atif import TRAJECTORY_FILE, write_trajectory
 from ablbench.results import RESULT_FILE, write_json_atomic, write_text_atomic
 from ablbench.task_spec import TaskSpec
 from runners.agent_guard import end_agent_commands, revocable_container
@@ -297,6 +298,7 @@ class Trial:
                 }
             )
             self.log(f"outcome {outcome.value} reward {reward} total {timings['total']:.2f}s")
+            self._export_trajectory(str(result["agent"]))
         self._log_fh = None
         trace = self.dir / "trace.jsonl"
         if not trace.exists():
@@ -306,6 +308,15 @@ class Trial:
         write_text_atomic(self.dir / "reward.txt", f"{reward:g}\n")
         write_json_atomic(self.dir / RESULT_FILE, result)
         return result
+
+    def _export_trajectory(self, agent_name: str) -> None:
+        """``agent/trajectory.json``: the agent's trace in ATIF, for harbor's viewer and other ATIF tools."""
+        try:
+            write_trajectory(self.dir / "trace.jsonl", self.dir / "agent" / TRAJECTORY_FILE,
+                             instruction=self.spec.instruction, agent_name=agent_name,
+                             session_id=f"{self.config.run_id}/{self.spec.name}/{self.attempt}")
+        except Exception as exc:  # noqa: BLE001 - an export problem must not fail the trial
+            self.log(f"WARNING: ATIF export failed: {type(exc).__name__}: {exc}")
 
     def _start_env(self, image: str) -> None:
         s = self.spec

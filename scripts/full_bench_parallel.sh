@@ -36,6 +36,13 @@ with `ablbench analyze` over all runs (pass counts, exact McNemar, overlap, plot
   --offline               never pull images; map missing base images to the local one
   --no-network            no network in task containers
   --health-budget S       seconds to wait for a server to become healthy
+  --engine E              builtin (default: `ablbench run`) | harbor (`harbor run` from .venv-harbor,
+                          `make setup-harbor`; each model's run is a harbor job folder DIR/NAME)
+  --agent A               with --engine harbor: ablbench (default: ablbench's agent as a harbor
+                          plug-in) | terminus-2 (harbor's own, for leaderboard-comparable numbers)
+  -e, --env ENV           with --engine harbor: docker | modal | daytona | ... | module:Class
+                          (default runners.harbor_environment:AblbenchDocker: local docker with the
+                          built-in runner's hardening; it keeps allow_internet = false tasks offline)
   -h, --help              this help
 Anything after `--` is passed to the model server (e.g. -- --context-length 32768).
 
@@ -48,6 +55,7 @@ EOF
 
 models=(); tasks=""; backend="auto"; parallel=""; attempts=1; max_turns=20; max_tokens=4096
 temperature=0.7; mult=1.0; out="$HERE/results/fullpar"; run_extra=(); server_extra=(); budget=()
+engine=builtin; harbor_agent=ablbench; harbor_env=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) models+=("$2"); shift 2 ;;
@@ -63,6 +71,9 @@ while [ $# -gt 0 ]; do
     --include|--exclude) run_extra+=("$1" "$2"); shift 2 ;;
     --offline|--no-network) run_extra+=("$1"); shift ;;
     --health-budget) budget=(--health-budget "$2"); shift 2 ;;
+    --engine) engine="$2"; shift 2 ;;    # --engine/--agent/-e: the harbor engine (scripts/harbor_sweep.sh)
+    --agent) harbor_agent="$2"; shift 2 ;;
+    -e|--env) harbor_env=(--env "$2"); shift 2 ;;
     -h|--help) usage; exit 0 ;;
     --) shift; server_extra=("$@"); break ;;
     *) echo "full_bench_parallel: unknown option $1 -- see --help" >&2; exit 2 ;;
@@ -70,6 +81,14 @@ while [ $# -gt 0 ]; do
 done
 [ ${#models[@]} -gt 0 ] || { echo "full_bench_parallel: no --model NAME=DIR given -- see --help" >&2; exit 2; }
 [ -x "$ABL" ] || { echo "full_bench_parallel: $ABL not found -- run 'make setup' first" >&2; exit 2; }
+case "$engine" in
+  builtin) [ "$harbor_agent" = ablbench ] && [ ${#harbor_env[@]} -eq 0 ] \
+             || { echo "full_bench_parallel: --agent and --env need --engine harbor" >&2; exit 2; } ;;
+  harbor) for x in "${run_extra[@]}"; do case "$x" in --offline|--no-network)
+            echo "full_bench_parallel: $x is for the builtin engine; under harbor the task's allow_internet and --env decide" >&2; exit 2;;
+          esac; done ;;
+  *) echo "full_bench_parallel: --engine must be builtin or harbor, got '$engine'" >&2; exit 2 ;;
+esac
 
 gpu=0; command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1 && gpu=1
 if [ "$backend" = auto ]; then
@@ -131,12 +150,20 @@ for spec in "${models[@]}"; do
   url=$(printf '%s\n' "$served" | sed -n 's/^url: //p' | head -1)
   served_model=$(printf '%s\n' "$served" | sed -n 's/^model: //p' | head -1)
   echo "== $name: $url ($served_model); running tasks with -n $parallel -k $attempts"
-  rc=0; run_child "$ABL" run "${task_args[@]}" --agent terminus --model-url "$url" --model "$served_model" \
-      -n "$parallel" -k "$attempts" --max-turns "$max_turns" --max-tokens "$max_tokens" \
-      --temperature "$temperature" --timeout-multiplier "$mult" --out "$out/$name" \
-      ${resume[@]+"${resume[@]}"} ${run_extra[@]+"${run_extra[@]}"} || rc=$?
+  rc=0
+  if [ "$engine" = harbor ]; then  # one harbor job per model; it checks the result files itself
+    run_child "$HERE/scripts/harbor_sweep.sh" --url "$url" --model "$served_model" --job "$out/$name" \
+        --agent "$harbor_agent" ${harbor_env[@]+"${harbor_env[@]}"} "${task_args[@]}" -n "$parallel" \
+        -k "$attempts" --max-turns "$max_turns" --max-tokens "$max_tokens" --temperature "$temperature" \
+        --timeout-multiplier "$mult" ${run_extra[@]+"${run_extra[@]}"} || rc=$?
+  else
+    run_child "$ABL" run "${task_args[@]}" --agent terminus --model-url "$url" --model "$served_model" \
+        -n "$parallel" -k "$attempts" --max-turns "$max_turns" --max-tokens "$max_tokens" \
+        --temperature "$temperature" --timeout-multiplier "$mult" --out "$out/$name" \
+        ${resume[@]+"${resume[@]}"} ${run_extra[@]+"${run_extra[@]}"} || rc=$?
+  fi
   stop_if_caught "$rc"
-  [ "$rc" -eq 0 ] || echo "== $name: run ended with errors, exit $rc (see $out/$name)" >&2
+  [ "$rc" -eq 0 ] || echo "== $name: the run ended with errors, exit $rc (see $out/$name)" >&2
   "$ABL" serve stop "$server_name" >/dev/null; current=""
 done
 

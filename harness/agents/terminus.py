@@ -27,7 +27,8 @@ One episode (``TerminusAgent.run``):
   for a shorter one. They are counted in ``cut_off``, not in ``parse_fail``/``no_cmd``; a dropped
   one counts toward the ``max_parse_failures`` consecutive-failure cap.
 
-``trace.jsonl`` gets one line per turn (see ``_turn_record``) and a final ``{"event": "end"}``.
+``trace.jsonl`` gets a ``start`` record (settings, model, instruction, the first request's messages),
+one line per turn and a final ``{"event": "end"}``.
 """
 
 from __future__ import annotations
@@ -172,7 +173,10 @@ class TerminusAgent:
             )
             screen = terminal.start()
             trace.write({"event": "start", "config": asdict(self.config), "screen": screen,
-                         "idle_detection": terminal.counter_ok})
+                         "idle_detection": terminal.counter_ok,
+                         # for the report and the ATIF export (ablbench.atif): who answered, and the first request
+                         "model": getattr(self.client, "model", None), "instruction": instruction,
+                         "messages": initial_messages(instruction, screen, with_system=self.config.with_system_prompt)})
             result = self._loop(terminal, trace, instruction, screen, deadline)
         except TerminalError as exc:
             result = AgentResult(stop=AgentStop.ERROR, error=str(exc))
