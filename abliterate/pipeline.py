@@ -5,7 +5,8 @@ Run folder::
     contrast_refuse.jsonl, contrast_comply.jsonl
     activations/   refuse.npy, comply.npy, means.safetensors, meta.json
     vectors/       refusal_dirs.safetensors, refusal_dir.pt, refusal_ranking.csv, refusal_layers.png
-    abliterated_model/   the baked HF folder (+ abliteration.json)
+    abliterated_model/   the baked HF folder (+ abliteration.json); for a GGUF model:
+                         <model stem>.abliterated.gguf + abliteration.json
     reports/       directions.json, choice.json, evaluation.json, evaluation.md
     notes/         <step>.log, state.json
 
@@ -78,8 +79,11 @@ def _hash(obj) -> str:
 
 
 def model_fingerprint(path: Path) -> dict:
-    """Identity of a model folder without reading gigabytes: config hash + weight file sizes/mtimes."""
+    """Identity of a model folder (or GGUF file) without reading gigabytes: config hash + weight sizes/mtimes."""
     path = Path(path).resolve()
+    if path.is_file():
+        st = path.stat()
+        return {"path": str(path), "weights": [(path.name, st.st_size, st.st_mtime_ns)]}
     files = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin"))
     return {
         "path": str(path), "config": file_sha256(path / "config.json"),
@@ -123,7 +127,7 @@ def run_pipeline(
     bake_fn: Callable | None = None,
 ) -> dict:
     """Run (or resume) every step; returns a summary dict (also written to reports/summary.json)."""
-    from abliterate.model import check_supported, load_model, load_tokenizer
+    from abliterate.model import check_supported, is_gguf, load_model, load_tokenizer
 
     opts = options or PipelineOptions()
     model, out = Path(model), Path(out)
@@ -220,8 +224,9 @@ def run_pipeline(
     choice = json.loads((reports / "choice.json").read_text())
     summary["chosen_layer"] = choice["chosen_layer"]
 
-    # 5. bake
-    edited = out / "abliterated_model"
+    # 5. bake (a GGUF model is baked into a GGUF file inside abliterated_model/)
+    edited_dir = out / "abliterated_model"
+    edited = edited_dir / f"{model.stem}.abliterated.gguf" if is_gguf(model) else edited_dir
     bake_key = _hash([choose_key, file_sha256(vectors / "refusal_dir.pt"), model_fingerprint(model),
                       list(opts.components), opts.weight, opts.norm_preserve])
 
@@ -229,15 +234,17 @@ def run_pipeline(
         fn = bake_fn
         if fn is None:
             from abliterate.bake import bake as fn
-        if edited.exists():
-            shutil.rmtree(edited)  # our own output folder from an earlier, different run
+        if edited_dir.exists():
+            shutil.rmtree(edited_dir)  # our own output folder from an earlier, different run
         report = fn(model, vectors / "refusal_dir.pt", edited, layer=float(choice["chosen_layer"]),
                     components=tuple(opts.components), weight=opts.weight, norm_preserve=opts.norm_preserve,
                     progress=opts.show_progress)
         n_edit = len(report.get("edited", [])) if isinstance(report, dict) else "?"
         log(f"baked {n_edit} tensor(s) into {edited}")
 
-    step("bake", bake_key, ["abliterated_model/abliteration.json", "abliterated_model/config.json"], do_bake)
+    bake_outputs = [str(edited.relative_to(out)) if is_gguf(model) else "abliterated_model/config.json"]
+    step("bake", bake_key, ["abliterated_model/abliteration.json", *bake_outputs], do_bake)
+    summary["edited_model"] = str(edited)
 
     # 6. evaluate
     # the run's own edited model: identified by content, not path, so a copied run folder resumes

@@ -2,7 +2,11 @@
 # full_bench_parallel.sh: serve each model in turn, run every task with the agent in parallel
 # docker containers, stop the server, and compare the runs at the end. A thin layer over
 # `ablbench serve`, `ablbench run` and `ablbench analyze`; rerunning it resumes unfinished runs.
+# Signals: SIGINT/SIGTERM go at once to the ablbench command running (exactly once: children run
+# in their own process group), then the server this script started is stopped and the script
+# exits with that command's code (130/143), without serving the next model or analysing.
 set -euo pipefail
+set -m  # each child in its own process group: a terminal Ctrl-C reaches it only through forward()
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
 ABL="${ABLBENCH:-$HERE/.venv/bin/ablbench}"
 
@@ -95,10 +99,38 @@ fi
 task_args=(); [ -n "$tasks" ] && task_args=(--tasks "$tasks")
 mkdir -p "$out"
 
-current=""
+current=""; child=""; caught=""
 cleanup() { [ -n "$current" ] && "$ABL" serve stop "$current" >/dev/null 2>&1 || true; }
-trap cleanup EXIT
-trap 'echo "full_bench_parallel: interrupted; rerun the same command to resume" >&2; exit 130' INT TERM
+forward() {  # $1 = INT | TERM: pass it on to the running child now; the script exits once it has ended
+  [ -n "$caught" ] || caught=$1
+  [ -n "$child" ] && kill -s "$1" "$child" 2>/dev/null || true
+}
+trap 'forward INT' INT
+trap 'forward TERM' TERM
+# run_child CMD...: run CMD in the background and wait for it (a trapped signal interrupts `wait`
+# but not the child: keep waiting until it has really ended); returns its exit code
+run_child() {
+  if [ -n "$caught" ]; then [ "$caught" = INT ] && return 130 || return 143; fi  # caught between two children
+  "$@" & child=$!
+  local rc=0
+  while :; do
+    rc=0; wait "$child" || rc=$?
+    kill -0 "$child" 2>/dev/null || break
+  done
+  child=""
+  return "$rc"
+}
+# after a child ended: if a signal came, stop the server and exit with the child's code (or 128+signal)
+stop_if_caught() {
+  [ -n "$caught" ] || return 0
+  local rc=$1
+  [ "$rc" -ne 0 ] || { [ "$caught" = INT ] && rc=130 || rc=143; }
+  echo "full_bench_parallel: interrupted by SIG$caught; stopping; rerun the same command to resume" >&2
+  cleanup; current=""
+  exit "$rc"
+}
+served_file=$(mktemp "${TMPDIR:-/tmp}/full_bench_parallel.XXXXXX")
+trap 'cleanup; rm -f "$served_file"' EXIT
 
 names=(); runs=()
 for spec in "${models[@]}"; do
@@ -109,29 +141,36 @@ for spec in "${models[@]}"; do
   resume=(); [ -f "$out/$name/run.json" ] && resume=(--resume)
   echo "== $name: serving $dir with $backend"
   server_name="fullpar-$name-$$"
-  served=$("$ABL" serve --backend "$backend" --model "$dir" --name "$server_name" --detach "${budget[@]}" \
-           ${server_extra[@]+-- "${server_extra[@]}"})
-  current="$server_name"
+  current="$server_name"  # from here on, cleanup stops it (also if serve is interrupted while starting)
+  rc=0; run_child "$ABL" serve --backend "$backend" --model "$dir" --name "$server_name" --detach "${budget[@]}" \
+           ${server_extra[@]+-- "${server_extra[@]}"} > "$served_file" || rc=$?
+  stop_if_caught "$rc"
+  [ "$rc" -eq 0 ] || { echo "full_bench_parallel: serving $name failed (exit $rc)" >&2; exit "$rc"; }
+  served=$(cat "$served_file")
   url=$(printf '%s\n' "$served" | sed -n 's/^url: //p' | head -1)
   served_model=$(printf '%s\n' "$served" | sed -n 's/^model: //p' | head -1)
   echo "== $name: $url ($served_model); running tasks with -n $parallel -k $attempts"
+  rc=0
   if [ "$engine" = harbor ]; then  # one harbor job per model; it checks the result files itself
-    "$HERE/scripts/harbor_sweep.sh" --url "$url" --model "$served_model" --job "$out/$name" \
+    run_child "$HERE/scripts/harbor_sweep.sh" --url "$url" --model "$served_model" --job "$out/$name" \
         --agent "$harbor_agent" ${harbor_env[@]+"${harbor_env[@]}"} "${task_args[@]}" -n "$parallel" \
         -k "$attempts" --max-turns "$max_turns" --max-tokens "$max_tokens" --temperature "$temperature" \
-        --timeout-multiplier "$mult" ${run_extra[@]+"${run_extra[@]}"} \
-        || echo "== $name: harbor job ended with errors (see $out/$name)" >&2
+        --timeout-multiplier "$mult" ${run_extra[@]+"${run_extra[@]}"} || rc=$?
   else
-  "$ABL" run "${task_args[@]}" --agent terminus --model-url "$url" --model "$served_model" \
-      -n "$parallel" -k "$attempts" --max-turns "$max_turns" --max-tokens "$max_tokens" \
-      --temperature "$temperature" --timeout-multiplier "$mult" --out "$out/$name" \
-      "${resume[@]}" "${run_extra[@]}" || echo "== $name: run ended with errors (see $out/$name)" >&2
+    run_child "$ABL" run "${task_args[@]}" --agent terminus --model-url "$url" --model "$served_model" \
+        -n "$parallel" -k "$attempts" --max-turns "$max_turns" --max-tokens "$max_tokens" \
+        --temperature "$temperature" --timeout-multiplier "$mult" --out "$out/$name" \
+        ${resume[@]+"${resume[@]}"} ${run_extra[@]+"${run_extra[@]}"} || rc=$?
   fi
+  stop_if_caught "$rc"
+  [ "$rc" -eq 0 ] || echo "== $name: the run ended with errors, exit $rc (see $out/$name)" >&2
   "$ABL" serve stop "$server_name" >/dev/null; current=""
 done
 
 echo "== analysis"
 IFS=,; joined="${names[*]}"; unset IFS
-"$ABL" analyze "${runs[@]}" --names "$joined" --markdown "$out/report.md" --json "$out/report.json" --plots "$out/plots" \
-    --html "$out/report.html"
+rc=0; run_child "$ABL" analyze "${runs[@]}" --names "$joined" --markdown "$out/report.md" --json "$out/report.json" \
+  --plots "$out/plots" --html "$out/report.html" || rc=$?
+stop_if_caught "$rc"
+[ "$rc" -eq 0 ] || exit "$rc"
 echo "report: $out/report.md and $out/report.html (open it in a browser; every trajectory is one click away)"

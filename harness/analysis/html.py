@@ -93,13 +93,15 @@ def provenance(run: Run) -> dict:
     """What run.json says about who produced the run (model, agent, seeds, versions, git)."""
     base = _results_base(run)
     meta = read_run_meta(base) if base is not None else {}
-    model = meta.get("model") if isinstance(meta.get("model"), dict) else {}
+    # run.json keeps one ``invocations`` entry per `ablbench run` (older ones: ``sessions`` + top-level provenance)
+    sessions = [s for s in meta.get("invocations") or meta.get("sessions") or [] if isinstance(s, dict)]
+    latest = {**meta, **sessions[-1]} if sessions else meta
+    model = latest.get("model") if isinstance(latest.get("model"), dict) else {}
     entry = model.get("server_entry") if isinstance(model.get("server_entry"), dict) else {}
     agent = meta.get("agent") if isinstance(meta.get("agent"), dict) else {}
-    options = meta.get("options") if isinstance(meta.get("options"), dict) else {}
-    versions = meta.get("versions") if isinstance(meta.get("versions"), dict) else {}
-    git = meta.get("git") if isinstance(meta.get("git"), dict) else {}
-    sessions = [s for s in meta.get("sessions") or [] if isinstance(s, dict)]
+    options = latest.get("options") if isinstance(latest.get("options"), dict) else {}
+    versions = latest.get("versions") if isinstance(latest.get("versions"), dict) else {}
+    git = latest.get("git") if isinstance(latest.get("git"), dict) else {}
     facts = {
         "source": f"{run.source} ({run.kind})",
         "model": model.get("model"),
@@ -111,7 +113,7 @@ def provenance(run: Run) -> dict:
         "agent settings": ", ".join(f"{k}={v}" for k, v in agent.items() if k != "name") or None,
         "seed": agent.get("seed", options.get("seed")),
         "attempts per task": meta.get("attempts"),
-        "parallel": meta.get("parallel"),
+        "parallel": latest.get("parallel"),
         "timeout multiplier": meta.get("timeout_multiplier"),
         "tasks root": meta.get("tasks_root"),
         "ablbench": versions.get("ablbench"),
