@@ -83,6 +83,8 @@ def paired_differences(beh: dict, pair: dict, path: Path) -> Path:
             ax.plot([float(np.median(diffs))] * 2, [-0.3, 0.3], color=COLORS[1], lw=2, label="median")
             span = max(abs(min(diffs)), abs(max(diffs))) or 1.0
             ax.set_xlim(-1.15 * span, 1.15 * span)
+        else:
+            ax.text(0.5, 0.5, "no paired task", transform=ax.transAxes, ha="center", va="center", color="#999999")
         ax.set_ylim(-0.5, 0.5)
         ax.set_yticks([])
         unit = " (pp)" if scale == 100 else (" (s)" if m["label"].startswith("seconds") else "")
