@@ -1,4 +1,4 @@
-"""``ablbench abliterate contrast|capture|directions|bake|evaluate|pipeline``.
+"""``ablbench abliterate contrast|capture|directions|bake|evaluate|pipeline`` (search etc.: abliterate_search.py).
 
 The library lives in :mod:`abliterate` (which knows nothing of the harness); this module wires
 it to the agent's own prompt (:mod:`harness.prompt`), so the contrast set is what the model
@@ -306,5 +306,8 @@ def _register_bake() -> None:
 
 def register(app: typer.Typer) -> None:
     """Add the ``abliterate`` verb group."""
+    from harness.commands import abliterate_search
+
     _register_bake()
+    abliterate_search.register(abl_app)
     app.add_typer(abl_app, name="abliterate")
