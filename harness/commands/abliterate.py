@@ -306,8 +306,9 @@ def _register_bake() -> None:
 
 def register(app: typer.Typer) -> None:
     """Add the ``abliterate`` verb group."""
-    from harness.commands import abliterate_search
+    from harness.commands import abliterate_checks, abliterate_search
 
     _register_bake()
     abliterate_search.register(abl_app)
+    abliterate_checks.register(abl_app)
     app.add_typer(abl_app, name="abliterate")
