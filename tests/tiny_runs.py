@@ -6,9 +6,14 @@ search, control and report tests do not need the bundled SmolLM2.
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from pathlib import Path
 
 from tiny_models import build_tiny
+
+_BUILT: dict[tuple[str, int], Path] = {}
 
 #: the comply bucket's system prompt (a stand-in for the agent's, short enough for the tiny context)
 AGENT_SYSTEM = "You are an AI agent operating a Linux terminal. Reply with one JSON object."
@@ -20,7 +25,20 @@ def with_system(prompt: str) -> list[dict]:
 
 
 def build_tiny_run(root: Path, family: str = "llama", n_prompts: int = 12) -> tuple[Path, Path]:
-    """(model folder, run folder) under ``root``: shell prompts without / with a system prompt."""
+    """(model folder, run folder) under ``root``: shell prompts without / with a system prompt.
+
+    Built once per session and family, then copied (each caller may write into its copy).
+    """
+    key = (family, n_prompts)
+    if key not in _BUILT:
+        folder = Path(tempfile.mkdtemp(prefix="tiny-run-"))
+        atexit.register(shutil.rmtree, folder, True)
+        _BUILT[key] = _build(folder, family, n_prompts)
+    shutil.copytree(_BUILT[key], root, dirs_exist_ok=True)
+    return Path(root) / "model", Path(root) / "run"
+
+
+def _build(root: Path, family: str, n_prompts: int) -> Path:
     from abliterate.capture import capture
     from abliterate.contrast import build_contrast, plain_user, write_contrast
     from abliterate.directions import write_directions
@@ -36,4 +54,4 @@ def build_tiny_run(root: Path, family: str = "llama", n_prompts: int = 12) -> tu
     write_contrast(run, refuse, comply)
     capture(lm, refuse, comply, run / "activations", show_progress=False)
     write_directions(run / "activations", run / "vectors")
-    return model, run
+    return root

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from harness.commands.abliterate import _errors
+from harness.commands.abliterate import _BATCH, _DEVICE, _DTYPE, _LAYERS_PATH, _errors
 
 
 def control_command(
@@ -34,6 +34,27 @@ def control_command(
     typer.echo(out)
 
 
+def direction_report_command(
+    model: Path = typer.Option(..., "--model", help="The HF model folder the run was made from."),
+    run: Path = typer.Option(..., "--run", help="Run folder with vectors/refusal_dir.pt and reports/choice.json."),
+    prompts: int = typer.Option(32, "--prompts", help="Refuse-bucket prompts for the base marker rate."),
+    gen_tokens: int = typer.Option(100, "--gen-tokens", help="Greedy tokens per reply."),
+    floor: float = typer.Option(0.1, "--refusal-floor", help="'Measurably refuses' = Wilson lower bound >= this."),
+    batch_size: int = _BATCH, device: str = _DEVICE, dtype: str = _DTYPE, layers_path: str | None = _LAYERS_PATH,
+) -> None:
+    """Does the base refuse the refuse bucket, and is the direction mostly 'a system prompt is present'?"""
+    from abliterate.direction_report import MD_FILE, direction_report
+    from abliterate.model import load_model
+
+    lm = load_model(model, device=device, dtype=dtype, layers_path=layers_path)
+    rep = direction_report(lm, run, n_prompts=prompts, gen_tokens=gen_tokens, refusal_floor=floor,
+                           batch_size=batch_size)
+    for sentence in rep["verdict"]:
+        typer.echo(sentence)
+    typer.echo(run / "reports" / MD_FILE)
+
+
 def register(abl_app: typer.Typer) -> None:
     """Add the commands to the ``abliterate`` group."""
     abl_app.command("control")(_errors(control_command))
+    abl_app.command("direction-report")(_errors(direction_report_command))
