@@ -34,7 +34,8 @@ def register(app: typer.Typer) -> None:
 
                 base = materialize()
             report, out_dir = run_evaluation(base, edited, run, out, max_new_tokens=max_new_tokens, limit=limit,
-                                             batch_size=8, device=device, dtype=dtype, quiet=quiet)
+                                             batch_size=8, device=device, dtype=dtype, quiet=quiet,
+                                             benign=limit, rd=False)
         except (AblbenchError, AbliterationError) as exc:
             raise fail(str(exc)) from exc
         print_evaluation(report)
