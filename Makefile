@@ -10,6 +10,7 @@ demo: setup
 
 test: setup
 	@$(PY) -m ruff check .
+	@.venv/bin/lint-imports --no-cache
 	@$(PY) -m pytest -q -ra --durations=15 $(PYTEST_ARGS)
 
 lint:

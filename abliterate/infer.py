@@ -41,6 +41,19 @@ def generate(
 ) -> list[str]:
     """Greedy continuations (left-padded batches; decoded without special tokens)."""
     import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _Tick(StoppingCriteria):
+        """Advances the progress bar by one token step of the batch; never stops generation."""
+
+        def __init__(self, rows: int) -> None:
+            self.rows, self.steps = rows, 0
+
+        def __call__(self, input_ids, scores, **kwargs):  # noqa: ANN001
+            if progress is not None and self.steps < max_new_tokens:
+                self.steps += 1
+                progress.advance(task, self.rows / max_new_tokens)
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
     ids = tokenize(lm, records)
     pad = lm.tokenizer.pad_token_id
@@ -53,14 +66,16 @@ def generate(
             for j, i in enumerate(rows):
                 input_ids[j, width - len(ids[i]):] = torch.tensor(ids[i])
                 mask[j, width - len(ids[i]):] = 1
+            tick = _Tick(len(rows))
             gen = lm.model.generate(
                 input_ids=input_ids.to(lm.device), attention_mask=mask.to(lm.device), max_new_tokens=max_new_tokens,
                 do_sample=False, temperature=None, top_p=None, top_k=None, pad_token_id=pad,
+                stopping_criteria=StoppingCriteriaList([tick]),
             )
             for j, i in enumerate(rows):
                 texts[i] = lm.tokenizer.decode(gen[j, width:], skip_special_tokens=True).strip()
-            if progress is not None:
-                progress.advance(task, len(rows))
+            if progress is not None:  # the steps an early end-of-sequence skipped
+                progress.advance(task, len(rows) * (max_new_tokens - tick.steps) / max_new_tokens)
     return texts
 
 

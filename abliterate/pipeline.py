@@ -32,7 +32,7 @@ from pathlib import Path
 from abliterate.contrast import COMPLY_FILE, REFUSE_FILE, MessageBuilder, build_contrast, make_records, select
 from abliterate.errors import AbliterationError
 from abliterate.fsio import file_sha256, read_jsonl, write_json
-from abliterate.progress import console
+from abliterate.progress import console, warnings_to_file
 from abliterate.prompts import SMOKE_PROMPT, PromptItem
 
 STEPS = ("contrast", "capture", "directions", "choose", "search", "report", "bake", "evaluate")
@@ -173,7 +173,8 @@ def run_pipeline(
         console.rule(f"[bold]{name}")
         t0 = time.perf_counter()
         log(f"start (key {key})")
-        fn(log)
+        with warnings_to_file(log.path):
+            fn(log)
         dt = time.perf_counter() - t0
         state.finish(name, key, outputs, dt)
         log(f"done in {dt:.1f} s")

@@ -45,6 +45,8 @@ from typing import Any, Literal
 
 import json_repair
 
+from runners.tmux_keys import is_key_name
+
 MAX_DURATION_S = 60.0
 DEFAULT_DURATION_S = 1.0
 #: candidate starts examined per reply (bounds the work on pathological replies)
@@ -62,23 +64,11 @@ ACTION_KEYS = frozenset(
      "state_analysis", "explanation"}
 )
 
-#: tmux key names sent as keys (not typed literally) when a keystroke string is exactly one of them
-_KEY_NAME_RE = re.compile(
-    r"^(?:(?:[CMS]-)+(?:[A-Za-z0-9\\\[\]@^_/? ]|Space|Enter|Tab|BSpace|Up|Down|Left|Right)"
-    r"|Enter|Escape|Tab|BTab|BSpace|Space|Up|Down|Left|Right|Home|End|IC|DC|Insert|Delete"
-    r"|PageUp|PageDown|PgUp|PgDn|PPage|NPage|F(?:[1-9]|1[0-2]))$"
-)
-
 _THINK_OPEN_RE = re.compile(r"<(think|thinking|reasoning)>", re.IGNORECASE)
 _THINK_CLOSE_RE = re.compile(r"</(think|thinking|reasoning)>", re.IGNORECASE)
 _TRUE = {"true", "yes", "y", "1", "on"}
 _FALSE = {"false", "no", "n", "0", "off", "none", "null", ""}
 _NUM_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?:s|sec|secs|second|seconds)?\s*$")
-
-
-def is_key_name(keystrokes: str) -> bool:
-    """True when ``keystrokes`` is exactly one tmux key name (``C-c``, ``Enter``, ``Escape``...)."""
-    return bool(_KEY_NAME_RE.match(keystrokes))
 
 
 @dataclass

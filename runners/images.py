@@ -11,7 +11,6 @@ fallback image (a warning says so).
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import re
 import tempfile
@@ -22,8 +21,9 @@ from pathlib import Path
 
 import docker
 import docker.errors
+from filelock import FileLock
 
-from runners.task_spec import TaskSpec
+from ablbench.task_spec import TaskSpec
 
 Log = Callable[[str], None]
 TAG_REPO = "ablbench-task"
@@ -225,7 +225,7 @@ class ImageResolver:
     def _file_lock(self, tag: str):
         self.options.cache_root.mkdir(parents=True, exist_ok=True)
         path = self.options.cache_root / (hashlib.sha1(tag.encode()).hexdigest()[:16] + ".lock")
-        return _FileLock(path)
+        return FileLock(str(path))
 
     def _build(self, context: Path, dockerfile: Path, tag: str, spec: TaskSpec, log: Log) -> None:
         try:
@@ -255,21 +255,3 @@ class ImageResolver:
             raise ImageError(f"docker build of {spec.name} failed: {type(exc).__name__}: {exc}") from exc
         if not self.exists(tag):
             raise ImageError(f"docker build of {spec.name} produced no image {tag}")
-
-
-class _FileLock:
-    """An exclusive ``flock`` on a file (serializes builds of one tag across processes)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fh = None
-
-    def __enter__(self) -> _FileLock:
-        self._fh = open(self.path, "a+")  # noqa: SIM115 - held for the with-block
-        fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._fh is not None
-        fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
-        self._fh.close()

@@ -36,11 +36,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from runners.agent_api import Agent, Outcome
+from ablbench.agent_api import Agent, Outcome
+from ablbench.results import scan_results, trial_dir, write_json_atomic, write_summary
+from ablbench.task_spec import TaskSpec
 from runners.environment import sweep_containers
 from runners.images import ImageResolver
-from runners.results import scan_results, trial_dir, write_json_atomic, write_summary
-from runners.task_spec import TaskSpec
 from runners.trial import Trial, TrialConfig, now_iso
 
 #: outcomes that say nothing about the agent; ``--rerun-errors`` reruns them on resume

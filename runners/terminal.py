@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 from docker.models.containers import Container
 
-from harness.errors import AblbenchError
-from harness.parser import is_key_name
+from ablbench.errors import AblbenchError
+from runners.tmux_keys import is_key_name
 
 MAX_DURATION_S = 60.0
 #: bytes per ``tmux send-keys`` call: tmux drops commands over ~16 KB

@@ -21,11 +21,11 @@ from typing import Any
 
 import docker
 
-from runners.agent_api import Agent, AgentResult, AgentStop, Outcome
+from ablbench.agent_api import Agent, AgentResult, AgentStop, Outcome
+from ablbench.results import RESULT_FILE, write_json_atomic, write_text_atomic
+from ablbench.task_spec import TaskSpec
 from runners.environment import ContainerError, EnvironmentSpec, TaskEnvironment, container_name, tar_of
 from runners.images import ImageError, ImageResolver
-from runners.results import RESULT_FILE, write_json_atomic, write_text_atomic
-from runners.task_spec import TaskSpec
 
 VERIFIER_DIR = "/logs/verifier"
 TESTS_DIR = "/tests"

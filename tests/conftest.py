@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.paths import BASE_IMAGE
+from ablbench.paths import BASE_IMAGE
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 #: label put on every container a test creates, so the session can sweep leftovers

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from test_agent_scripted_server import ScriptedServer
 
-from harness.agent import AgentConfig, TerminusAgent
+from ablbench.agent_api import AgentStop
+from ablbench.paths import BUNDLED_TASKS
+from harness.agents.terminus import AgentConfig, TerminusAgent
 from harness.llm_client import LLMClient
-from harness.paths import BUNDLED_TASKS
 from harness.prompt import AGENT_SYSTEM_PROMPT
 from harness.trace import read_trace
-from runners.agent_api import AgentStop
 
 pytestmark = pytest.mark.docker
 

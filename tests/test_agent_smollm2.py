@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from harness.agent import AgentConfig, TerminusAgent
+from ablbench.agent_api import AgentStop
+from harness.agents.terminus import AgentConfig, TerminusAgent
 from harness.llm_client import LLMClient
 from harness.trace import read_trace
-from runners.agent_api import AgentStop
 
 pytestmark = [pytest.mark.docker, pytest.mark.model, pytest.mark.slow]
 

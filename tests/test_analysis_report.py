@@ -10,8 +10,8 @@ import pytest
 from matplotlib.image import imread
 from typer.testing import CliRunner
 
+from ablbench.results import SUMMARY_COLUMNS, write_json_atomic, write_summary
 from harness.cli import app
-from runners.results import SUMMARY_COLUMNS, write_json_atomic, write_summary
 
 TASKS = [f"task-{i:02d}" for i in range(14)]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

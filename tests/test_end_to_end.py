@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.paths import BUNDLED_TASKS, REPO_ROOT
+from ablbench.paths import BUNDLED_TASKS, REPO_ROOT
 
 pytestmark = [pytest.mark.docker, pytest.mark.model, pytest.mark.slow]
 TASKS = ["hello-world", "make-output-dir"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.paths import REPO_ROOT
+from ablbench.paths import REPO_ROOT
 
 ABLBENCH = [sys.executable, "-m", "harness.cli"]
 

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from harness.paths import BUNDLED_TASKS, REPO_ROOT
+from ablbench.agent_api import AgentResult, AgentStop, Outcome
+from ablbench.paths import BUNDLED_TASKS, REPO_ROOT
+from ablbench.results import SUMMARY_COLUMNS
+from harness.agents.simple import NopAgent, OracleAgent
 from harness.tasks import discover_tasks, load_task
-from runners.agent_api import AgentResult, AgentStop, Outcome
 from runners.images import ImageOptions, ImageResolver
-from runners.results import SUMMARY_COLUMNS
 from runners.scheduler import RunConfig, RunError, Scheduler
-from runners.simple_agents import NopAgent, OracleAgent
 from runners.trial import Trial, TrialConfig, VerifierResult, classify, parse_reward
 
 PASS_TEST = """#!/bin/bash

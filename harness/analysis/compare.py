@@ -8,10 +8,10 @@ from itertools import combinations
 
 import numpy as np
 
+from ablbench.errors import AblbenchError
 from harness.analysis import power, stats
 from harness.analysis.model import Run, Trial
 from harness.analysis.overlap import regions, unsolved_by_all
-from harness.errors import AblbenchError
 
 SOLVED_RULES = {
     "first": "solved in attempt 1 (the lowest-numbered attempt); keeps the paired tests exactly the "

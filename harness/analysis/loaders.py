@@ -3,17 +3,16 @@ folders and legacy ``tb`` runs folders, all into :class:`~harness.analysis.model
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import re
 from pathlib import Path
 from typing import Any
 
+from ablbench.errors import AblbenchError
+from ablbench.results import SUMMARY_FILE as SUMMARY
+from ablbench.results import read_run_meta, read_summary_rows
 from harness.analysis.model import Run, Trial
-from harness.errors import AblbenchError
-
-SUMMARY = "master_summary.csv"
 
 
 def load_run(path: Path, name: str | None = None) -> Run:
@@ -44,13 +43,10 @@ def _default_name(folder: Path) -> str:
 
 def _results_name(folder: Path) -> str:
     """The run's name from run.json (``name``, else ``run_id``) when it records one, else the folder name."""
-    try:
-        meta = json.loads((folder / "run.json").read_text())
-        for key in ("name", "run_id"):
-            if isinstance(meta, dict) and isinstance(meta.get(key), str) and meta[key]:
-                return meta[key]
-    except (OSError, ValueError):
-        pass
+    meta = read_run_meta(folder)
+    for key in ("name", "run_id"):
+        if isinstance(meta.get(key), str) and meta[key]:
+            return meta[key]
     return _default_name(folder)
 
 
@@ -67,17 +63,11 @@ def _num(value: Any) -> float | None:
 
 def read_summary_csv(path: Path) -> list[Trial]:
     """Trials from a master_summary.csv (needs columns ``task`` and ``reward``; the rest optional)."""
-    try:
-        with path.open(newline="") as fh:
-            reader = csv.DictReader(fh)
-            cols = set(reader.fieldnames or [])
-            missing = {"task", "reward"} - cols
-            if missing:
-                raise AblbenchError(f"{path}: missing column(s) {', '.join(sorted(missing))}; "
-                                    f"a {SUMMARY} needs at least 'task' and 'reward'")
-            rows = list(reader)
-    except UnicodeDecodeError as exc:
-        raise AblbenchError(f"{path}: not a text CSV ({exc.reason}); pass the run's {SUMMARY}") from exc
+    header, rows = read_summary_rows(path)
+    missing = {"task", "reward"} - set(header)
+    if missing:
+        raise AblbenchError(f"{path}: missing column(s) {', '.join(sorted(missing))}; "
+                            f"a {SUMMARY} needs at least 'task' and 'reward'")
     trials: list[Trial] = []
     seen: dict[str, int] = {}
     for i, row in enumerate(rows, start=2):

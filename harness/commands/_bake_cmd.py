@@ -11,7 +11,8 @@ from pathlib import Path
 
 import typer
 
-from harness.errors import AblbenchError, fail
+from ablbench.errors import AblbenchError
+from harness.errors import fail
 
 _PROFILE_HELP = (
     "Per-layer strength profile of one component, heretic style: "

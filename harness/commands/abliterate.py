@@ -15,20 +15,28 @@ from pathlib import Path
 
 import typer
 
-from harness.errors import AblbenchError, fail
+from ablbench.errors import AblbenchError
+from harness.errors import fail
 
 abl_app = typer.Typer(help="Find, choose, bake and evaluate a refusal direction.", no_args_is_help=True)
 
 
 def _errors(fn: Callable) -> Callable:
-    """Turn library errors into ``error: ...`` + exit 1."""
+    """Check the [abliterate] extra, then turn library errors into ``error: ...`` + exit 1."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from abliterate.errors import AbliterationError
+        from harness.extras import require
 
+        verb = fn.__name__.removesuffix("_cmd")
         try:
-            return fn(*args, **kwargs)
+            require("abliterate", f"abliterate {verb}")
+            from ablbench.paths import cache_dir
+            from abliterate.progress import warnings_to_file
+
+            with warnings_to_file(cache_dir() / "logs" / f"abliterate-{verb}.log"):
+                return fn(*args, **kwargs)
         except (AblbenchError, AbliterationError) as exc:
             raise fail(str(exc)) from exc
 

@@ -12,7 +12,7 @@ import typer
 from harness.commands.abliterate import _BATCH, _DEVICE, _DTYPE, _LAYERS_PATH, _errors
 
 
-def control_command(
+def control_cmd(
     model: Path = typer.Option(..., "--model", help="The HF model folder the run baked."),
     run: Path = typer.Option(..., "--run", help="Run folder with abliterated_model/ (or search/chosen.json)."),
     out: Path = typer.Option(..., "--out", help="Folder for the control model (new or empty)."),
@@ -34,7 +34,7 @@ def control_command(
     typer.echo(out)
 
 
-def direction_report_command(
+def direction_report_cmd(
     model: Path = typer.Option(..., "--model", help="The HF model folder the run was made from."),
     run: Path = typer.Option(..., "--run", help="Run folder with vectors/refusal_dir.pt and reports/choice.json."),
     prompts: int = typer.Option(32, "--prompts", help="Refuse-bucket prompts for the base marker rate."),
@@ -56,5 +56,5 @@ def direction_report_command(
 
 def register(abl_app: typer.Typer) -> None:
     """Add the commands to the ``abliterate`` group."""
-    abl_app.command("control")(_errors(control_command))
-    abl_app.command("direction-report")(_errors(direction_report_command))
+    abl_app.command("control")(_errors(control_cmd))
+    abl_app.command("direction-report")(_errors(direction_report_cmd))

@@ -27,7 +27,7 @@ def _log(message: str) -> None:
     typer.echo(message)
 
 
-def search_command(
+def search_cmd(
     model: Path = typer.Option(..., "--model", help="The HF model folder the run was made from."),
     run: Path = typer.Option(..., "--run", help="Run folder with the contrast and vectors/ (writes RUN/search/)."),
     trials: int = typer.Option(200, "--trials", help="Complete trials wanted (heretic's default is 200)."),
@@ -61,4 +61,4 @@ def search_command(
 
 def register(abl_app: typer.Typer) -> None:
     """Add the commands to the ``abliterate`` group."""
-    abl_app.command("search")(_errors(search_command))
+    abl_app.command("search")(_errors(search_cmd))

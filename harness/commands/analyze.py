@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from harness.errors import AblbenchError, fail
+from ablbench.errors import AblbenchError
+from harness.errors import fail
 
 
 def _print_summary(res: dict) -> None:
@@ -93,9 +94,9 @@ def analyze_command(
                                "solved for rates, paired tests and overlap: first | any | majority."),
 ) -> None:
     """Compare runs on their shared tasks: pass rates, exact paired tests, overlap, power, plots."""
+    from ablbench.results import write_text_atomic
     from harness.analysis import analyze, load_run
     from harness.analysis.report import to_json, to_markdown
-    from runners.results import write_text_atomic
 
     try:
         labels = [n.strip() for n in names.split(",")] if names else [None] * len(runs)

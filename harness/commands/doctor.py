@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import typer
 from rich.console import Console
 
-from harness.paths import BASE_IMAGE, embedded_model_dir
+from ablbench.paths import BASE_IMAGE, embedded_model_dir
 
 SGLANG_IMAGE_PREFIX = "lmsysorg/sglang"
 

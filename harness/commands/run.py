@@ -14,7 +14,8 @@ from typing import Any
 
 import typer
 
-from harness.errors import AblbenchError, fail
+from ablbench.errors import AblbenchError
+from harness.errors import fail
 
 AGENTS = ("terminus", "oracle", "nop")
 
@@ -87,10 +88,10 @@ def _run(**o: Any) -> int:
     import docker
     from rich.console import Console
 
-    from harness.paths import BASE_IMAGE, BUNDLED_TASKS, RESULTS_ROOT
+    from ablbench.paths import BASE_IMAGE, BUNDLED_TASKS, RESULTS_ROOT
+    from ablbench.results import scan_results
     from harness.tasks import discover_tasks
     from runners.images import ImageOptions, ImageResolver, parse_image_map
-    from runners.results import scan_results
     from runners.scheduler import RunConfig, RunError, Scheduler, stop_on_signals
     from runners.trial import TrialConfig
 
@@ -179,7 +180,7 @@ def _run(**o: Any) -> int:
 
 def _agent(o: dict, warn: Any) -> tuple[Any, dict, dict | None]:
     """(factory of a fresh agent per trial, agent settings for run.json, model identity)."""
-    from runners.simple_agents import NopAgent, OracleAgent
+    from harness.agents.simple import NopAgent, OracleAgent
 
     if o["agent"] == "oracle":
         return OracleAgent, {"name": "oracle"}, None
@@ -189,7 +190,7 @@ def _agent(o: dict, warn: Any) -> tuple[Any, dict, dict | None]:
         raise AblbenchError("--agent terminus needs --model-url and --model (start a server with `ablbench serve`)")
     from dataclasses import asdict
 
-    from harness.agent import AgentConfig, TerminusAgent
+    from harness.agents.terminus import AgentConfig, TerminusAgent
     from harness.llm_client import LLMClient
 
     identity = model_identity(o["model_url"], o["model"], warn)
@@ -280,7 +281,7 @@ def model_identity(base_url: str, model: str, warn: Any = None) -> dict:
 
 
 def _git() -> dict:
-    from harness.paths import REPO_ROOT
+    from ablbench.paths import REPO_ROOT
 
     def git(*args: str) -> str | None:
         try:

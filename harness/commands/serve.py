@@ -18,9 +18,10 @@ from typing import Any
 
 import typer
 
-from harness.errors import AblbenchError, fail
-from harness.paths import cache_dir
-from runners.results import write_json_atomic
+from ablbench.errors import AblbenchError
+from ablbench.paths import cache_dir
+from ablbench.results import write_json_atomic
+from harness.errors import fail
 
 BACKEND_NAMES = ("transformers", "sglang", "vllm")
 

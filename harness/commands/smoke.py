@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from harness.errors import AblbenchError, fail
+from ablbench.errors import AblbenchError
+from harness.errors import fail
 
 
 def register(app: typer.Typer) -> None:
@@ -27,15 +28,21 @@ def register(app: typer.Typer) -> None:
         """Generations for "List files in /tmp" and a few shell tasks, refusal markers, first-token KL."""
         from abliterate.errors import AbliterationError
         from harness.commands.abliterate import print_evaluation, run_evaluation
+        from harness.extras import require
 
         try:
+            require("abliterate", "smoke")
             if base is None:
                 from harness.embedded_model import materialize
 
                 base = materialize()
-            report, out_dir = run_evaluation(base, edited, run, out, max_new_tokens=max_new_tokens, limit=limit,
-                                             batch_size=8, device=device, dtype=dtype, quiet=quiet,
-                                             benign=limit, rd=False)
+            from ablbench.paths import cache_dir
+            from abliterate.progress import warnings_to_file
+
+            with warnings_to_file(cache_dir() / "logs" / "smoke.log"):
+                report, out_dir = run_evaluation(base, edited, run, out, max_new_tokens=max_new_tokens,
+                                                 limit=limit, batch_size=8, device=device, dtype=dtype, quiet=quiet,
+                                                 benign=limit, rd=False)
         except (AblbenchError, AbliterationError) as exc:
             raise fail(str(exc)) from exc
         print_evaluation(report)

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import typer
 
-from harness.errors import AblbenchError, fail
-from harness.paths import BUNDLED_TASKS
+from ablbench.errors import AblbenchError
+from ablbench.paths import BUNDLED_TASKS
+from harness.errors import fail
 
 
 def _fmt_s(seconds: float) -> str:

@@ -32,11 +32,11 @@ from typing import Any, Protocol
 
 from docker.models.containers import Container
 
+from ablbench.agent_api import AgentResult, AgentStop
 from harness.llm_types import ChatResult, ContextOverflowError, LLMError, SamplingParams
 from harness.parser import ParsedAction, parse_action, strip_reasoning
 from harness.prompt import initial_messages
 from harness.trace import TraceWriter
-from runners.agent_api import AgentResult, AgentStop
 from runners.terminal import TerminalError, TmuxTerminal
 
 CONFIRM_MESSAGE = (
@@ -114,7 +114,7 @@ def _feedback(parsed: ParsedAction, observation: str, confirm: bool, cut_off: bo
 
 
 class TerminusAgent:
-    """The Terminus-style agent (``harness.agent`` module doc)."""
+    """The Terminus-style agent (``harness.agents.terminus`` module doc)."""
 
     name = "terminus"
     #: the terminal class (benchmarks swap in a fixed-sleep variant for comparison)

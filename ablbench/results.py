@@ -20,6 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ablbench.errors import AblbenchError
+
 SUMMARY_COLUMNS = (
     "task",
     "attempt",
@@ -36,6 +38,8 @@ SUMMARY_COLUMNS = (
     "error",
 )
 RESULT_FILE = "result.json"
+SUMMARY_FILE = "master_summary.csv"
+RUN_FILE = "run.json"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -102,7 +106,7 @@ def write_summary(out_dir: Path, results: list[dict]) -> Path:
     writer = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    path = out_dir / "master_summary.csv"
+    path = out_dir / SUMMARY_FILE
     write_text_atomic(path, buf.getvalue())
     return path
 
@@ -117,3 +121,26 @@ def scan_results(out_dir: Path) -> dict[tuple[str, int], dict]:
         if result is not None:
             found[(str(result["task"]), int(result["attempt"]))] = result
     return found
+
+
+def read_summary_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and rows of a ``master_summary.csv`` (or any CSV of that shape), as text.
+
+    Readers must tolerate columns they do not know and columns that are missing: the format
+    only grows (new columns are appended), and other tools write summaries with fewer columns.
+    """
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            return list(reader.fieldnames or []), list(reader)
+    except UnicodeDecodeError as exc:
+        raise AblbenchError(f"{path}: not a text CSV ({exc.reason}); pass the run's {SUMMARY_FILE}") from exc
+
+
+def read_run_meta(out_dir: Path) -> dict[str, Any]:
+    """The run's ``run.json`` as a dict ({} when absent or unreadable)."""
+    try:
+        meta = json.loads((out_dir / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}

@@ -1,0 +1,10 @@
+"""Every agent ablbench ships, behind one protocol (``ablbench.agent_api.Agent``).
+
+- ``terminus``: the Terminus-style LLM agent (``harness.agents.terminus``);
+- ``oracle``: runs the task's reference solution; ``nop``: does nothing
+  (``harness.agents.simple``). With a correct task the oracle passes and nop fails.
+"""
+
+from __future__ import annotations
+
+AGENT_NAMES = ("terminus", "oracle", "nop")
