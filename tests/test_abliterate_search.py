@@ -183,3 +183,30 @@ def test_hook_mirror_of_the_bake_across_families(family, tmp_path):
     with torch.no_grad():
         baked = load_model(tmp_path / "b", device="cpu", dtype="float32").model(input_ids=ids).logits
     torch.testing.assert_close(baked, hooked, atol=2e-5, rtol=1e-5)
+
+
+def test_pipeline_with_search_bakes_the_chosen_profile(tmp_path):
+    from tiny_runs import with_system
+
+    from abliterate.contrast import plain_user
+    from abliterate.pipeline import PipelineOptions, run_pipeline
+    from abliterate.prompts import builtin_prompts
+
+    model = build_tiny("llama", tmp_path / "m")
+    items = builtin_prompts()[:10]
+    opts = PipelineOptions(eval_fraction=0.4, search=True, search_trials=3, search_prompts=2, search_gen_tokens=4,
+                           search_format_tokens=4, report_prompts=2, report_tokens=4, eval_tokens=4, eval_limit=2,
+                           rd=False, show_progress=False, device="cpu")
+    summary = run_pipeline(model, tmp_path / "run", refuse_items=items, comply_items=items, refuse_messages=plain_user,
+                           comply_messages=with_system, options=opts, format_check=lambda t: "{" in t)
+    out = tmp_path / "run"
+    chosen = json.loads((out / "search" / "chosen.json").read_text())
+    choice = json.loads((out / "reports" / "choice.json").read_text())
+    assert summary["search"] is True and "search" in summary["steps"] and "choose" not in summary["steps"]
+    assert choice["source"] == "search" and choice["chosen_layer"] == chosen["direction_index"]
+    baked = json.loads((out / "abliterated_model" / "abliteration.json").read_text())
+    assert baked["components"] == ["attn", "mlp", "experts"]
+    assert baked["profiles"]["attn"] == chosen["profiles"]["attn"]
+    torch.testing.assert_close(torch.load(out / "vectors" / "refusal_dir.pt", weights_only=True),
+                               torch.load(chosen["direction_file"], weights_only=True))
+    assert summary["direction_verdict"] and (out / "reports" / "direction_report.json").is_file()
