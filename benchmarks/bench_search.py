@@ -83,6 +83,8 @@ def main() -> None:
     ap.add_argument("--gen-tokens", type=int, default=100)
     ap.add_argument("--format-tokens", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--run", type=Path, default=None,
+                    help="reuse this run folder's contrast and vectors (e.g. a pipeline run); its search/ is replaced")
     args = ap.parse_args()
     os.environ.setdefault("ABLBENCH_TORCH_THREADS", "1")
     if args.model is None:
@@ -94,8 +96,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp)
         t0 = time.perf_counter()
-        lm = build_run(args.model, run, args.batch_size)
-        print(f"run folder built in {time.perf_counter() - t0:.0f} s ({lm.architecture}, {lm.n_layers} layers)")
+        if args.run:
+            import shutil
+
+            from abliterate.model import load_model
+
+            for part in ("contrast_refuse.jsonl", "contrast_comply.jsonl", "vectors"):
+                src = args.run / part
+                (shutil.copytree if src.is_dir() else shutil.copyfile)(src, run / part)
+            lm = load_model(args.model)
+        else:
+            lm = build_run(args.model, run, args.batch_size)
+        print(f"run folder ready in {time.perf_counter() - t0:.0f} s ({lm.architecture}, {lm.n_layers} layers)")
         full = time_trials(args.model, run, lm, trials=args.trials, prompts=args.prompts, gen=args.gen_tokens,
                            fmt=args.format_tokens, bs=args.batch_size, tag="default budget")
         demo = time_trials(args.model, run, lm, trials=min(args.trials, DEMO_SEARCH["trials"]),
