@@ -2,9 +2,11 @@
 
 Layout (``results/<run>/``)::
 
-    run.json                 provenance (command line, model identity, agent settings, sessions)
+    run.json                 the experiment (fingerprint, agent settings, model, tasks) and one
+                             ``invocations`` entry per ``ablbench run`` (command, versions, times)
     master_summary.csv       one row per finished trial, sorted by (task, attempt)
     <task>/<attempt>/        trace.jsonl, reward.txt, runner.stdout, verifier.log, result.json
+    .lock, .lock.owner       the writer's lock and who holds it (runners.run_lock)
 
 A trial is *finished* when its ``result.json`` exists and says ``"finished": true``; only
 finished trials are kept by ``--resume`` and listed in the summary.
@@ -36,6 +38,8 @@ SUMMARY_COLUMNS = (
     "verifier_s",
     "total_s",
     "error",
+    "cut_off",
+    "leftover_procs",  # processes the agent left running when the verifier started (issue 13)
 )
 RESULT_FILE = "result.json"
 SUMMARY_FILE = "master_summary.csv"
@@ -96,6 +100,8 @@ def summary_row(result: dict) -> dict[str, Any]:
         "verifier_s": round(float(timings.get("verifier") or 0.0), 3),
         "total_s": round(float(timings.get("total") or 0.0), 3),
         "error": " ".join(str(error).split())[:300],
+        "cut_off": counters.get("cut_off", 0),
+        "leftover_procs": int(result.get("leftover_procs") or 0),
     }
 
 

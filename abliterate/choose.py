@@ -1,8 +1,9 @@
 """Choose the source layer by behaviour, not by separability.
 
 For each candidate layer outside the last 20% of the model, the candidate's direction is
-ablated at inference time (projected out of the residual stream after the embedding and every
-decoder layer) and two things are measured on HELD-OUT prompts:
+ablated at inference time (projected out of everything written into the residual stream: the
+embedding, every attention and MLP output, every decoder layer; see ``infer.ablated``) and two
+things are measured on HELD-OUT prompts:
 
 (a) refusal drop on "refuse" prompts, as next-token log-odds:
     score(prompt) = log P(refuse tokens) - log P(comply tokens), where the refuse/comply token

@@ -91,9 +91,13 @@ def bake_control(model: Path, run: Path, out: Path, *, seed: int = 0, direction:
     vec_path = vectors / (f"control_seed{seed}.pt" if direction is None else "control_second_contrast.pt")
     with atomic_path(vec_path) as tmp:
         torch.save(torch.from_numpy(vec.astype(np.float64)).contiguous(), tmp)
+    from abliterate.model import is_gguf
+
     kw = dict(ref["bake"])
     kw["layer"] = None  # a single vector: the reference's layer is recorded in the control section
-    report = bake(model, vec_path, out, progress=progress, **kw)
+    # a GGUF model bakes into a GGUF file inside ``out`` (abliteration.json beside it)
+    target = Path(out) / f"{Path(model).stem}.control.gguf" if is_gguf(model) else Path(out)
+    report = bake(model, vec_path, target, progress=progress, **kw)
     report["control"] = {
         "kind": kind, "seed": seed if direction is None else None, "direction_source": source,
         "direction_file": str(vec_path.resolve()), "reference": ref["source"],

@@ -7,7 +7,8 @@ Run folder::
     vectors/       refusal_dirs.safetensors, refusal_dir.pt, refusal_ranking.csv, refusal_layers.png,
                    sysprompt_dirs.safetensors
     search/        (with search) study.sqlite3, trials.csv, pareto.csv, pareto.png, chosen.json
-    abliterated_model/   the baked HF folder (+ abliteration.json)
+    abliterated_model/   the baked HF folder (+ abliteration.json); for a GGUF model:
+                         <model stem>.abliterated.gguf + abliteration.json
     reports/       directions.json, choice.json, direction_report.json/.md, evaluation.json/.md
     notes/         <step>.log, state.json
 
@@ -94,8 +95,11 @@ def _hash(obj) -> str:
 
 
 def model_fingerprint(path: Path) -> dict:
-    """Identity of a model folder without reading gigabytes: config hash + weight file sizes/mtimes."""
+    """Identity of a model folder (or GGUF file) without reading gigabytes: config hash + weight sizes/mtimes."""
     path = Path(path).resolve()
+    if path.is_file():
+        st = path.stat()
+        return {"path": str(path), "weights": [(path.name, st.st_size, st.st_mtime_ns)]}
     files = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin"))
     return {
         "path": str(path), "config": file_sha256(path / "config.json"),
@@ -144,7 +148,7 @@ def run_pipeline(
     ``format_check`` tells whether a reply is a valid agent action (the search's format-damage
     objective; the CLI passes the harness's parser).
     """
-    from abliterate.model import check_supported, load_model, load_tokenizer
+    from abliterate.model import check_supported, is_gguf, load_model, load_tokenizer
 
     opts = options or PipelineOptions()
     model, out = Path(model), Path(out)
@@ -269,8 +273,9 @@ def run_pipeline(
         step("report", report_key, ["reports/direction_report.json", "vectors/sysprompt_dirs.safetensors"], do_report)
         summary["direction_verdict"] = json.loads((reports / "direction_report.json").read_text())["verdict"]
 
-    # 5. bake
-    edited = out / "abliterated_model"
+    # 5. bake (a GGUF model is baked into a GGUF file inside abliterated_model/)
+    edited_dir = out / "abliterated_model"
+    edited = edited_dir / f"{model.stem}.abliterated.gguf" if is_gguf(model) else edited_dir
     searched = "profiles" in choice
     bake_key = _hash([choose_key, file_sha256(vectors / "refusal_dir.pt"), model_fingerprint(model),
                       list(opts.components), opts.weight, opts.norm_preserve, choice.get("profiles")])
@@ -279,8 +284,8 @@ def run_pipeline(
         fn = bake_fn
         if fn is None:
             from abliterate.bake import bake as fn
-        if edited.exists():
-            shutil.rmtree(edited)  # our own output folder from an earlier, different run
+        if edited_dir.exists():
+            shutil.rmtree(edited_dir)  # our own output folder from an earlier, different run
         kw = {"components": tuple(opts.components)}
         if searched:  # the search's per-component kernels (embeddings are not part of its edit)
             kw = {"components": tuple(choice["components"]), **choice["profiles"]}
@@ -289,7 +294,9 @@ def run_pipeline(
         n_edit = len(report.get("edited", [])) if isinstance(report, dict) else "?"
         log(f"baked {n_edit} tensor(s) into {edited}")
 
-    step("bake", bake_key, ["abliterated_model/abliteration.json", "abliterated_model/config.json"], do_bake)
+    bake_outputs = [str(edited.relative_to(out)) if is_gguf(model) else "abliterated_model/config.json"]
+    step("bake", bake_key, ["abliterated_model/abliteration.json", *bake_outputs], do_bake)
+    summary["edited_model"] = str(edited)
 
     # 6. evaluate
     # the run's own edited model: identified by content, not path, so a copied run folder resumes

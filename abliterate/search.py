@@ -87,7 +87,8 @@ def _settings(model: Path, run: Path, refuse: list[dict], comply: list[dict], op
               objectives: list[str]) -> tuple[dict, str]:
     prompts = hashlib.sha256(json.dumps([[r["id"], r["text"]] for r in refuse + comply]).encode()).hexdigest()[:16]
     settings = {
-        "model_config_sha256": file_sha256(Path(model) / "config.json"),
+        "model": (file_sha256(Path(model) / "config.json") if Path(model).is_dir()
+                  else [Path(model).name, Path(model).stat().st_size]),
         "directions_sha256": file_sha256(Path(run) / "vectors" / DIRS_FILE),
         "prompts_sha256": prompts, "n_refuse": len(refuse), "n_comply": len(comply),
         "gen_tokens": opts.gen_tokens, "format_tokens": opts.format_tokens, "objectives": objectives,

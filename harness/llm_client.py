@@ -4,6 +4,9 @@ The openai client's own retries are switched off (they are silent); tenacity ret
 connection errors, timeouts, 5xx and 429 here, a bounded number of times with exponential
 backoff, and every retry is logged and counted in ``ChatResult.retries``. A request that does
 not fit the context window raises :class:`ContextOverflowError` and is never retried.
+A server that rejects the ``seed`` field (HTTP 400/422 whose message mentions ``seed``) gets
+the request again without it, once; from then on this client sends no seed
+(``seed_supported`` False) and ``ChatResult.seed_sent`` says whether a reply was seeded.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ _OVERFLOW_PATTERNS = (
 )
 _OVERFLOW = re.compile("|".join(f"(?:{p})" for p in _OVERFLOW_PATTERNS), re.IGNORECASE | re.DOTALL)
 _RETRY_STATUS = {408, 409, 429}
+_SEED_REJECTED = re.compile(r"\bseed\b", re.IGNORECASE)
 MAX_BACKOFF_S = 30.0
 
 
@@ -71,6 +75,8 @@ class LLMClient:
         self._log = log
         #: retries made over this client's life (all calls)
         self.total_retries = 0
+        #: False once the server rejected the ``seed`` field (no later request carries it)
+        self.seed_supported = True
         self._context_length: int | None = None
         self._context_known = False
         self._client = openai.OpenAI(
@@ -96,7 +102,7 @@ class LLMClient:
             "top_p": params.top_p,
             "max_tokens": params.max_tokens,
         }
-        if params.seed is not None:
+        if params.seed is not None and self.seed_supported:
             kwargs["seed"] = params.seed
         if params.enable_thinking is not None:
             kwargs["extra_body"] = {"chat_template_kwargs": {"enable_thinking": params.enable_thinking}}
@@ -115,6 +121,7 @@ class LLMClient:
             raise LLMError(f"{self.base_url} failed after {attempts} attempt(s): {exc.why}") from exc.__cause__
         result.retries = retrying.statistics.get("attempt_number", 1) - 1
         result.latency_s = time.monotonic() - started
+        result.seed_sent = "seed" in kwargs  # _once drops a rejected seed from kwargs
         return result
 
     def _once(self, kwargs: dict[str, Any]) -> ChatResult:
@@ -123,6 +130,12 @@ class LLMClient:
             return _to_result(self._client.chat.completions.create(**kwargs))
         except openai.APIStatusError as exc:
             message = _error_text(exc)
+            if exc.status_code in (400, 422) and "seed" in kwargs and _SEED_REJECTED.search(message):
+                kwargs.pop("seed")
+                self.seed_supported = False
+                self._note(f"{self.base_url} rejected the seed field (HTTP {exc.status_code}: {message[:120]}); "
+                           "sending requests without a seed from now on")
+                return self._once(kwargs)  # once: the seed is gone now
             if is_context_overflow(message):
                 raise ContextOverflowError(f"context overflow (HTTP {exc.status_code}): {message}") from exc
             if not (exc.status_code >= 500 or exc.status_code in _RETRY_STATUS):
@@ -139,6 +152,15 @@ class LLMClient:
         why = state.outcome.exception().why if state.outcome is not None else "?"
         delay = state.next_action.sleep if state.next_action is not None else 0.0
         self._note(f"LLM request failed ({why}); retry {state.attempt_number}/{self.max_retries} in {delay:.1f} s")
+
+    def probe_seed(self) -> bool | None:
+        """Does the server accept ``seed``? One 1-token request: True, False (rejected; this
+        client then sends none), or None when the request failed for another reason."""
+        try:
+            reply = self.chat([{"role": "user", "content": "hi"}], SamplingParams(max_tokens=1, seed=0))
+        except LLMError:
+            return None
+        return reply.seed_sent
 
     def context_length(self) -> int | None:
         """The served context window (``max_model_len`` of ``/v1/models``), cached; None if unknown."""

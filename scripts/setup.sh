@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up for ablbench on a Debian-like Linux machine:
 #   .venv with ablbench and its extras, a running Docker engine, the local base images,
-#   and the bundled SmolLM2 model folder. Second runs take seconds.
+#   headless Chromium for the HTML report tests, and the bundled SmolLM2 model folder.
+#   Second runs take seconds.
 # Every failure ends with one line "setup: <what failed> -- <what to do>" and exit 1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -82,6 +83,12 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
     || die "docker build of $BASE_IMAGE failed -- see $LOG"
 fi
 
-# 4. Bundled model ---------------------------------------------------------------------
+# 4. Headless browser for the HTML report tests (Debian's chromium and its chromedriver) ----------
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  say "installing chromium and chromium-driver (the HTML report's browser tests)"
+  apt_install chromium chromium-driver
+fi
+
+# 5. Bundled model ---------------------------------------------------------------------
 model_dir=$("$VENV/bin/ablbench" model embedded 2>>"$LOG") || die "materializing the bundled SmolLM2 failed -- see $LOG"
 say "ready: .venv, docker $(docker version -f '{{.Server.Version}}'), $BASE_IMAGE, model $model_dir"

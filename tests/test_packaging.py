@@ -8,6 +8,7 @@ directory, so nothing can come from the checkout by accident.
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 import subprocess
 import sys
@@ -39,7 +40,8 @@ def core_venv(tmp_path_factory) -> Path:
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     wheel = next(wheels.glob("ablbench-*.whl"))
-    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)], check=True, timeout=900)
+    clean_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # a checkout on the path hides the wheel
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)], check=True, timeout=900, env=clean_env)
     return venv
 
 
@@ -78,11 +80,14 @@ def test_oracle_run_of_two_bundled_tasks_outside_the_checkout(core_venv: Path, t
 def test_core_install_analyzes_two_results_folders(core_venv: Path, tmp_path: Path) -> None:
     for name in ("base", "abl"):
         shutil.copytree(FIXTURES / name, tmp_path / name)
-    out = _ablbench(core_venv, "analyze", "base", "abl", "--markdown", "report.md", cwd=tmp_path)
+    out = _ablbench(core_venv, "analyze", "base", "abl", "--markdown", "report.md", "--html", "report.html",
+                    cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     report = (tmp_path / "report.md").read_text()
     assert "abl vs base" in report or "base vs abl" in report
     assert "0.289" in report  # the user's McNemar exact p, computed by the core install
+    html = (tmp_path / "report.html").read_text()  # its template, CSS and JS ship in the wheel
+    assert "0.289" in html and "renderMatrix" in html and "[plots] extra" in html  # no matplotlib: no figures
 
 
 def test_a_verb_without_its_extra_says_which_pip_install(core_venv: Path, tmp_path: Path) -> None:

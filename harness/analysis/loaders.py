@@ -128,7 +128,11 @@ def _harbor_reward(data: dict) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def _harbor_outcome(reward: float | None, exc_type: str) -> str:
+#: stop reasons of ablbench's harbor agent (``metadata.ablbench.stop``) that name the outcome of a failed trial
+_ABLBENCH_STOPS = {"context_exceeded", "parse_fail_exhausted", "llm_error"}
+
+
+def _harbor_outcome(reward: float | None, exc_type: str, ablbench_stop: str = "") -> str:
     if reward is not None and reward >= 1 - 1e-9:
         return "passed"  # the verifier runs even after an agent timeout and its reward counts
     low = exc_type.lower()
@@ -140,11 +144,24 @@ def _harbor_outcome(reward: float | None, exc_type: str) -> str:
         return "verifier_error"
     if exc_type:
         return "infra_error"
+    if reward is not None and ablbench_stop in _ABLBENCH_STOPS:
+        return ablbench_stop
     return "failed" if reward is not None else "verifier_error"
 
 
+def _ablbench_meta(data: dict) -> dict:
+    """``agent_result.metadata.ablbench`` of a trial run by ablbench's harbor agent ({} otherwise)."""
+    agent = data.get("agent_result")
+    meta = agent.get("metadata") if isinstance(agent, dict) else None
+    found = meta.get("ablbench") if isinstance(meta, dict) else None
+    return found if isinstance(found, dict) else {}
+
+
 def read_harbor_job(job: Path) -> list[Trial]:
-    """Trials of a harbor job: each ``<job>/<trial>/result.json`` with task_name and verifier_result."""
+    """Trials of a harbor job: each ``<job>/<trial>/result.json`` with task_name and verifier_result.
+
+    Any agent's job reads (harbor's ``terminus-2``, ``oracle``...); trials of ablbench's harbor agent
+    also give their parse failures, no-command replies and stop reason (``metadata.ablbench``)."""
     raw: list[tuple[str, str, str, Trial]] = []
     for result in sorted(job.glob("*/result.json")):
         try:
@@ -157,9 +174,11 @@ def read_harbor_job(job: Path) -> list[Trial]:
         exc_info = data.get("exception_info") or {}
         exc_type = str(exc_info.get("exception_type") or "") if isinstance(exc_info, dict) else ""
         exc_msg = str(exc_info.get("exception_message") or "") if isinstance(exc_info, dict) else ""
+        meta = _ablbench_meta(data)
         trial = Trial(task=str(data["task_name"]), attempt=0, reward=reward or 0.0,
-                      outcome=_harbor_outcome(reward, exc_type),
-                      error=f"{exc_type}: {exc_msg}".strip(": ") if exc_type else "")
+                      outcome=_harbor_outcome(reward, exc_type, str(meta.get("stop") or "")),
+                      parse_fail=_num(meta.get("parse_failures")), no_cmd=_num(meta.get("no_command_replies")),
+                      error=f"{exc_type}: {exc_msg}".strip(": ") if exc_type else str(meta.get("error") or ""))
         raw.append((trial.task, str(data.get("started_at") or ""), str(data.get("trial_name") or result.parent.name),
                     trial))
     if not raw:

@@ -114,7 +114,9 @@ _JUDGE = typer.Option(None, "--judge", metavar="URL MODEL",
 @abl_app.command("contrast")
 @_errors
 def contrast_cmd(
-    model: Path = typer.Option(..., "--model", help="HF model folder (its chat template renders the prompts)."),
+    model: Path = typer.Option(
+        ..., "--model", help="HF model folder or .gguf file (its chat template renders the prompts)."
+    ),
     out: Path = typer.Option(..., "--out", help="Run folder to write contrast_refuse/comply.jsonl into."),
     prompts: Path | None = _PROMPTS, refuse_prompts: Path | None = _REFUSE, comply_prompts: Path | None = _COMPLY,
     limit: int | None = _LIMIT, eval_fraction: float = _EVAL_FRACTION, seed: int = _SEED,
@@ -139,7 +141,7 @@ def contrast_cmd(
 @abl_app.command("capture")
 @_errors
 def capture_cmd(
-    model: Path = typer.Option(..., "--model", help="HF model folder."),
+    model: Path = typer.Option(..., "--model", help="HF model folder or .gguf file (read through transformers)."),
     run: Path = typer.Option(..., "--run", help="Run folder holding the contrast files; writes run/activations."),
     batch_size: int = _BATCH, device: str = _DEVICE, dtype: str = _DTYPE, layers_path: str | None = _LAYERS_PATH,
     no_save_activations: bool = typer.Option(False, "--no-save-activations", help="Keep only the means."),
@@ -207,8 +209,8 @@ def directions_cmd(
 @abl_app.command("evaluate")
 @_errors
 def evaluate_cmd(
-    base: Path = typer.Option(..., "--base", help="The original HF model folder."),
-    edited: Path | None = typer.Option(None, "--edited", help="The edited HF folder (any abliteration)."),
+    base: Path = typer.Option(..., "--base", help="The original HF model folder or .gguf file."),
+    edited: Path | None = typer.Option(None, "--edited", help="The edited HF folder or .gguf (any abliteration)."),
     run: Path | None = typer.Option(None, "--run", help="Use this run's eval split (else the built-in prompts)."),
     out: Path | None = typer.Option(None, "--out", help="Folder for evaluation.json/.md (default: run/reports)."),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Greedy tokens per generation."),
@@ -280,7 +282,9 @@ def print_evaluation(report: dict) -> None:
 @abl_app.command("pipeline")
 @_errors
 def pipeline_cmd(
-    model: Path = typer.Option(..., "--model", help="HF model folder."),
+    model: Path = typer.Option(
+        ..., "--model", help="HF model folder, or a .gguf file (then the bake writes a GGUF: GGUF in, GGUF out)."
+    ),
     out: Path = typer.Option(..., "--out", help="Run folder (created; rerunning resumes)."),
     prompts: Path | None = _PROMPTS, refuse_prompts: Path | None = _REFUSE, comply_prompts: Path | None = _COMPLY,
     limit: int | None = _LIMIT, eval_fraction: float = _EVAL_FRACTION, seed: int = _SEED,
@@ -337,7 +341,8 @@ def pipeline_cmd(
     )
     summary = run_pipeline(model, out, refuse_items=ri, comply_items=ci, refuse_messages=rb, comply_messages=cb,
                            options=opts, format_check=agent_format_ok)
-    typer.echo(f"chosen layer {summary['chosen_layer']}" + (" (search)" if summary.get("search") else ""))
+    typer.echo(f"chosen layer {summary['chosen_layer']}" + (" (search)" if summary.get("search") else "")
+               + f"; edited model: {summary['edited_model']}")
     for sentence in summary.get("direction_verdict") or []:
         typer.echo(sentence)
     for name, rr in summary["refusal_rate"].items():

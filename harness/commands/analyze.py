@@ -16,7 +16,7 @@ def _print_summary(res: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from harness.analysis.report import fmt_p, pct, signed_pp
+    from harness.analysis.report import fmt_p, pct
 
     console = Console()
     if not console.is_terminal:  # piped or captured: no width to respect, keep table rows on one line
@@ -52,7 +52,7 @@ def _print_summary(res: dict) -> None:
         for p in res["pairs"]:
             lo, hi = p["newcombe95"]
             row = [f"{p['a']} vs {p['b']}", f"{p['both']}/{p['a_only']}/{p['b_only']}/{p['neither']}",
-                   f"{100 * p['diff']:+.1f} ({100 * lo:+.1f}, {100 * hi:+.1f})",
+                   f"{100 * p['diff']:+.1f} ({100 * lo:+.1f}, {100 * hi:+.1f})" if p["n"] else "— (no task left)",
                    f"{fmt_p(p['mcnemar_exact_p'])} (mid {fmt_p(p['mcnemar_midp'])})"]
             row += [fmt_p(p["mcnemar_holm_p"])] if holm else []
             row += [fmt_p(p["sign_flip_p"])] if res["multi_attempt"] else []
@@ -61,9 +61,17 @@ def _print_summary(res: dict) -> None:
         for p in res["pairs"]:
             console.print(f"Fisher (unpaired) {p['a']} vs {p['b']}: p = {fmt_p(p['fisher_two_sided_p'])} two-sided, "
                           f"{fmt_p(p['fisher_one_sided_p'])} one-sided {p['a']} > {p['b']}")
+        if not res["errors_as_failures"]:
+            for p in res["pairs"]:
+                ex = p["excluded_errors"]
+                if ex:
+                    console.print(f"{p['a']} vs {p['b']}: {len(ex)} task(s) left out of the paired test (an infra, "
+                                  "llm or verifier error in either run; --errors-as-failures counts them as failures)")
     if "cochran_q" in res:
         c = res["cochran_q"]
-        console.print(f"Cochran's Q = {c['q']:.3f}, df = {c['df']}, p = {fmt_p(c['p'])}")
+        left = f"; {c['excluded_errors']} task(s) with errors left out" if c["excluded_errors"] else ""
+        console.print(f"Cochran's Q = {c['q']:.3f}, df = {c['df']}, exact p = {fmt_p(c['p_exact'])} "
+                      f"({c['exact_method']}), asymptotic p = {fmt_p(c['p'])}{left}")
     if len(res["runs"]) > 1:
         t = Table(title="overlap of solved tasks (every region)", title_justify="left", box=box.SIMPLE_HEAD)
         t.add_column("region")
@@ -74,12 +82,12 @@ def _print_summary(res: dict) -> None:
         t.add_row("solved by none", str(res["unsolved_by_all"]), "—")
         console.print(t)
         for p in res["pairs"]:
-            d = p["detectable_increase_80"]
-            need = (f"80% power needs {signed_pp(d['nested'])} to {signed_pp(d['independent'])} over {p['b']}"
-                    if d["nested"] is not None and d["independent"] is not None
-                    else f"80% power is out of reach with {p['n']} tasks")
-            console.print(f"power {p['a']} vs {p['b']}: {p['power']['nested']:.2f} (nested) / "
-                          f"{p['power']['independent']:.2f} (independent); {need}")
+            m = p["mde80"]
+            mde = f"{100 * m['mcnemar']:.1f} pp" if m["mcnemar"] is not None else "out of reach"
+            extra = (f"; sign-flip over all attempts {100 * m['sign_flip']:.1f} pp"
+                     if m.get("sign_flip") is not None else "")
+            console.print(f"detectable at 80% power, {p['a']} vs {p['b']}: {mde} (McNemar, {p['n']} tasks, "
+                          f"{m['discordant']} discordant){extra}")
 
 
 def analyze_command(
@@ -90,8 +98,13 @@ def analyze_command(
     markdown_out: Path | None = typer.Option(None, "--markdown", help="Write the markdown report here "
                                              "('-' = stdout)."),
     plots: Path | None = typer.Option(None, "--plots", help="Folder for the PNG figures."),
+    html_out: Path | None = typer.Option(None, "--html", help="Write one self-contained HTML report here: the "
+                                         "tables, the figures, a task x run matrix and every trajectory."),
     solved: str = typer.Option("first", "--solved", help="With several attempts per task, what counts as "
                                "solved for rates, paired tests and overlap: first | any | majority."),
+    errors_as_failures: bool = typer.Option(False, "--errors-as-failures", help="Count tasks with infra/llm/"
+                                            "verifier errors as failures in the paired tests (default: they leave "
+                                            "the pair's test, with the count stated)."),
 ) -> None:
     """Compare runs on their shared tasks: pass rates, exact paired tests, overlap, power, plots."""
     from ablbench.results import write_text_atomic
@@ -106,7 +119,7 @@ def analyze_command(
         if str(json_out) == "-" and str(markdown_out) == "-":
             raise AblbenchError("--json - and --markdown - both want stdout; send one of them to a file")
         loaded = [load_run(path, label) for path, label in zip(runs, labels, strict=True)]
-        res = analyze(loaded, solved_rule=solved)
+        res = analyze(loaded, solved_rule=solved, errors_as_failures=errors_as_failures)
         to_stdout = "-" in (str(json_out), str(markdown_out))
         if not to_stdout:
             _print_summary(res)
@@ -119,12 +132,20 @@ def analyze_command(
                 write_text_atomic(Path(out), text(res))
                 if not to_stdout:
                     typer.echo(f"wrote {out}")
+        made: list[Path] | None = None
         if plots is not None:
             from harness.analysis.plots import make_plots
 
-            for made in make_plots(res, plots):
+            made = make_plots(res, plots)
+            for path in made:
                 if not to_stdout:
-                    typer.echo(f"wrote {made}")
+                    typer.echo(f"wrote {path}")
+        if html_out is not None:
+            from harness.analysis.html import build_report
+
+            write_text_atomic(Path(html_out), build_report(res, loaded, made))
+            if not to_stdout:
+                typer.echo(f"wrote {html_out}")
     except AblbenchError as exc:
         raise fail(str(exc)) from exc
 

@@ -182,6 +182,7 @@ def _serve(
 
     console = Console(stderr=True)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    detached = False  # a --detach server interrupted before it was recorded must not be left running
     try:
         try:
             server.start()
@@ -204,6 +205,7 @@ def _serve(
                 "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "detach": server.detach(),
             }
             path = _write_state(server.name, record)
+            detached = True
             typer.echo(f"detached; recorded in {path}; stop with `ablbench serve stop {server.name}`", err=True)
             return
         typer.echo("serving; Ctrl-C stops it", err=True)
@@ -217,7 +219,7 @@ def _serve(
         typer.echo("stopping...", err=True)
     finally:
         signal.signal(signal.SIGTERM, previous)
-        if not detach:
+        if not detached:
             server.stop()
     typer.echo(f"stopped {server.name}", err=True)
 

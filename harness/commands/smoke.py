@@ -15,8 +15,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("smoke")
     def smoke(
-        base: Path | None = typer.Option(None, "--base", help="Original model folder (default: bundled SmolLM2)."),
-        edited: Path | None = typer.Option(None, "--edited", help="Edited model folder (omit: base only)."),
+        base: Path | None = typer.Option(None, "--base", help="Original model folder or .gguf (default: bundled SmolLM2)."),
+        edited: Path | None = typer.Option(None, "--edited", help="Edited model folder or .gguf (omit: base only)."),
         run: Path | None = typer.Option(None, "--run", help="Use this run's eval prompts instead of built-ins."),
         limit: int = typer.Option(4, "--limit", help="Prompts per bucket."),
         max_new_tokens: int = typer.Option(100, "--max-new-tokens", help="Greedy tokens per generation."),
