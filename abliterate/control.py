@@ -34,10 +34,14 @@ def random_orthogonal(reference, seed: int) -> np.ndarray:
     if not np.isfinite(norm) or norm == 0:
         raise AbliterationError("the reference direction is zero or not finite: recompute it")
     r = r / norm
-    v = np.random.default_rng(seed).standard_normal(r.shape[0])
-    v -= (v @ r) * r
-    v -= (v @ r) * r  # a second pass leaves ~1e-17 of r instead of ~1e-16
-    return v / np.linalg.norm(v)
+    rng = np.random.default_rng(seed)
+    while True:  # a draw parallel to r (only when r itself came from the same stream) is drawn again
+        v = rng.standard_normal(r.shape[0])
+        v -= (v @ r) * r
+        v -= (v @ r) * r  # a second pass leaves ~1e-17 of r instead of ~1e-16
+        n = np.linalg.norm(v)
+        if n > 1e-6:
+            return v / n
 
 
 def reference_edit(run: Path) -> dict:

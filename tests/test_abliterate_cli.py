@@ -141,7 +141,7 @@ def test_gguf_in_gguf_out_pipeline_bake_and_smoke(tiny):
     # rerun: every step is up to date, the GGUF output included
     res = invoke("abliterate", "pipeline", "--model", model, "--out", run, "--prompts", root / "g_prompts.jsonl",
                  "--eval-fraction", "0.34", "--candidates", "1,2", "--gen-tokens", "2", "--eval-tokens", "2", "--quiet")
-    assert res.exit_code == 0 and res.output.count("up to date") == 6, res.output
+    assert res.exit_code == 0 and res.output.count("up to date") == 7, res.output
     # the same verb bakes a GGUF by its suffix; smoke reads both files
     res = invoke("abliterate", "bake", "--model", model, "--direction", run / "vectors" / "refusal_dir.pt",
                  "--out", root / "b" / "x.gguf", "--gguf-type", "bf16")
