@@ -115,7 +115,7 @@ def main() -> None:
                            fmt=DEMO_SEARCH["format_tokens"], bs=args.batch_size, tag="demo budget")
     print(f"\n{args.model.name} on this machine ({os.cpu_count()} CPUs, "
           f"{os.environ['ABLBENCH_TORCH_THREADS']} torch thread(s), load {os.getloadavg()[0]:.1f}):")
-    print(f"  default budget ({args.prompts}+{args.prompts} prompts, {args.gen_tokens}+{args.format_tokens} tokens): "
+    print(f"  default budget (up to {args.prompts}+{args.prompts} eval prompts, {args.gen_tokens}+{args.format_tokens} tokens): "
           f"{full:.1f} s/trial = {60 / full:.2f} trials/min; {HERETIC_TRIALS} trials = {HERETIC_TRIALS * full / 3600:.1f} h")
     print(f"  demo budget ({DEMO_SEARCH['prompts']}+{DEMO_SEARCH['prompts']} prompts, {DEMO_SEARCH['gen_tokens']}+"
           f"{DEMO_SEARCH['format_tokens']} tokens): {demo:.1f} s/trial = {60 / demo:.2f} trials/min; "
