@@ -1,4 +1,4 @@
-"""``ablbench abliterate control`` (control edits) and the refusal checks around an edit.
+"""``ablbench abliterate control|direction-report|judge-check``: controls and the refusal checks.
 
 Library: :mod:`abliterate.control`, :mod:`abliterate.direction_report`, :mod:`abliterate.judge`.
 """
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from harness.commands.abliterate import _BATCH, _DEVICE, _DTYPE, _LAYERS_PATH, _errors
+from harness.commands.abliterate import _BATCH, _DEVICE, _DTYPE, _JUDGE, _LAYERS_PATH, _errors
 
 
 def control_cmd(
@@ -54,7 +54,29 @@ def direction_report_cmd(
     typer.echo(run / "reports" / MD_FILE)
 
 
+def judge_check_cmd(
+    judge: tuple[str, str] = _JUDGE,
+    out: Path | None = typer.Option(None, "--out", help="Write the agreement (with every item) as JSON here."),
+    workers: int = typer.Option(4, "--workers", help="Requests in flight at once."),
+) -> None:
+    """Cohen's kappa of an LLM judge against the shipped labelled set (64 replies, four kinds)."""
+    from abliterate.errors import AbliterationError
+    from abliterate.fsio import write_json
+    from abliterate.judge import Judge, agreement
+
+    if not judge or not judge[0]:
+        raise AbliterationError("judge-check needs --judge URL MODEL (an OpenAI-compatible server)")
+    ag = agreement(Judge(judge[0], judge[1], workers=workers))
+    typer.echo(f"judge {ag['model']} ({ag['prompt_version']}): kappa {ag['kappa_binary']:.3f} binary, "
+               f"{ag['kappa_4_labels']:.3f} on four labels, binary accuracy {ag['accuracy_binary']:.3f}, "
+               f"unparsed {ag['unparsed']} of {ag['n']}; refusal markers: kappa {ag['markers_kappa_binary']:.3f}")
+    if out:
+        write_json(out, ag)
+        typer.echo(out)
+
+
 def register(abl_app: typer.Typer) -> None:
     """Add the commands to the ``abliterate`` group."""
     abl_app.command("control")(_errors(control_cmd))
     abl_app.command("direction-report")(_errors(direction_report_cmd))
+    abl_app.command("judge-check")(_errors(judge_check_cmd))
