@@ -88,6 +88,8 @@ class AgentConfig:
     #: override the server's context length (tokens); None = ask the server
     context_length: int | None = None
     history_limit: int = 100_000
+    #: ``response_format`` sent with every request (``--structured``: harness.action_schema); None: free text
+    response_format: dict | None = None
 
 
 @dataclass
@@ -231,7 +233,8 @@ class TerminusAgent:
                 return res
             seed = None if cfg.seed is None else request_seed(cfg.seed, self.task, self.attempt, res.turns + 1)
             params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=max_tokens,
-                                    seed=seed if cfg.send_seed else None, enable_thinking=cfg.enable_thinking)
+                                    seed=seed if cfg.send_seed else None, enable_thinking=cfg.enable_thinking,
+                                    response_format=cfg.response_format)
             req_chars = _chars(ep.messages)
             t_request = time.monotonic()
             if t_reply is not None:

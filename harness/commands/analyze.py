@@ -121,6 +121,9 @@ def analyze_command(
     judge: tuple[str, str] | None = typer.Option(None, "--judge", metavar="URL MODEL", help="Also ask an LLM judge "
                                                  "(OpenAI-compatible server URL, model name) about every turn where "
                                                  "a refusal marker fired."),
+    allow_mixed_structured: bool = typer.Option(
+        False, "--allow-mixed-structured", help="Compare runs even when only some used --structured."
+    ),
 ) -> None:
     """Compare runs on their shared tasks: pass rates, exact paired tests, overlap, power, plots."""
     from ablbench.results import write_text_atomic
@@ -135,6 +138,10 @@ def analyze_command(
         if str(json_out) == "-" and str(markdown_out) == "-":
             raise AblbenchError("--json - and --markdown - both want stdout; send one of them to a file")
         loaded = [load_run(path, label) for path, label in zip(runs, labels, strict=True)]
+        from harness.analysis.structured import check_structured_pairing
+
+        for note in check_structured_pairing(loaded, allow_mixed_structured):
+            typer.secho(f"warning: {note}", err=True, fg=typer.colors.YELLOW)
         res = analyze(loaded, solved_rule=solved, errors_as_failures=errors_as_failures)
         if judge is not None and judge[0] is not None:
             from harness.analysis.refusal_judge import judge_refusals
