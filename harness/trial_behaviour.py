@@ -36,6 +36,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ablbench.atif import read_trace_records
 from abliterate.markers import matched_markers, normalize
 from harness.parser import strip_reasoning
 
@@ -88,23 +89,6 @@ def _float(value: Any) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    """The records of a JSONL file; a torn last line (a trial killed mid-write) is skipped."""
-    records: list[dict] = []
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(rec, dict):
-                records.append(rec)
-    return records
 
 
 def _cut_off(value: Any) -> bool:
@@ -237,7 +221,7 @@ def read_turns(path: Path) -> list[Turn]:
     """The turns of a trajectory file (``.jsonl`` = our trace, else ATIF JSON); [] if unreadable."""
     try:
         if path.suffix == ".jsonl":
-            return turns_from_trace(_read_jsonl(path))
+            return turns_from_trace(read_trace_records(path))
         data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
     except (OSError, ValueError):
         return []

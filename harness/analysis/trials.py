@@ -21,10 +21,10 @@ Rules, in order:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from ablbench.atif import read_trace_records
 from ablbench.errors import AblbenchError
 from ablbench.results import read_result, read_run_meta, trial_dir
 
@@ -74,15 +74,7 @@ def _read_lines(path: Path) -> list[dict]:
     try:
         return [r for r in read_trace(path) if isinstance(r, dict)]
     except (JsonlinesError, ValueError, UnicodeDecodeError):
-        records = []
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(rec, dict):
-                records.append(rec)
-        return records
+        return read_trace_records(path)
 
 
 def read_trace_parts(path: Path) -> dict[str, Any]:
