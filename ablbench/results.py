@@ -40,7 +40,19 @@ SUMMARY_COLUMNS = (
     "error",
     "cut_off",
     "leftover_procs",  # processes the agent left running when the verifier started (issue 13)
+    # behaviour (harness.trial_behaviour; blank when the agent kept no trajectory, e.g. oracle):
+    "commands",
+    "distinct_commands",
+    "refusal_turns",
+    "task_complete_claimed",
+    "false_completion",
+    "first_cmd_s",
 )
+#: the appended behaviour columns, filled from result.json's ``agent_extra.behaviour``
+BEHAVIOUR_COLUMNS = ("commands", "distinct_commands", "refusal_turns", "task_complete_claimed",
+                     "false_completion", "first_cmd_s")
+#: outcomes where the verifier graded the final state as not passed (an errored trial is not graded)
+GRADED_FAILURES = frozenset({"failed", "agent_timeout", "context_exceeded", "parse_fail_exhausted"})
 RESULT_FILE = "result.json"
 SUMMARY_FILE = "master_summary.csv"
 RUN_FILE = "run.json"
@@ -102,7 +114,31 @@ def summary_row(result: dict) -> dict[str, Any]:
         "error": " ".join(str(error).split())[:300],
         "cut_off": counters.get("cut_off", 0),
         "leftover_procs": int(result.get("leftover_procs") or 0),
+        **behaviour_cells(result),
     }
+
+
+def false_completion(claimed: bool | int | None, outcome: str) -> int | None:
+    """1 when the agent claimed ``task_complete`` and the verifier graded the trial as not passed;
+    0 when it made no claim or passed; None when unknown (no claim data, or a claim on a trial
+    that errored before it could be graded)."""
+    if claimed is None:
+        return None
+    if not claimed or outcome == "passed":
+        return 0
+    return 1 if outcome in GRADED_FAILURES else None
+
+
+def behaviour_cells(result: dict) -> dict[str, Any]:
+    """The :data:`BEHAVIOUR_COLUMNS` of a trial: from ``agent_extra.behaviour`` (the agent computes it
+    from its trace), plus ``false_completion`` from the claim and the outcome; "" where unknown."""
+    extra = result.get("agent_extra") or {}
+    behaviour = extra.get("behaviour") if isinstance(extra, dict) else None
+    if not isinstance(behaviour, dict):
+        return dict.fromkeys(BEHAVIOUR_COLUMNS, "")
+    cells: dict[str, Any] = {k: behaviour.get(k) for k in BEHAVIOUR_COLUMNS}
+    cells["false_completion"] = false_completion(behaviour.get("task_complete_claimed"), str(result.get("outcome")))
+    return {k: "" if v is None else v for k, v in cells.items()}
 
 
 def write_summary(out_dir: Path, results: list[dict]) -> Path:

@@ -104,8 +104,14 @@ class LLMClient:
         }
         if params.seed is not None and self.seed_supported:
             kwargs["seed"] = params.seed
+        extra_body: dict[str, Any] = {}
         if params.enable_thinking is not None:
-            kwargs["extra_body"] = {"chat_template_kwargs": {"enable_thinking": params.enable_thinking}}
+            extra_body["chat_template_kwargs"] = {"enable_thinking": params.enable_thinking}
+        if params.response_format is not None:
+            # raw, not the SDK's typed argument: llama-cpp-python's shape is not OpenAI's
+            extra_body["response_format"] = params.response_format
+        if extra_body:
+            kwargs["extra_body"] = extra_body
         started = time.monotonic()
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.max_retries + 1),

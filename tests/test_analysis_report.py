@@ -107,7 +107,9 @@ def test_markdown_report_opens_cleanly(cli_out):
 def test_plots_are_valid_pngs(cli_out):
     _, out = cli_out
     names = sorted(p.name for p in (out / "plots").iterdir())
-    assert names == ["overlap_upset.png", "overlap_venn.png", "pass_rates.png", "task_heatmap.png"]
+    assert names == ["behaviour_diff_base_vs_abl.png", "behaviour_diff_base_vs_sft.png",
+                     "behaviour_diff_sft_vs_abl.png", "behaviour_runs.png", "overlap_upset.png",
+                     "overlap_venn.png", "pass_rates.png", "task_heatmap.png"]
     for png in (out / "plots").iterdir():
         assert png.read_bytes()[:8] == PNG_MAGIC
         img = imread(png)

@@ -82,6 +82,20 @@ def test_full_bench_both_models_then_resume(tmp_path, docker_client, base_image,
     assert len(report["overlap"]) == 3
     assert "McNemar" in (out / "report.md").read_text()
     assert any(p.suffix == ".png" for p in (out / "plots").iterdir())
+    # the behaviour section: filled, and its refusal and parse_fail sentences count what the traces hold
+    from test_behaviour_e2e import pct, trace_counts
+
+    beh = report["behaviour"]
+    assert beh["available"] and [r["sources"] for r in beh["runs"]] == [{"trace": 2}, {"trace": 2}]
+    said = {m["key"]: m["sentence"] for m in beh["pairs"][0]["metrics"]}
+    base_c, abl_c = trace_counts(out / "base", TASKS), trace_counts(out / "abl", TASKS)
+    assert said["refusal_rate"].startswith(f"base refused (a refusal marker in the reply) in "
+                                           f"{pct(base_c['refusal'], base_c['turns'])} of turns vs "
+                                           f"{pct(abl_c['refusal'], abl_c['turns'])} for abl; p = ")
+    assert said["parse_fail_rate"].startswith(f"base's replies could not be parsed in "
+                                              f"{pct(base_c['parse_fail'], base_c['turns'])} of turns vs "
+                                              f"{pct(abl_c['parse_fail'], abl_c['turns'])} for abl; p = ")
+    assert "## Behaviour in the trajectories" in (out / "report.md").read_text()
     html = (out / "report.html").read_text()
     assert html.count('type="application/gzip+base64"') == 4  # every trial one click away in the HTML report
     assert leftovers(docker_client, out) == [] and serve_processes(out) == []

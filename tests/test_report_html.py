@@ -157,7 +157,10 @@ def test_report_is_one_file_with_the_analysis_json_and_cut_marked_trials(report)
     assert len(obs) < len(LONG_OBSERVATION) / 5 and re.search(r"⋯ \[\d+ characters cut\] ⋯", obs)
     assert obs.endswith(LONG_OBSERVATION[-500:])  # the end of a terminal screen is kept
     data = json.loads(re.search(r'<script type="application/json" id="page-data">(.*?)</script>', html, re.S).group(1))
-    assert [p["name"] for p in data["plots"]] == ["pass_rates.png", "overlap_upset.png", "overlap_venn.png"]
+    assert [p["name"] for p in data["plots"]] == [
+        "pass_rates.png", "overlap_upset.png", "overlap_venn.png", "behaviour_runs.png",
+        "behaviour_diff_base_vs_sft.png", "behaviour_diff_base_vs_abliterated.png",
+        "behaviour_diff_sft_vs_abliterated.png"]
     assert report.stat().st_size < 1_000_000
 
 

@@ -47,6 +47,7 @@ from harness.parser import ParsedAction, parse_action, strip_reasoning
 from harness.prompt import initial_messages
 from harness.seeds import request_seed
 from harness.trace import TraceWriter
+from harness.trial_behaviour import metrics_from_file
 from runners.terminal import TerminalError, TmuxTerminal
 
 CONFIRM_MESSAGE = (
@@ -87,6 +88,8 @@ class AgentConfig:
     #: override the server's context length (tokens); None = ask the server
     context_length: int | None = None
     history_limit: int = 100_000
+    #: ``response_format`` sent with every request (``--structured``: harness.action_schema); None: free text
+    response_format: dict | None = None
 
 
 @dataclass
@@ -195,6 +198,10 @@ class TerminusAgent:
                          "counters": {k: v for k, v in asdict(result).items() if k not in ("extra",)},
                          "extra": result.extra})
             trace.close()
+            try:  # the behaviour columns of master_summary.csv (harness.trial_behaviour)
+                result.extra["behaviour"] = metrics_from_file(trace.path)
+            except Exception as exc:  # noqa: BLE001 - metrics must never cost a trial; analyze recomputes them
+                result.extra["behaviour_error"] = f"{type(exc).__name__}: {exc}"
         return result
 
     # ------------------------------------------------------------------ the loop
@@ -226,7 +233,8 @@ class TerminusAgent:
                 return res
             seed = None if cfg.seed is None else request_seed(cfg.seed, self.task, self.attempt, res.turns + 1)
             params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=max_tokens,
-                                    seed=seed if cfg.send_seed else None, enable_thinking=cfg.enable_thinking)
+                                    seed=seed if cfg.send_seed else None, enable_thinking=cfg.enable_thinking,
+                                    response_format=cfg.response_format)
             req_chars = _chars(ep.messages)
             t_request = time.monotonic()
             if t_reply is not None:

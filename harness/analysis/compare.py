@@ -25,6 +25,7 @@ import numpy as np
 
 from ablbench.errors import AblbenchError
 from harness.analysis import power, stats
+from harness.analysis.behaviour import analyze_behaviour
 from harness.analysis.model import Run, Trial
 from harness.analysis.overlap import regions, unsolved_by_all
 
@@ -203,4 +204,5 @@ def analyze(runs: Sequence[Run], solved_rule: str = "first", errors_as_failures:
         notes.append("runs have different numbers of attempts: with --solved any the run with more attempts "
                      "is favoured; prefer --solved first")
     result["notes"] = notes
+    result["behaviour"] = analyze_behaviour(runs, tasks)  # a separate section: harness.analysis.behaviour
     return result

@@ -42,6 +42,7 @@ PLOT_CAPTIONS = {
     "overlap_upset.png": "Overlap of solved tasks (UpSet)",
     "overlap_venn.png": "Overlap of solved tasks (Venn)",
     "task_heatmap.png": "Per-task pass rate over all attempts",
+    "behaviour_runs.png": "Behaviour per run (points: trials)",
 }
 PLOTS_MISSING = "figures need the [plots] extra: pip install 'ablbench[plots]'"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -79,9 +80,11 @@ def read_summary_csv(path: Path) -> list[Trial]:
         seen[task] = seen.get(task, 0) + 1
         attempt = int(attempt_num) if attempt_num is not None else seen[task]
         outcome = (row.get("outcome") or "").strip() or _outcome_from_reward(reward)
+        folder = path.parent / task / str(attempt)
         trials.append(Trial(task=task, attempt=attempt, reward=reward or 0.0, outcome=outcome,
                             parse_fail=_num(row.get("parse_fail")), no_cmd=_num(row.get("no_cmd")),
-                            error=(row.get("error") or "").strip()))
+                            error=(row.get("error") or "").strip(), trial_dir=folder if folder.is_dir() else None,
+                            columns=dict(row)))
     if not trials:
         raise AblbenchError(f"{path}: no trials in the file; was the run interrupted before any task finished?")
     return trials
@@ -178,7 +181,8 @@ def read_harbor_job(job: Path) -> list[Trial]:
         trial = Trial(task=str(data["task_name"]), attempt=0, reward=reward or 0.0,
                       outcome=_harbor_outcome(reward, exc_type, str(meta.get("stop") or "")),
                       parse_fail=_num(meta.get("parse_failures")), no_cmd=_num(meta.get("no_command_replies")),
-                      error=f"{exc_type}: {exc_msg}".strip(": ") if exc_type else str(meta.get("error") or ""))
+                      error=f"{exc_type}: {exc_msg}".strip(": ") if exc_type else str(meta.get("error") or ""),
+                      trial_dir=result.parent)
         raw.append((trial.task, str(data.get("started_at") or ""), str(data.get("trial_name") or result.parent.name),
                     trial))
     if not raw:
@@ -192,8 +196,7 @@ def _number_attempts(raw: list[tuple[str, str, str, Trial]]) -> list[Trial]:
     count: dict[str, int] = {}
     for task, _start, _name, trial in sorted(raw, key=lambda r: (r[0], r[1], r[2])):
         count[task] = count.get(task, 0) + 1
-        out.append(Trial(task, count[task], trial.reward, trial.outcome, trial.parse_fail, trial.no_cmd,
-                         trial.error))
+        out.append(replace(trial, attempt=count[task]))
     return out
 
 

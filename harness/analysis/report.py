@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from harness.analysis.behaviour_report import section as behaviour_section
+
 
 def fmt_p(p: float | None) -> str:
     """A p-value for humans: three decimals, '<0.001' below that."""
@@ -267,14 +269,15 @@ def _dropped(res: dict) -> list[str]:
 def to_markdown(res: dict) -> str:
     """The full human report."""
     parts = (_intro(res) + _summary(res) + _rates(res) + _pairs(res) + _cochran(res) + _overlap(res) + _power(res)
-             + _failures(res) + _dropped(res))
+             + _failures(res) + _dropped(res) + (behaviour_section(res["behaviour"]) if "behaviour" in res else []))
     for note in res.get("notes", []):
         parts.append(f"> Note: {note}")
     return "\n".join(parts).rstrip() + "\n"
 
 
 def to_json(res: dict) -> str:
-    """The analysis as JSON (keys documented in issue 8; ``runs``, ``pairs``, ``overlap``, ``cochran_q``)."""
+    """The analysis as JSON (keys documented in issue 8; ``runs``, ``pairs``, ``overlap``, ``cochran_q``;
+    ``behaviour``: :func:`harness.analysis.behaviour.analyze_behaviour`)."""
     return json.dumps(res, indent=2, sort_keys=False) + "\n"
 
 

@@ -43,6 +43,7 @@ class RunOptions:
     top_p: float = field(default=0.95, metadata=AGENT)
     seed: int = field(default=0, metadata=AGENT)
     context_length: int | None = field(default=None, metadata=AGENT)
+    structured: bool = field(default=False, metadata=AGENT)  # fingerprinted as the agent's response_format
     parallel: int = field(default=1, metadata=RUN)
     out: Path | None = field(default=None, metadata=RUN)
     resume: bool = field(default=False, metadata=RUN)

@@ -90,6 +90,19 @@ def _print_summary(res: dict) -> None:
                           f"{m['discordant']} discordant){extra}")
 
 
+def _print_behaviour(res: dict) -> None:
+    """The behaviour sentences (one per metric and pair) and the refusal-marker count."""
+    beh = res.get("behaviour") or {}
+    if not beh.get("available"):
+        return
+    for pair in beh["pairs"]:
+        typer.echo(f"behaviour {pair['a']} vs {pair['b']} ({pair['n_tasks']} tasks):")
+        for m in pair["metrics"]:
+            typer.echo(f"  {m['sentence']}")
+    typer.echo(f"turns with a refusal marker: {len(beh['refusals'])}"
+               + (f" ({beh['judge']['refusals']} judged refusals)" if "judge" in beh else ""))
+
+
 def analyze_command(
     runs: list[Path] = typer.Argument(..., help="Results folders, master_summary.csv files, harbor job folders "
                                       "or tb run folders.", show_default=False),
@@ -105,6 +118,12 @@ def analyze_command(
     errors_as_failures: bool = typer.Option(False, "--errors-as-failures", help="Count tasks with infra/llm/"
                                             "verifier errors as failures in the paired tests (default: they leave "
                                             "the pair's test, with the count stated)."),
+    judge: tuple[str, str] | None = typer.Option(None, "--judge", metavar="URL MODEL", help="Also ask an LLM judge "
+                                                 "(OpenAI-compatible server URL, model name) about every turn where "
+                                                 "a refusal marker fired."),
+    allow_mixed_structured: bool = typer.Option(
+        False, "--allow-mixed-structured", help="Compare runs even when only some used --structured."
+    ),
 ) -> None:
     """Compare runs on their shared tasks: pass rates, exact paired tests, overlap, power, plots."""
     from ablbench.results import write_text_atomic
@@ -119,10 +138,19 @@ def analyze_command(
         if str(json_out) == "-" and str(markdown_out) == "-":
             raise AblbenchError("--json - and --markdown - both want stdout; send one of them to a file")
         loaded = [load_run(path, label) for path, label in zip(runs, labels, strict=True)]
+        from harness.analysis.structured import check_structured_pairing
+
+        for note in check_structured_pairing(loaded, allow_mixed_structured):
+            typer.secho(f"warning: {note}", err=True, fg=typer.colors.YELLOW)
         res = analyze(loaded, solved_rule=solved, errors_as_failures=errors_as_failures)
+        if judge is not None and judge[0] is not None:
+            from harness.analysis.refusal_judge import judge_refusals
+
+            judge_refusals(res["behaviour"], *judge)
         to_stdout = "-" in (str(json_out), str(markdown_out))
         if not to_stdout:
             _print_summary(res)
+            _print_behaviour(res)
         for out, text in ((json_out, to_json), (markdown_out, to_markdown)):
             if out is None:
                 continue

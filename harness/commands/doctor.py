@@ -44,6 +44,7 @@ def run_checks() -> list[Check]:
     serve_ok = _version("fastapi") is not None and _version("uvicorn") is not None
     checks.append(Check("transformers serve", serve_ok, "installed" if serve_ok else "missing",
                         "pip install 'ablbench[serve]'"))
+    checks.append(_llama_cpp_check())
 
     client, engine_detail = None, ""
     try:
@@ -69,14 +70,38 @@ def run_checks() -> list[Check]:
     model_ok = (model / "model.safetensors").is_file()
     checks.append(Check("bundled model", model_ok, str(model) if model_ok else "not materialized",
                         "ablbench model embedded"))
+    checks.append(_bundled_gguf_check())
 
     gpu = shutil.which("nvidia-smi") is not None
-    checks.append(Check("gpu", gpu, "nvidia-smi found" if gpu else "none (CPU: transformers serve)",
+    cpu_note = "none (CPU: llama.cpp for GGUF files, transformers serve for HF folders)"
+    checks.append(Check("gpu", gpu, "nvidia-smi found" if gpu else cpu_note,
                         "optional: sglang/vLLM need an NVIDIA GPU", required=False))
     sglang = [t for t in images if t.startswith(SGLANG_IMAGE_PREFIX)]
     checks.append(Check("sglang image", bool(sglang), ", ".join(sglang) or "absent",
                         "optional: docker pull lmsysorg/sglang:v0.5.19-cu129 on a GPU machine", required=False))
     return checks
+
+
+def _llama_cpp_check() -> Check:
+    """llama-cpp-python with its server extra: the CPU backend for GGUF files."""
+    from runners.servers.llamacpp import cpu_threads, default_threads, llama_cpp_installed
+
+    version = _version("llama_cpp_python")
+    ok = version is not None and llama_cpp_installed()
+    detail = f"llama-cpp-python {version} (server), {default_threads()} of {cpu_threads()} CPUs" if ok else (
+        f"llama-cpp-python {version} without its server extra" if version else "not installed")
+    return Check("llama.cpp", ok, detail, "run scripts/setup.sh (builds llama-cpp-python and its server extra once, then "
+                 "reuses the cached wheel)")
+
+
+def _bundled_gguf_check() -> Check:
+    from harness.embedded_model import gguf_path
+    from harness.errors import AblbenchError
+
+    try:
+        return Check("bundled GGUF", True, str(gguf_path()))
+    except AblbenchError as exc:
+        return Check("bundled GGUF", False, "missing", str(exc).split(" -- ")[-1])
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,4 @@
-"""``ablbench model embedded``: the bundled SmolLM2 as an HF folder."""
+"""``ablbench model embedded``: the bundled SmolLM2 as an HF folder, or the path of its GGUF."""
 
 from __future__ import annotations
 
@@ -16,12 +16,20 @@ def register(app: typer.Typer) -> None:
 
     @model_app.command("embedded")
     def embedded(
-        out: Path | None = typer.Option(None, "--out", help="Folder to write (default: the ablbench cache)."),
+        out: Path | None = typer.Option(None, "--out", help="Folder to write (default: the ablbench cache; hf only)."),
+        fmt: str = typer.Option("hf", "--format", help="hf: a bf16 safetensors folder | gguf: the bundled GGUF file."),
     ) -> None:
-        """Materialize SmolLM2-135M-Instruct (bf16 safetensors) and print its folder."""
-        from harness.embedded_model import materialize
+        """Print the bundled SmolLM2-135M-Instruct: an HF folder (materialized once) or its GGUF file."""
+        from harness.embedded_model import gguf_path, materialize
 
         try:
+            if fmt not in {"hf", "gguf"}:
+                raise AblbenchError(f"--format {fmt!r} is unknown: use hf or gguf")
+            if fmt == "gguf":
+                if out is not None:
+                    raise AblbenchError("--out applies to --format hf only: the GGUF is used in place (copy it if needed)")
+                typer.echo(gguf_path())
+                return
             typer.echo(materialize(out))
         except AblbenchError as exc:
             raise fail(str(exc)) from exc

@@ -81,6 +81,12 @@ def run_command(
         min=256,
         help="Model context in tokens (terminus; default: max_model_len from /v1/models).",
     ),
+    structured: bool = typer.Option(
+        False,
+        "--structured",
+        help="Constrain replies to the action JSON schema (response_format; the server must honour it: "
+        "llama.cpp, sglang, vLLM). Changes what is measured: use it in every arm or none.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No live progress display."),
 ) -> None:
     """Run tasks with an agent (N trials in parallel); results go to results/<run>/."""
@@ -102,6 +108,7 @@ def run_command(
         top_p=top_p,
         seed=seed,
         context_length=context_length,
+        structured=structured,
         parallel=parallel,
         out=out,
         resume=resume,
@@ -163,6 +170,7 @@ def _run(o: RunOptions) -> int:
         "command": sys.argv,
         "tasks_root": str((o.tasks or BUNDLED_TASKS).resolve()),
         "agent": agent_settings,
+        "structured": bool(agent_settings.get("response_format")),
         "model": identity,
         "git": _git(),
         "versions": _versions(client),
@@ -253,6 +261,12 @@ def _agent(o: RunOptions, warn: Any) -> tuple[Any, dict, dict | None]:
         seed=o.seed,
         context_length=o.context_length or (int(served_len) if served_len else None),
     )
+    if o.structured:  # --structured: the server must honour the action schema (preflight)
+        from harness.action_schema import action_schema, bounds_for, response_format
+        from harness.structured_check import check_structured
+
+        style = check_structured(o.model_url, o.model)
+        cfg.response_format = response_format(action_schema(bounds_for(o.max_tokens)), style)
 
     def factory() -> Any:
         return TerminusAgent(LLMClient(o.model_url, o.model), cfg)

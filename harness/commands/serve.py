@@ -1,7 +1,7 @@
 """``ablbench serve``: start a model server, wait until healthy, print URL and identity, stop cleanly.
 
-    ablbench serve --backend B --model DIR [--port P] [--name N] [--detach] [--check] [--base DIR]
-                   [--health-budget S] [-- extra server args]
+    ablbench serve [--backend B] [--model DIR|FILE.gguf] [--port P] [--name N] [--detach] [--check]
+                   [--base DIR|FILE.gguf] [--health-budget S] [-- extra server args]
     ablbench serve stop [NAME | --all]
     ablbench serve list
 """
@@ -23,7 +23,7 @@ from ablbench.paths import cache_dir
 from ablbench.results import write_json_atomic
 from harness.errors import fail
 
-BACKEND_NAMES = ("transformers", "sglang", "vllm")
+BACKEND_NAMES = ("llamacpp", "transformers", "sglang", "vllm")
 
 
 def state_dir() -> Path:
@@ -73,13 +73,26 @@ def _image_present(image: str) -> bool:
     return True
 
 
-def default_backend() -> tuple[str, str]:
-    """(backend, why): sglang when a GPU and the pinned sglang image are present, else transformers."""
-    from runners.servers import SGLANG_IMAGE
+def default_backend(model: Path | None = None, embedded: bool = False) -> tuple[str, str]:
+    """(backend, why) for ``model`` (an HF folder unless it is a GGUF file).
 
+    A GGUF file: llamacpp. The embedded model: sglang with a GPU and the pinned image, else
+    llamacpp on its bundled GGUF when llama-cpp-python is installed, else transformers. An HF
+    folder: sglang with a GPU and the pinned image, else transformers.
+    """
+    from runners.gguf_info import is_gguf
+    from runners.servers import SGLANG_IMAGE
+    from runners.servers.llamacpp import llama_cpp_installed
+
+    if model is not None and is_gguf(model):
+        return "llamacpp", "a GGUF file"
     if not gpu_present():
+        if embedded and llama_cpp_installed():
+            return "llamacpp", "no GPU (nvidia-smi) found; the bundled model's GGUF"
         return "transformers", "no GPU (nvidia-smi) found"
     if not _image_present(SGLANG_IMAGE):
+        if embedded and llama_cpp_installed():
+            return "llamacpp", f"GPU found but image {SGLANG_IMAGE} is not present; the bundled model's GGUF"
         return "transformers", f"GPU found but image {SGLANG_IMAGE} is not present (docker pull it)"
     return "sglang", f"GPU and {SGLANG_IMAGE} found"
 
@@ -90,23 +103,29 @@ def register(app: typer.Typer) -> None:
     @app.command(
         "serve",
         context_settings={"allow_extra_args": True},
-        help="Serve a model folder over the OpenAI-compatible API on 127.0.0.1. "
-        "Extra server arguments go after `--`. `ablbench serve stop [NAME|--all]` ends detached "
+        help="Serve a model folder or GGUF file over the OpenAI-compatible API on 127.0.0.1 "
+        "(no --model: the bundled SmolLM2). Extra server arguments go after `--`. `ablbench serve stop [NAME|--all]` ends detached "
         "servers; `ablbench serve list` shows them.",
     )
     def serve(
         ctx: typer.Context,
-        model: Path | None = typer.Option(None, "--model", "-m", help="HF model folder to serve."),
+        model: Path | None = typer.Option(
+            None, "--model", "-m", help="HF model folder or GGUF file to serve (default: the bundled SmolLM2)."
+        ),
         backend: str | None = typer.Option(
-            None, "--backend", "-b", help="transformers | sglang | vllm (default: sglang with a GPU, else transformers)."
+            None, "--backend", "-b", help="llamacpp | transformers | sglang | vllm (default: llamacpp for a GGUF and "
+            "the bundled model on a CPU; sglang with a GPU and its image; else transformers)."
         ),
         port: int | None = typer.Option(None, "--port", help="Host port on 127.0.0.1 (default: a free one)."),
         name: str | None = typer.Option(None, "--name", help="Server name (default: the folder name)."),
         detach: bool = typer.Option(False, "--detach", help="Leave the server running; stop it with `serve stop`."),
         check: bool = typer.Option(False, "--check", help="Only run the preflight check of the folder."),
-        base: Path | None = typer.Option(None, "--base", help="Base model folder: tokenizer/template must match."),
+        base: Path | None = typer.Option(
+            None, "--base", help="Base model folder or GGUF: tokenizer/template must match."
+        ),
         health_budget: float | None = typer.Option(
-            None, "--health-budget", help="Seconds to wait for health (default: 1200 containers, 300 transformers)."
+            None, "--health-budget", help="Seconds to wait for health (default: 1200 containers, 300 transformers, "
+            "180 llamacpp)."
         ),
         image: str | None = typer.Option(None, "--image", help="Override the pinned container image."),
         gpus: str = typer.Option("all", "--gpus", help="Container GPUs: all, a count, or ids like 0,1."),
@@ -120,8 +139,6 @@ def register(app: typer.Typer) -> None:
             else:
                 _list()
             return
-        if model is None:
-            raise fail("--model DIR is required (or use `ablbench serve stop NAME` / `ablbench serve list`)")
         try:
             _serve(model, backend, port, name, detach, check, base, health_budget, image, gpus, force, args)
         except AblbenchError as exc:
@@ -129,9 +146,11 @@ def register(app: typer.Typer) -> None:
 
 
 def _preflight(model: Path, base: Path | None, check: bool, force: bool) -> None:
+    from runners.gguf_info import is_gguf
+    from runners.gguf_preflight import check_gguf
     from runners.preflight import check_model, errors
 
-    problems = check_model(model, base)
+    problems = check_gguf(model, base) if is_gguf(model) else check_model(model, base)
     for problem in problems:
         typer.secho(str(problem), err=True, fg=typer.colors.RED if problem.severity == "error" else typer.colors.YELLOW)
     bad = errors(problems)
@@ -144,8 +163,38 @@ def _preflight(model: Path, base: Path | None, check: bool, force: bool) -> None
         raise fail(f"{model}: {len(bad)} preflight error(s) (see above); fix them or pass --force")
 
 
+def _resolve_model(model: Path | None, backend: str | None) -> tuple[Path, str, str]:
+    """(model path, backend, why): the bundled model when ``model`` is None; the backend checked against it."""
+    from runners.gguf_info import is_gguf
+
+    embedded = model is None
+    if embedded:
+        from harness.embedded_model import gguf_path, materialize
+
+        chosen, why = (backend, "asked") if backend else default_backend(None, embedded=True)
+        model = gguf_path() if chosen == "llamacpp" else materialize()
+    else:
+        model = model.expanduser().resolve()
+        if not model.exists():
+            raise AblbenchError(f"{model} does not exist: pass --model DIR or FILE.gguf (or omit it for the bundled model)")
+        chosen, why = (backend, "asked") if backend else default_backend(model)
+    if chosen not in BACKEND_NAMES:
+        raise AblbenchError(f"unknown backend {chosen!r}: choose one of {', '.join(BACKEND_NAMES)}")
+    gguf = is_gguf(model)
+    if chosen == "llamacpp" and not gguf:
+        raise AblbenchError(
+            f"{model} is not a GGUF file (an HF folder?): llama.cpp serves GGUF files; "
+            "serve this folder with --backend transformers (or sglang/vllm), or pass a .gguf file"
+        )
+    if chosen != "llamacpp" and gguf:
+        raise AblbenchError(f"{model} is a GGUF file: serve it with --backend llamacpp (the {chosen} backend needs an HF folder)")
+    if chosen != "llamacpp" and not model.is_dir():
+        raise AblbenchError(f"{model} is not a model folder: pass an HF folder, or a .gguf file with --backend llamacpp")
+    return model, chosen, why
+
+
 def _serve(
-    model: Path, backend: str | None, port: int | None, name: str | None, detach: bool, check: bool,
+    model_arg: Path | None, backend_arg: str | None, port: int | None, name: str | None, detach: bool, check: bool,
     base: Path | None, health_budget: float | None, image: str | None, gpus: str, force: bool,
     extra_args: list[str],
 ) -> None:
@@ -155,18 +204,13 @@ def _serve(
     from runners.servers.base import default_name
     from runners.servers.detached import detached_alive
 
-    model = model.expanduser().resolve()
-    if not model.is_dir():
-        raise AblbenchError(f"model folder {model} does not exist: pass --model DIR (e.g. `ablbench model embedded`)")
+    model, backend, why = _resolve_model(model_arg, backend_arg)
     _preflight(model, base.expanduser().resolve() if base else None, check, force)
-    if backend is None:
-        backend, why = default_backend()
+    if backend_arg is None:
         typer.echo(f"backend: {backend} ({why})", err=True)
-    if backend not in BACKEND_NAMES:
-        raise AblbenchError(f"unknown backend {backend!r}: choose one of {', '.join(BACKEND_NAMES)}")
 
     opts: dict[str, Any] = {"health_budget_s": health_budget}
-    if backend == "transformers":
+    if backend in {"transformers", "llamacpp"}:
         opts["die_with_parent"] = not detach
         if detach:  # the log must outlive this command
             opts["log_path"] = state_dir() / f"{name or default_name(model)}.log"

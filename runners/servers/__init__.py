@@ -1,4 +1,5 @@
-"""Model servers behind one interface: ``transformers`` (local CPU process), ``sglang``, ``vllm`` (docker).
+"""Model servers behind one interface: ``llamacpp`` and ``transformers`` (local CPU processes),
+``sglang``, ``vllm`` (docker).
 
 ``make_server(backend, model_dir, ...)`` returns a :class:`ModelServer`; use it as a context
 manager (start, wait until healthy, identity check; stopped on exit, error or Ctrl-C).
@@ -19,9 +20,11 @@ from runners.servers.container import (
     VllmServer,
     find_server_containers,
 )
+from runners.servers.llamacpp import LlamaCppServer
 from runners.servers.process import TransformersServer
 
 BACKENDS: dict[str, type[ModelServer]] = {
+    "llamacpp": LlamaCppServer,
     "transformers": TransformersServer,
     "sglang": SglangServer,
     "vllm": VllmServer,
@@ -29,7 +32,7 @@ BACKENDS: dict[str, type[ModelServer]] = {
 
 __all__ = [
     "BACKENDS", "FATAL_PATTERNS", "SGLANG_IMAGE", "VLLM_IMAGE", "ContainerServer", "ContainerSpec",
-    "ModelServer", "ServerError", "SglangServer", "TransformersServer", "VllmServer",
+    "LlamaCppServer", "ModelServer", "ServerError", "SglangServer", "TransformersServer", "VllmServer",
     "find_server_containers", "free_port", "make_server",
 ]
 
@@ -46,7 +49,8 @@ def make_server(
     """A not-yet-started server of ``backend`` for ``model_dir``.
 
     ``opts`` go to the backend class: for containers ``image``, ``launcher``, ``gpus``,
-    ``shm_size``, ``labels``, ``stands_for`` ...; for transformers ``device``, ``log_path``;
+    ``shm_size``, ``labels``, ``stands_for`` ...; for transformers ``device``, ``log_path``; for
+    llamacpp ``threads``, ``n_ctx``, ``log_path``;
     for all ``health_budget_s`` and ``fatal_patterns``.
     """
     try:

@@ -76,6 +76,8 @@ class ModelServer(ABC):
     backend: str = "?"
     #: how long ``__enter__`` waits for health by default
     default_health_budget_s: float = 300.0
+    #: the path that answers 200 once the server is ready
+    health_path: str = "/health"
 
     def __init__(
         self,
@@ -145,7 +147,7 @@ class ModelServer(ABC):
         return self
 
     def wait_healthy(self, budget_s: float | None = None) -> dict[str, Any]:
-        """Poll ``/health`` until it answers 200, then check identity; return the identity.
+        """Poll :attr:`health_path` until it answers 200, then check identity; return the identity.
 
         Ends at once with :class:`ServerError` (carrying the log tail) if the process or
         container exits, is OOM-killed, or prints a fatal line; and when the budget runs out.
@@ -174,12 +176,12 @@ class ModelServer(ABC):
                             f"{self.backend} server '{self.name}' printed a traceback during start-up"
                         )
                 try:
-                    resp = http.get(f"{self.base_url}/health")
+                    resp = http.get(f"{self.base_url}{self.health_path}")
                     if resp.status_code == 200:
                         break
-                    last_note = f"/health answered {resp.status_code}"
+                    last_note = f"{self.health_path} answered {resp.status_code}"
                 except httpx.HTTPError as exc:
-                    last_note = f"/health unreachable ({type(exc).__name__})"
+                    last_note = f"{self.health_path} unreachable ({type(exc).__name__})"
                 if time.monotonic() >= deadline:
                     raise self._failure(
                         f"{self.backend} server '{self.name}' not healthy after {budget:.0f} s "
@@ -261,6 +263,7 @@ def model_entries(models: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def default_name(model_dir: Path) -> str:
-    """A served-model name derived from the folder name (docker-name safe)."""
-    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", model_dir.name).strip("-.")
+    """A served-model name derived from the folder (or GGUF file) name, docker-name safe."""
+    stem = model_dir.name[:-5] if model_dir.name.lower().endswith(".gguf") else model_dir.name
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.")
     return cleaned or "model"

@@ -1,4 +1,4 @@
-"""``transformers serve`` as a local process: the CPU stand-in for sglang/vLLM.
+"""Local server processes: the common process lifecycle, and ``transformers serve`` on top of it.
 
 Facts learned from transformers 5.x: with a model passed on the command line the server is
 *pinned* to it (loaded before ``/health`` answers); every request's ``model`` must be that
@@ -48,17 +48,17 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-class TransformersServer(ModelServer):
-    """A ``transformers serve --device cpu FOLDER`` subprocess in its own process group."""
+class LocalProcessServer(ModelServer):
+    """A server run as a local subprocess in its own process group (``transformers serve``, llama.cpp).
 
-    backend = "transformers"
-    default_health_budget_s = 300.0
+    The subclass gives :meth:`command`, :meth:`_check_model_path` and the identity check; this
+    class owns the process: start, log file, exit status, stop (the whole group), detach info.
+    """
 
     def __init__(
         self,
         model_dir: Path,
         *,
-        device: str = "cpu",
         log_path: Path | None = None,
         die_with_parent: bool = False,
         warmup: bool = True,
@@ -66,7 +66,6 @@ class TransformersServer(ModelServer):
         **kwargs: Any,
     ) -> None:
         super().__init__(model_dir, **kwargs)
-        self.device = device
         self.warmup = warmup
         #: the child gets SIGTERM when the process that started it dies (not for --detach)
         self.die_with_parent = die_with_parent
@@ -78,29 +77,20 @@ class TransformersServer(ModelServer):
         self._pid: int | None = None
         self._final_log: str | None = None
 
-    @property
-    def model_name(self) -> str:
-        """transformers serve only accepts the exact string it was started with: the folder path."""
-        return str(self.model_dir)
-
     def command(self) -> list[str]:
         """The full argv of the server."""
-        return [
-            *transformers_cli(), "serve",
-            "--host", "127.0.0.1",
-            "--port", str(self.port),
-            "--device", self.device,
-            *self.extra_args,
-            str(self.model_dir),
-        ]
+        raise NotImplementedError
+
+    def _check_model_path(self) -> None:
+        """Raise :class:`ServerError` when the model path cannot be served by this backend."""
 
     @property
     def pid(self) -> int | None:
         return self._pid
 
     def _launch(self) -> None:
-        if not self.model_dir.is_dir():
-            raise ServerError(f"model folder {self.model_dir} does not exist")
+        self._check_model_path()
+        argv = self.command()
         if self.log_path is None:
             self._own_log_dir = tempfile.mkdtemp(prefix="ablbench-serve-")
             self.log_path = Path(self._own_log_dir) / "server.log"
@@ -108,7 +98,7 @@ class TransformersServer(ModelServer):
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **self.env}
         with open(self.log_path, "ab") as out:
             self._proc = subprocess.Popen(  # noqa: S603 - argv built from our own values
-                self.command(),
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -163,6 +153,42 @@ class TransformersServer(ModelServer):
             "start_ticks": process_start_ticks(self._pid) if self._pid else None,
             "log": str(self.log_path) if self.log_path else None,
         }
+
+
+class TransformersServer(LocalProcessServer):
+    """A ``transformers serve --device cpu FOLDER`` subprocess in its own process group."""
+
+    backend = "transformers"
+    default_health_budget_s = 300.0
+
+    def __init__(self, model_dir: Path, *, device: str = "cpu", **kwargs: Any) -> None:
+        super().__init__(model_dir, **kwargs)
+        self.device = device
+
+    @property
+    def model_name(self) -> str:
+        """transformers serve only accepts the exact string it was started with: the folder path."""
+        return str(self.model_dir)
+
+    def command(self) -> list[str]:
+        """The full argv of the server."""
+        return [
+            *transformers_cli(), "serve",
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--device", self.device,
+            *self.extra_args,
+            str(self.model_dir),
+        ]
+
+    def _check_model_path(self) -> None:
+        if self.model_dir.is_file() and self.model_dir.suffix.lower() == ".gguf":
+            raise ServerError(
+                f"{self.model_dir} is a GGUF file: transformers serve needs a Hugging Face model folder; "
+                "serve a GGUF with --backend llamacpp"
+            )
+        if not self.model_dir.is_dir():
+            raise ServerError(f"model folder {self.model_dir} does not exist")
 
     def _expected_identity(self, models: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError  # identity does not come from /v1/models here

@@ -1,0 +1,271 @@
+"""The real llama.cpp server (llama-cpp-python) on the bundled SmolLM2 GGUF.
+
+One server for the module: health, identity, a chat answer, a schema-constrained action
+that the agent's parser accepts, queued parallel requests. Then the command line: the
+default backend for a GGUF and for the bundled model, Ctrl-C and ``serve stop`` leaving
+nothing running, and the one-line refusals of what llama.cpp cannot serve.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import missing
+
+from harness.action_schema import action_schema, bounds_for, response_format
+from harness.llm_client import LLMClient
+from harness.llm_types import SamplingParams
+from harness.parser import parse_action
+from harness.prompt import initial_messages
+from runners.servers import LlamaCppServer, ServerError, make_server
+from runners.servers.llamacpp import llama_cpp_installed
+
+pytestmark = [pytest.mark.model, pytest.mark.slow]
+
+ABLBENCH = str(Path(sys.executable).parent / "ablbench")
+GREEDY = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=24, seed=0)
+
+
+@pytest.fixture(scope="module")
+def bundled_gguf() -> Path:
+    from harness.embedded_model import gguf_path
+
+    if not llama_cpp_installed():
+        missing("llama-cpp-python[server] is not installed: run scripts/setup.sh")
+    try:
+        return gguf_path()
+    except Exception as exc:  # noqa: BLE001
+        missing(f"bundled GGUF unavailable: {exc}")
+
+
+@pytest.fixture(scope="module")
+def llama_server(bundled_gguf, tmp_path_factory):
+    log = tmp_path_factory.mktemp("llamacpp") / "server.log"
+    server = make_server("llamacpp", bundled_gguf, name="smol-gguf", log_path=log, threads=1)
+    with server:
+        yield server
+    assert_gone(server.pid, server.port)
+
+
+def pids_with_port_arg(port: int) -> list[int]:
+    """Processes whose argv carries ``--port port`` (a leftover server)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"--port" in argv and argv[argv.index(b"--port") + 1:][:1] == [str(port).encode()]:
+            found.append(int(entry.name))
+    return found
+
+
+def assert_gone(pid: int | None, port: int) -> None:
+    assert pid is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert pids_with_port_arg(port) == []
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2)
+
+
+def test_health_and_identity(llama_server, bundled_gguf):
+    models = httpx.get(f"{llama_server.base_url}/v1/models", timeout=30).json()
+    assert [m["id"] for m in models["data"]] == ["smol-gguf"] == [llama_server.model_name]
+    ident = llama_server.identity()
+    assert ident["backend"] == "llamacpp" and ident["model_path"] == str(bundled_gguf.resolve())
+    assert ident["max_model_len"] == 8192  # the file's trained context (= the default cap)
+    assert ident["threads"] == 1 and ident["architecture"] == "llama"
+    assert ident["file_bytes"] == bundled_gguf.stat().st_size and len(ident["tokenizer_digest"]) == 16
+    argv = Path(f"/proc/{llama_server.pid}/cmdline").read_bytes().split(b"\0")
+    assert argv[argv.index(b"--n_threads") + 1] == b"1" and argv[argv.index(b"--n_ctx") + 1] == b"8192"
+
+    # a server object expecting another alias on this port fails its identity check
+    impostor = LlamaCppServer(bundled_gguf, name="other", port=llama_server.port, warmup=False)
+    with pytest.raises(ServerError, match=r"serves \['smol-gguf'\], not 'other'"):
+        impostor.identity()
+
+
+def test_chat_answers_paris(llama_server):
+    client = LLMClient(llama_server.base_url, llama_server.model_name, timeout_s=120, max_retries=0)
+    # plain "What is the capital of France?" is a near tie for this Q4_1 file ("The" vs "L'Étoile...")
+    result = client.chat([{"role": "user", "content": "What is the capital of France? Answer in one sentence."}],
+                         GREEDY)
+    assert "Paris" in result.content
+    assert result.usage.prompt_tokens > 5 and 0 < result.usage.completion_tokens <= 24
+    assert result.finish_reason in {"stop", "length"}
+
+
+def test_structured_reply_parses_as_an_action(llama_server):
+    from harness.structured_check import check_structured
+
+    style = check_structured(llama_server.base_url, llama_server.model_name)
+    assert style == "json_object"  # llama-cpp-python rejects OpenAI's json_schema shape
+    bounds = bounds_for(256)
+    client = LLMClient(llama_server.base_url, llama_server.model_name, timeout_s=300, max_retries=0)
+    params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=256, seed=0,
+                            response_format=response_format(action_schema(bounds), style))
+    result = client.chat(initial_messages("Create a directory named /app/output.", "root@box:/app# "), params)
+    action = json.loads(result.content)  # constrained decoding: valid JSON, not a markdown block
+    assert set(action) == {"analysis", "plan", "commands", "task_complete"}
+    assert len(action["analysis"]) <= bounds.analysis and len(action["plan"]) <= bounds.plan
+    assert len(action["commands"]) <= bounds.commands
+    assert all(len(c["keystrokes"]) <= bounds.keystrokes for c in action["commands"])
+    parsed = parse_action(result.content)
+    assert parsed.status in {"ok", "no_cmd"} and parsed.error is None
+    assert [c.keystrokes for c in parsed.commands] == [c["keystrokes"] for c in action["commands"]]
+
+
+def test_parallel_requests_are_queued_and_all_answered(llama_server):
+    client = LLMClient(llama_server.base_url, llama_server.model_name, timeout_s=300, max_retries=0)
+    results: dict[int, object] = {}
+
+    def ask(i: int) -> None:
+        try:
+            results[i] = client.chat([{"role": "user", "content": f"Count from 1 to {i + 3}."}], GREEDY)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            results[i] = exc
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert sorted(results) == [0, 1, 2]
+    assert all(getattr(r, "content", None) for r in results.values()), results
+
+
+def test_refusals_before_anything_starts(tmp_path, bundled_gguf):
+    folder = tmp_path / "hf-model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    with pytest.raises(ServerError, match="llama.cpp serves GGUF files: use --backend transformers"):
+        make_server("llamacpp", folder).start()
+    fake = tmp_path / "model.gguf"
+    fake.write_bytes(b"not a gguf at all")
+    with pytest.raises(ServerError, match="not a GGUF file"):
+        make_server("llamacpp", fake).start()
+    with pytest.raises(ServerError, match="needs a Hugging Face model folder; serve a GGUF with --backend llamacpp"):
+        make_server("transformers", bundled_gguf).start()
+
+
+def test_command_sets_threads_and_context_explicitly(bundled_gguf):
+    from runners.servers.llamacpp import cpu_threads, default_threads
+
+    assert default_threads() == max(1, cpu_threads() // 2)
+    argv = make_server("llamacpp", bundled_gguf, port=40005).command()
+    assert argv[:3] == [sys.executable, "-m", "llama_cpp.server"]
+    flags = dict(zip(argv[3::2], argv[4::2], strict=True))
+    assert flags == {"--model": str(bundled_gguf.resolve()), "--model_alias": "SmolLM2-135M-Instruct.Q4_1",
+                     "--host": "127.0.0.1", "--port": "40005", "--n_threads": str(default_threads()),
+                     "--n_threads_batch": str(default_threads()), "--n_ctx": "8192"}
+    # server arguments after `--` come last, win, and are what the identity reports
+    custom = make_server("llamacpp", bundled_gguf, extra_args=["--n_threads", "3", "--n_ctx=2048"])
+    assert custom.command()[-2:] == ["3", "--n_ctx=2048"]
+    assert custom._effective() == (3, 2048)
+
+
+def test_early_exit_is_reported_with_the_log(bundled_gguf):
+    server = make_server("llamacpp", bundled_gguf, extra_args=["--no_such_option", "1"], health_budget_s=120)
+    with pytest.raises(ServerError, match="exited with code") as exc:
+        server.__enter__()
+    assert "no_such_option" in str(exc.value)  # the log tail says which argument was wrong
+    assert server.exit_status() is not None
+    with pytest.raises(ServerError, match="--n_ctx 'lots' is not a whole number"):
+        make_server("llamacpp", bundled_gguf, extra_args=["--n_ctx", "lots"]).start()
+
+
+def run_cli(*args: str, home: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ABLBENCH_HOME": str(home)}
+    return subprocess.run([ABLBENCH, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def test_cli_hf_folder_with_llamacpp_is_one_line(tmp_path):
+    folder = tmp_path / "hf-model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    res = run_cli("serve", "--backend", "llamacpp", "--model", str(folder), home=tmp_path / "home", timeout=120)
+    assert res.returncode == 1
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "--backend transformers" in lines[0]
+
+
+def test_cli_foreground_gguf_until_ctrl_c(tmp_path, bundled_gguf):
+    env = {**os.environ, "ABLBENCH_HOME": str(tmp_path / "home")}
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+    with open(out, "w") as fo, open(err, "w") as fe:
+        proc = subprocess.Popen([ABLBENCH, "serve", "--model", str(bundled_gguf), "--name", "fg"],
+                                stdout=fo, stderr=fe, env=env)
+    try:
+        deadline = time.monotonic() + 150
+        while "Ctrl-C" not in err.read_text() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert proc.poll() is None, err.read_text()
+        assert "backend: llamacpp (a GGUF file)" in err.read_text()
+        text = out.read_text()
+        ident = json.loads(text[text.index("{"):])
+        pid, port = ident["pid"], int(ident["base_url"].rsplit(":", 1)[1])
+        assert httpx.get(f"{ident['base_url']}/v1/models").status_code == 200
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "stopped fg" in err.read_text()
+    assert_gone(pid, port)
+
+
+def test_cli_bundled_model_detached_then_stopped(tmp_path, bundled_gguf):
+    home = tmp_path / "home"
+    started = run_cli("serve", "--name", "det", "--detach", home=home)
+    assert started.returncode == 0, started.stderr
+    state = json.loads((home / "servers" / "det.json").read_text())
+    pid, port = state["detach"]["pid"], int(state["base_url"].rsplit(":", 1)[1])
+    try:
+        assert state["backend"] == "llamacpp" and state["identity"]["model_path"] == str(bundled_gguf.resolve())
+        assert "bundled model's GGUF" in started.stderr  # the default for the bundled model on a CPU
+        assert httpx.get(f"{state['base_url']}/v1/models").status_code == 200  # outlives the CLI
+        stopped = run_cli("serve", "stop", "det", home=home)
+        assert stopped.returncode == 0 and "det: stopped" in stopped.stdout
+    finally:
+        if pids_with_port_arg(port):
+            os.killpg(pid, signal.SIGKILL)
+    assert_gone(pid, port)
+
+
+@pytest.mark.docker
+def test_run_structured_against_llamacpp_records_it(llama_server, base_image, tmp_path):
+    """`ablbench run --structured`: the preflight passes, every finished reply is an action object,
+    and run.json says the run was structured (with the exact response_format sent)."""
+    out = tmp_path / "run"
+    env = {**os.environ, "ABLBENCH_HOME": str(tmp_path / "home")}
+    res = subprocess.run(
+        [ABLBENCH, "run", "--structured", "--model-url", llama_server.base_url, "--model", llama_server.model_name,
+         "--include", "make-output-dir", "--max-turns", "2", "--max-tokens", "256", "--context-length", "8192",
+         "--temperature", "0", "--offline", "--quiet", "--out", str(out)],
+        capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["structured"] is True
+    sent = meta["agent"]["response_format"]
+    assert sent["type"] == "json_object" and sent["schema"] == action_schema(bounds_for(256))
+    [trace] = (out / "make-output-dir").glob("*/trace.jsonl")
+    turns = [json.loads(line) for line in trace.read_text().splitlines()]
+    turns = [t for t in turns if "turn" in t]
+    assert 1 <= len(turns) <= 2
+    finished = [t for t in turns if t["finish_reason"] == "stop"]
+    assert finished, [t["finish_reason"] for t in turns]
+    for t in finished:
+        assert set(json.loads(t["reply"])) == {"analysis", "plan", "commands", "task_complete"}
+        assert t["parse"]["status"] != "parse_fail"
