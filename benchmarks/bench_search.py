@@ -61,7 +61,7 @@ def time_trials(model: Path, run: Path, lm, *, trials: int, prompts: int, gen: i
                 tag: str) -> float:
     """Seconds per trial (mean over the trials, base measurement excluded)."""
     from abliterate.search import SearchOptions, run_search
-    from harness.commands.abliterate_search import agent_format_ok
+    from harness.commands._abliterate_search import agent_format_ok
 
     times: list[float] = []
 
@@ -91,7 +91,7 @@ def main() -> None:
         from harness.embedded_model import materialize
 
         args.model = materialize()
-    from harness.commands.abliterate_search import DEMO_SEARCH
+    from harness.commands._abliterate_search import DEMO_SEARCH
 
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp)

@@ -1,4 +1,4 @@
-"""``ablbench abliterate contrast|capture|directions|bake|evaluate|pipeline`` (search etc.: abliterate_search.py).
+"""``ablbench abliterate contrast|capture|directions|bake|evaluate|pipeline`` (search etc.: _abliterate_search.py).
 
 The library lives in :mod:`abliterate` (which knows nothing of the harness); this module wires
 it to the agent's own prompt (:mod:`harness.prompt`), so the contrast set is what the model
@@ -318,7 +318,7 @@ def pipeline_cmd(
 ) -> None:
     """contrast -> capture -> directions -> choose | search -> report -> bake -> evaluate, resumable."""
     from abliterate.pipeline import PipelineOptions, run_pipeline
-    from harness.commands.abliterate_search import DEMO_SEARCH, agent_format_ok
+    from harness.commands._abliterate_search import DEMO_SEARCH, agent_format_ok
 
     if demo_search:
         search = True
@@ -361,9 +361,9 @@ def _register_bake() -> None:
 
 def register(app: typer.Typer) -> None:
     """Add the ``abliterate`` verb group."""
-    from harness.commands import abliterate_checks, abliterate_search
+    from harness.commands import _abliterate_checks, _abliterate_search
 
     _register_bake()
-    abliterate_search.register(abl_app)
-    abliterate_checks.register(abl_app)
+    _abliterate_search.register(abl_app)
+    _abliterate_checks.register(abl_app)
     app.add_typer(abl_app, name="abliterate")
