@@ -73,7 +73,7 @@ def reference_edit(run: Path) -> dict:
 
 
 def bake_control(model: Path, run: Path, out: Path, *, seed: int = 0, direction: Path | None = None,
-                 layer: float | None = None, progress: bool = True) -> dict:
+                 layer: float | None = None, progress: bool = True, gguf_type: str = "auto") -> dict:
     """Bake the control edit of ``run`` into ``out``; returns its abliteration.json content."""
     import torch
 
@@ -95,13 +95,10 @@ def bake_control(model: Path, run: Path, out: Path, *, seed: int = 0, direction:
     vec_path = vectors / (f"control_seed{seed}.pt" if direction is None else "control_second_contrast.pt")
     with atomic_path(vec_path) as tmp:
         torch.save(torch.from_numpy(vec.astype(np.float64)).contiguous(), tmp)
-    from abliterate.model import is_gguf
-
     kw = dict(ref["bake"])
     kw["layer"] = None  # a single vector: the reference's layer is recorded in the control section
-    # a GGUF model bakes into a GGUF file inside ``out`` (abliteration.json beside it)
-    target = Path(out) / f"{Path(model).stem}.control.gguf" if is_gguf(model) else Path(out)
-    report = bake(model, vec_path, target, progress=progress, **kw)
+    target = bake_target(model, out, "control")
+    report = bake(model, vec_path, target, progress=progress, **_gguf_kw(model, gguf_type), **kw)
     report["control"] = {
         "kind": kind, "seed": seed if direction is None else None, "direction_source": source,
         "direction_file": str(vec_path.resolve()), "reference": ref["source"],
@@ -109,5 +106,45 @@ def bake_control(model: Path, run: Path, out: Path, *, seed: int = 0, direction:
         "cos_to_reference": float(vec @ r / (np.linalg.norm(vec) * np.linalg.norm(r))),
         "same_as_reference": ["components", "weight", "profiles", "norm_preserve", "postnorm_correction"],
     }
-    write_json(Path(out) / REPORT_NAME, report)
+    write_json(_report_dir(target) / REPORT_NAME, report)
+    return report
+
+
+def bake_target(model: Path, out: Path, tag: str) -> Path:
+    """Where a bake of ``model`` goes: ``out`` itself (a folder, or a ``.gguf`` file), or for a GGUF
+    model and a folder ``out``, ``out/<stem>.<tag>.gguf`` (the bake puts abliteration.json beside it)."""
+    from abliterate.model import is_gguf
+
+    out = Path(out)
+    if is_gguf(model) and out.suffix.lower() != ".gguf":
+        return out / f"{Path(model).stem}.{tag}.gguf"
+    return out
+
+
+def _report_dir(target: Path) -> Path:
+    return target.parent if target.suffix.lower() == ".gguf" else target
+
+
+def _gguf_kw(model: Path, gguf_type: str) -> dict:
+    from abliterate.model import is_gguf
+
+    return {"gguf_type": gguf_type} if is_gguf(model) else {}
+
+
+def bake_run(model: Path, run: Path, out: Path, *, progress: bool = True, gguf_type: str = "auto") -> dict:
+    """Bake the run's own edit (direction, components, strengths) into another copy of the model,
+    e.g. its GGUF, so every arm of a benchmark carries the same edit; returns abliteration.json."""
+    import torch
+
+    from abliterate.bake import REPORT_NAME, bake
+
+    ref = reference_edit(run)
+    kw = dict(ref["bake"])
+    layer = kw.pop("layer", None)
+    target = bake_target(model, out, "abliterated")
+    report = bake(model, torch.from_numpy(ref["direction"]), target, progress=progress, layer=None,
+                  **_gguf_kw(model, gguf_type), **kw)
+    report["same_edit_as"] = {"reference": ref["source"], "reference_direction_sha256": ref.get("sha256"),
+                              "reference_layer": layer}
+    write_json(_report_dir(target) / REPORT_NAME, report)
     return report

@@ -51,17 +51,20 @@ else
   "$ABL" abliterate pipeline --model "$SOURCE" --out "$OUT/abliteration" ${search[@]+"${search[@]}"} ${DEMO_ABLITERATE_ARGS:-}
   DIRECTION="$OUT/abliteration/vectors/refusal_dir.pt"
   EDITED="$OUT/abliterated/abliterated.gguf"
-  step "bake the chosen direction into a GGUF"
+  # the search's partial strengths leave a residual that Q8_0 rejects: store edited tensors as F16
+  gtype=(); [ "${DEMO_SEARCH:-0}" = 1 ] && gtype=(--gguf-type f16)
+  step "bake the run's edit (direction, components, strengths) into a GGUF"
   if [ -f "$EDITED" ] && [ "$EDITED" -nt "$DIRECTION" ]; then
     echo "up to date: $EDITED"
   else
     rm -rf "$OUT/abliterated"; mkdir -p "$OUT/abliterated"
-    "$ABL" abliterate bake --model "$BASE" --direction "$DIRECTION" --out "$EDITED"
+    "$ABL" abliterate bake-run --model "$BASE" --run "$OUT/abliteration" --out "$EDITED" ${gtype[@]+"${gtype[@]}"}
   fi
   if [ "${DEMO_CONTROL:-0}" = 1 ]; then
     step "control: a random direction orthogonal to the found one, same layers and strengths"
     [ -f "$OUT/control/abliteration.json" ] \
-      || "$ABL" abliterate control --model "$BASE" --run "$OUT/abliteration" --out "$OUT/control" --seed 0 --quiet
+      || "$ABL" abliterate control --model "$BASE" --run "$OUT/abliteration" --out "$OUT/control" --seed 0 --quiet \
+           ${gtype[@]+"${gtype[@]}"}
     arms+=(--model "control=$(ls "$OUT"/control/*.gguf | head -1)")
   fi
 fi

@@ -79,3 +79,15 @@ def test_control_without_a_baked_run_is_a_clear_error(tmp_path):
     res = CliRunner().invoke(app, ["abliterate", "control", "--model", str(tmp_path), "--run", str(tmp_path),
                                    "--out", str(tmp_path / "c")])
     assert res.exit_code == 1 and "bake the run first" in res.output
+
+
+def test_bake_run_reproduces_the_runs_edit_in_another_copy(baked_run, tmp_path):
+    model, run = baked_run
+    res = CliRunner().invoke(app, ["abliterate", "bake-run", "--model", str(model), "--run", str(run),
+                                   "--out", str(tmp_path / "copy"), "--quiet"])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    ref = json.loads((run / "abliterated_model" / "abliteration.json").read_text())
+    rep = json.loads((tmp_path / "copy" / "abliteration.json").read_text())
+    assert rep["direction"]["unit_vector_sha256"] == ref["direction"]["unit_vector_sha256"]
+    assert [(e["key"], e["alpha"]) for e in rep["edited"]] == [(e["key"], e["alpha"]) for e in ref["edited"]]
+    assert rep["output"]["files"]["model.safetensors"] == ref["output"]["files"]["model.safetensors"]

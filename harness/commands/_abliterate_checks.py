@@ -1,4 +1,4 @@
-"""``ablbench abliterate control|direction-report|judge-check``: controls and the refusal checks.
+"""``ablbench abliterate control|bake-run|direction-report|judge-check``: controls and the refusal checks.
 
 Library: :mod:`abliterate.control`, :mod:`abliterate.direction_report`, :mod:`abliterate.judge`.
 """
@@ -20,17 +20,38 @@ def control_cmd(
     direction: Path | None = typer.Option(
         None, "--direction", help="Bake this direction instead (a second contrast's), with the same strengths."),
     layer: float | None = typer.Option(None, "--layer", help="Row of --direction when it is a per-layer stack."),
+    gguf_type: str = typer.Option("auto", "--gguf-type",
+                                  help="For a .gguf model: how edited tensors are stored (auto, f16, ...); "
+                                  "f16 for partial-strength (search) edits of a quantized model."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Bake a control: a seeded random direction orthogonal to the run's, same layers, strengths, components."""
     from abliterate.control import bake_control
 
-    rep = bake_control(model, run, out, seed=seed, direction=direction, layer=layer, progress=not quiet)
+    rep = bake_control(model, run, out, seed=seed, direction=direction, layer=layer, progress=not quiet,
+                       gguf_type=gguf_type)
     c = rep["control"]
     typer.echo(f"control ({c['kind']}, seed {c['seed']}): {len(rep['edited'])} tensor(s) edited, "
                f"cos to the run's direction {c['cos_to_reference']:.2e}")
     typer.echo(f"three-arm benchmark: scripts/full_bench_parallel.sh --model base={model} "
                f"--model abl={run / 'abliterated_model'} --model control={out}")
+    typer.echo(out)
+
+
+def bake_run_cmd(
+    model: Path = typer.Option(..., "--model", help="The model to edit (an HF folder or a .gguf file)."),
+    run: Path = typer.Option(..., "--run", help="Run folder with abliterated_model/ (or search/chosen.json)."),
+    out: Path = typer.Option(..., "--out", help="Folder (or .gguf file) for the edited copy."),
+    gguf_type: str = typer.Option("auto", "--gguf-type",
+                                  help="For a .gguf model: how edited tensors are stored (auto, f16, ...); "
+                                  "f16 for partial-strength (search) edits of a quantized model."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Bake the run's edit (its direction, components and strengths, search profile included) into another copy."""
+    from abliterate.control import bake_run
+
+    rep = bake_run(model, run, out, progress=not quiet, gguf_type=gguf_type)
+    typer.echo(f"baked {len(rep['edited'])} tensor(s), the same edit as {rep['same_edit_as']['reference']}")
     typer.echo(out)
 
 
@@ -80,3 +101,4 @@ def register(abl_app: typer.Typer) -> None:
     abl_app.command("control")(_errors(control_cmd))
     abl_app.command("direction-report")(_errors(direction_report_cmd))
     abl_app.command("judge-check")(_errors(judge_check_cmd))
+    abl_app.command("bake-run")(_errors(bake_run_cmd))
