@@ -199,7 +199,8 @@ def _run(o: RunOptions) -> int:
         infra_retries=o.infra_retries,
         provenance=provenance,
         fingerprint=experiment_fingerprint(o, specs, agent_settings, identity, trial_config),
-        experiment={"agent": agent_settings, "model": identity, "tasks_root": provenance["tasks_root"]},
+        experiment={"agent": agent_settings, "model": identity, "tasks_root": provenance["tasks_root"],
+                    "structured": provenance["structured"]},
         show_progress=not o.quiet,
     )
     try:
