@@ -1,9 +1,14 @@
 """Bake a direction into a checkpoint: orthogonalize every residual-stream writer, streaming.
 
-The source folder is planned and vetted from safetensors headers first (writers found by key
-and model type, quantized or unknown writers refused), then each shard is rewritten tensor by
-tensor; untouched bytes are copied verbatim. ``abliteration.json`` in the output records what
-was done. Math and traps: ``shared/reference/abliteration.md``.
+Rules, in order:
+1. The source folder is planned and vetted from safetensors headers first (writers found by key
+   and model type, quantized or unknown writers refused) before a byte is written.
+2. Each shard is rewritten tensor by tensor in one pass (abliterate.bake_stream); untouched bytes
+   are copied verbatim, both sha256s are taken in the same pass. A source sha256 already known
+   (an HF cache blob name, or abliterate.hash_cache from an earlier bake) is not recomputed.
+3. The output folder is staged and renamed at the end; ``abliteration.json`` in it records what
+   was done (and the per-stage timing). A ``.gguf`` model goes to abliterate.bake_gguf instead.
+Math and traps: ``shared/reference/abliteration.md``.
 """
 
 from __future__ import annotations
@@ -32,9 +37,11 @@ from abliterate.bake_io import (
     rewrite_shard,
 )
 from abliterate.bake_keys import POSTNORM_AFTER, POSTNORM_FAMILIES, TRANSPOSED_FUSED, KeyClass, classify
-from abliterate.bake_math import EditStats, Workspace, make_editor
+from abliterate.bake_math import EditStats, Workspace, make_editor, math_threads
 from abliterate.bake_profile import COMPONENTS, FLAT, StrengthProfile, coerce_profile
+from abliterate.bake_stream import StreamTiming
 from abliterate.fsio import write_json
+from abliterate.hash_cache import cached_sha256, remember_sha256
 
 log = logging.getLogger(__name__)
 
@@ -121,14 +128,16 @@ def _find_shards(model: Path) -> tuple[list[Path], Path | None, dict[str, str]]:
     )
 
 
-def _profiles(profile: dict) -> dict[str, StrengthProfile]:
+def resolve_profiles(profile: dict) -> dict[str, StrengthProfile]:
+    """One StrengthProfile per component (flat where none is given); unknown keys are an error."""
     unknown = set(profile) - set(COMPONENTS)
     if unknown:
         raise BakeError(f"unknown bake option(s) {sorted(unknown)}; profiles are keyed by {', '.join(COMPONENTS)}")
     return {c: coerce_profile(c, profile[c]) if c in profile else FLAT for c in COMPONENTS}
 
 
-def _check_components(components) -> tuple[str, ...]:
+def check_components(components) -> tuple[str, ...]:
+    """The requested components, deduplicated; unknown or none is an error."""
     comps = tuple(dict.fromkeys(components))
     bad = [c for c in comps if c not in COMPONENTS]
     if bad or not comps:
@@ -253,14 +262,15 @@ def hf_origin(model: Path) -> dict | None:
     return None
 
 
-def _sha_of_vector(v: torch.Tensor) -> str:
+def sha_of_vector(v: torch.Tensor) -> str:
+    """sha256 of a vector's fp64 bytes (identifies the unit direction actually used)."""
     return hashlib.sha256(v.to(torch.float64).contiguous().numpy().tobytes()).hexdigest()
 
 
 def bake(model: Path, direction: Path | torch.Tensor | np.ndarray, out: Path, *, layer: float | None = None,
          components=COMPONENTS, weight: float = 1.0, norm_preserve: bool = False, dry_run: bool = False,
          progress: bool = True, postnorm_correction: str = "auto", skip_unknown_writers: bool = False,
-         **profile) -> dict:
+         gguf_type: str = "auto", q8_bound: float | None = None, **profile) -> dict:
     """Orthogonalize every residual writer of ``model`` against ``direction``; write ``out``.
 
     ``components``: subset of embed, attn (o_proj, linear_attn.out_proj), mlp (dense down_proj),
@@ -271,13 +281,24 @@ def bake(model: Path, direction: Path | torch.Tensor | np.ndarray, out: Path, *,
     for writers followed by a post-norm (Gemma 2/3, OLMo 2). Unknown writer-like tensors stop the
     bake unless ``skip_unknown_writers``; every skip is listed in the report and logged.
     Returns the abliteration.json content (written to ``out`` unless ``dry_run``).
+    A ``.gguf`` file as ``model`` is baked by :func:`abliterate.bake_gguf.bake_gguf` into the
+    ``.gguf`` file ``out`` (``gguf_type``/``q8_bound`` choose how edited tensors are stored).
     """
     t0 = time.monotonic()
     model, out = Path(model), Path(out)
+    if model.suffix.lower() == ".gguf":
+        from abliterate.bake_gguf import bake_gguf
+
+        return bake_gguf(model, direction, out, layer=layer, components=components, weight=weight,
+                         norm_preserve=norm_preserve, dry_run=dry_run, progress=progress,
+                         postnorm_correction=postnorm_correction, skip_unknown_writers=skip_unknown_writers,
+                         gguf_type=gguf_type, q8_bound=q8_bound, **profile)
+    if gguf_type != "auto" or q8_bound is not None:
+        raise BakeError("--gguf-type and --q8-bound apply to a .gguf --model only; this model is a safetensors folder")
     if not model.is_dir():
         raise BakeError(f"model folder {model} not found; pass --model a Hugging Face model folder")
-    comps = _check_components(components)
-    profiles = _profiles(profile)
+    comps = check_components(components)
+    profiles = resolve_profiles(profile)
     if not np.isfinite(weight):
         raise BakeError(f"--weight {weight} is not a finite number")
     _, info = _read_config(model)
@@ -324,7 +345,9 @@ def bake(model: Path, direction: Path | torch.Tensor | np.ndarray, out: Path, *,
 
     staging = _prepare_out(model, out)
     try:
-        _write_all(model, staging, shards, plan, index_path, norm_preserve, progress, report)
+        with math_threads() as threads:
+            _write_all(model, staging, shards, plan, index_path, norm_preserve, progress, report)
+        report["timing"]["math_threads"] = threads
         report["elapsed_s"] = round(time.monotonic() - t0, 3)
         write_json(staging / REPORT_NAME, report)
         if out.is_dir():
@@ -333,6 +356,7 @@ def bake(model: Path, direction: Path | torch.Tensor | np.ndarray, out: Path, *,
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    remember_sha256({out / s.path.name: report["output"]["files"][s.path.name] for s in shards})
     return report
 
 
@@ -346,15 +370,24 @@ def _write_all(model: Path, out: Path, shards: list[ShardHeader], plan: list[Pla
     src_files: dict[str, str] = {}
     out_files: dict[str, str] = {}
     total = sum(s.file_size for s in shards)
-    from_blob_names = []
-    with _progress(progress, total) as tick:
+    from_blob_names, from_cache, fresh = [], [], {}
+    timing = StreamTiming()
+    with ByteProgress(progress, total) as tick:
         for s in shards:
             known = hf_blob_sha256(s.path)
             if known:
                 from_blob_names.append(s.path.name)
-            src_sha, out_sha = rewrite_shard(s, out / s.path.name, by_shard[s.path], on_bytes=tick, src_sha=known)
+            elif known := cached_sha256(s.path):
+                from_cache.append(s.path.name)
+            src_sha, out_sha = rewrite_shard(s, out / s.path.name, by_shard[s.path], on_bytes=tick, src_sha=known,
+                                             timing=timing)
             src_files[s.path.name], out_files[s.path.name] = src_sha, out_sha
+            if not known:
+                fresh[s.path] = src_sha
+    remember_sha256(fresh)
     report["source"]["sha256_from_hf_blob_names"] = from_blob_names
+    report["source"]["sha256_from_cache"] = from_cache
+    report["timing"] = timing.as_dict()
     not_copied = []
     shard_names = {s.path.name for s in shards}
     for f in sorted(model.rglob("*")):
@@ -389,7 +422,7 @@ def _report_head(model: Path, out: Path, d: Direction, info: ModelInfo, comps, w
                    "text_model_type": info.text_model_type, "hidden_size": info.hidden,
                    "num_hidden_layers": info.n_layers, "tie_word_embeddings": info.tied},
         "direction": {"source": d.source, "sha256": d.sha256, "layer": d.layer, "blend": d.blend,
-                      "raw_norm": d.raw_norm, "unit_vector_sha256": _sha_of_vector(d.vector)},
+                      "raw_norm": d.raw_norm, "unit_vector_sha256": sha_of_vector(d.vector)},
         "components": list(comps),
         "weight": weight,
         "profiles": {c: p.as_dict() for c, p in profiles.items()},
@@ -428,7 +461,7 @@ def _prepare_out(model: Path, out: Path) -> Path:
     return staging
 
 
-class _progress:
+class ByteProgress:
     """A rich byte progress bar (or nothing) exposing a tick(n_bytes) callable."""
 
     def __init__(self, enabled: bool, total: int) -> None:

@@ -10,7 +10,9 @@ Math runs in fp32 (fp64 for fp64 tensors) and is cast back to the stored dtype o
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -41,7 +43,7 @@ class EditStats:
         return math.sqrt(self.after_sq)
 
 
-def _frombuffer(view: memoryview, dtype: torch.dtype) -> torch.Tensor:
+def frombuffer_readonly(view: memoryview, dtype: torch.dtype) -> torch.Tensor:
     """A zero-copy tensor over read-only mapped bytes (never written: every edit works on a copy)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given buffer is not writable")
@@ -82,6 +84,22 @@ def orthogonalize_rows(x: torch.Tensor, u: torch.Tensor, alpha: float, norm_pres
     if norm_preserve:
         _rescale(x, old, 1, stats)
     return x
+
+
+@contextlib.contextmanager
+def math_threads() -> Iterator[int]:
+    """torch's thread count for a bake: ``ABLBENCH_TORCH_THREADS``, else the cores the two hash threads leave.
+
+    On 2 cores that is 1: a second OpenMP thread would only spin against the hashes.
+    """
+    before = torch.get_num_threads()
+    env = os.environ.get("ABLBENCH_TORCH_THREADS", "")
+    n = int(env) if env.isdigit() and int(env) > 0 else max(1, (os.cpu_count() or 1) - 2)
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(before)
 
 
 class Workspace:
@@ -130,7 +148,7 @@ def make_editor(layout: str, u64: torch.Tensor, alpha: float, norm_preserve: boo
             inner = info.shape[-1]
             size = hidden * inner * item
             for m in range(math.prod(info.shape[:-2])):
-                src = _frombuffer(view[m * size:(m + 1) * size], dtype).view(hidden, inner)
+                src = frombuffer_readonly(view[m * size:(m + 1) * size], dtype).view(hidden, inner)
                 work = ws.get((hidden, inner), cdt)
                 yield _to_bytes(_edit_block(src, work, orthogonalize_cols, u, alpha, norm_preserve, stats, 0))
         else:
@@ -139,7 +157,7 @@ def make_editor(layout: str, u64: torch.Tensor, alpha: float, norm_preserve: boo
             row = hidden * item
             for done in range(0, n_rows, per):
                 k = min(per, n_rows - done)
-                src = _frombuffer(view[done * row:(done + k) * row], dtype).view(k, hidden)
+                src = frombuffer_readonly(view[done * row:(done + k) * row], dtype).view(k, hidden)
                 work = ws.get((k, hidden), cdt)
                 yield _to_bytes(_edit_block(src, work, orthogonalize_rows, u, alpha, norm_preserve, stats, 1))
 

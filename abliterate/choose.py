@@ -1,8 +1,9 @@
 """Choose the source layer by behaviour, not by separability.
 
 For each candidate layer outside the last 20% of the model, the candidate's direction is
-ablated at inference time (projected out of the residual stream after the embedding and every
-decoder layer) and two things are measured on HELD-OUT prompts:
+ablated at inference time (projected out of everything written into the residual stream: the
+embedding, every attention and MLP output, every decoder layer; see ``infer.ablated``) and two
+things are measured on HELD-OUT prompts:
 
 (a) refusal drop on "refuse" prompts, as next-token log-odds:
     score(prompt) = log P(refuse tokens) - log P(comply tokens), where the refuse/comply token
@@ -27,9 +28,16 @@ import numpy as np
 
 from abliterate.errors import AbliterationError
 from abliterate.infer import ablated, generate, kl_rows, next_token_logprobs
-from abliterate.markers import refusal_rate
+from abliterate.markers import is_refusal
 from abliterate.model import LoadedModel
 from abliterate.progress import progress_bar
+from abliterate.refusal_stats import wilson
+
+
+def _marker_rate(texts: list[str]) -> tuple[float, list[float]]:
+    """Marker rate of ``texts`` and its 95% Wilson interval."""
+    k = sum(is_refusal(t) for t in texts)
+    return (k / len(texts) if texts else 0.0), list(wilson(k, len(texts)))
 
 
 def default_candidates(n_layers: int, count: int = 6) -> list[int]:
@@ -136,9 +144,9 @@ def choose_layer(
         prog.advance(task, 2)
         base_score = float(logodds(base_r, refuse_ids, comply_ids).mean())
         base_comply_score = float(logodds(base_c, refuse_ids, comply_ids).mean())
-        base_marker = None
+        base_marker, base_ci = None, None
         if gen_tokens > 0:
-            base_marker = refusal_rate(generate(lm, eval_refuse, max_new_tokens=gen_tokens, batch_size=bs))
+            base_marker, base_ci = _marker_rate(generate(lm, eval_refuse, max_new_tokens=gen_tokens, batch_size=bs))
             prog.advance(task)
         log(f"base: refuse log-odds {base_score:.3f} (comply prompts {base_comply_score:.3f}), "
             f"marker rate {base_marker}")
@@ -149,9 +157,10 @@ def choose_layer(
                 prog.advance(task)
                 abl_c = next_token_logprobs(lm, eval_comply, batch_size=bs)
                 prog.advance(task)
-                marker = None
+                marker, marker_ci = None, None
                 if gen_tokens > 0:
-                    marker = refusal_rate(generate(lm, eval_refuse, max_new_tokens=gen_tokens, batch_size=bs))
+                    marker, marker_ci = _marker_rate(generate(lm, eval_refuse, max_new_tokens=gen_tokens,
+                                                              batch_size=bs))
                     prog.advance(task)
             score = float(logodds(abl_r, refuse_ids, comply_ids).mean())
             kl = kl_rows(base_c, abl_c)
@@ -159,7 +168,8 @@ def choose_layer(
                 "layer": c, "refuse_logodds": score, "refusal_drop": base_score - score,
                 "kl": float(kl.mean()), "kl_max": float(kl.max()),
                 "kl_refuse": float(kl_rows(base_r, abl_r).mean()),
-                "marker_rate": marker, "marker_drop": None if marker is None else base_marker - marker,
+                "marker_rate": marker, "marker_rate_ci": marker_ci,
+                "marker_drop": None if marker is None else base_marker - marker,
             }
             results.append(res)
             log(f"layer {c}: refusal drop {res['refusal_drop']:.3f} nats, KL {res['kl']:.4f}, "
@@ -173,7 +183,8 @@ def choose_layer(
         "primary_metric": "marker_drop" if use_markers else "refusal_drop",
         "candidates": cands, "excluded_from": limit, "n_layers": n_layers,
         "refuse_tokens": [tok.decode([i]) for i in refuse_ids], "comply_tokens": [tok.decode([i]) for i in comply_ids],
-        "base": {"refuse_logodds": base_score, "comply_logodds": base_comply_score, "marker_rate": base_marker},
+        "base": {"refuse_logodds": base_score, "comply_logodds": base_comply_score, "marker_rate": base_marker,
+                 "marker_rate_ci": base_ci},
         "gen_tokens": gen_tokens, "marker_floor": marker_floor,
         "n_eval": {"refuse": len(eval_refuse), "comply": len(eval_comply)},
         "results": results,

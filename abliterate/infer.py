@@ -41,6 +41,19 @@ def generate(
 ) -> list[str]:
     """Greedy continuations (left-padded batches; decoded without special tokens)."""
     import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _Tick(StoppingCriteria):
+        """Advances the progress bar by one token step of the batch; never stops generation."""
+
+        def __init__(self, rows: int) -> None:
+            self.rows, self.steps = rows, 0
+
+        def __call__(self, input_ids, scores, **kwargs):  # noqa: ANN001
+            if progress is not None and self.steps < max_new_tokens:
+                self.steps += 1
+                progress.advance(task, self.rows / max_new_tokens)
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
     ids = tokenize(lm, records)
     pad = lm.tokenizer.pad_token_id
@@ -53,23 +66,41 @@ def generate(
             for j, i in enumerate(rows):
                 input_ids[j, width - len(ids[i]):] = torch.tensor(ids[i])
                 mask[j, width - len(ids[i]):] = 1
+            tick = _Tick(len(rows))
             gen = lm.model.generate(
                 input_ids=input_ids.to(lm.device), attention_mask=mask.to(lm.device), max_new_tokens=max_new_tokens,
                 do_sample=False, temperature=None, top_p=None, top_k=None, pad_token_id=pad,
+                stopping_criteria=StoppingCriteriaList([tick]),
             )
             for j, i in enumerate(rows):
                 texts[i] = lm.tokenizer.decode(gen[j, width:], skip_special_tokens=True).strip()
-            if progress is not None:
-                progress.advance(task, len(rows))
+            if progress is not None:  # the steps an early end-of-sequence skipped
+                progress.advance(task, len(rows) * (max_new_tokens - tick.steps) / max_new_tokens)
     return texts
+
+
+#: decoder-layer attributes holding the modules that write into the residual stream (pre-norm blocks)
+WRITER_MODULES = ("self_attn", "linear_attn", "mlp", "block_sparse_moe", "feed_forward")
+#: sandwich-norm blocks: what is added to the residual is the post-norm's output, not the module's
+POSTNORM_WRITERS = ("post_attention_layernorm", "post_feedforward_layernorm")
+_SANDWICH = {"gemma2", "gemma3", "gemma3_text", "gemma4", "gemma4_text", "olmo2", "olmo3"}
+
+
+def _writers(lm: LoadedModel) -> list:
+    """Every module whose output is added to the residual stream, layer by layer."""
+    names = POSTNORM_WRITERS if lm.model_type in _SANDWICH else WRITER_MODULES
+    return [mod for layer in lm.layers for name in names if (mod := getattr(layer, name, None)) is not None]
 
 
 @contextlib.contextmanager
 def ablated(lm: LoadedModel, direction) -> Iterator[None]:
-    """Project ``direction`` out of the residual stream after the embedding and after every layer.
+    """Project ``direction`` out of everything written into the residual stream.
 
-    This is inference-time directional ablation: every decoder layer reads a residual stream
-    with no component along the direction, and so does the final norm / LM head.
+    This is inference-time directional ablation, equal to baking the direction out of every writer
+    (abliterate.bake): the embedding's output, each attention and MLP output (in sandwich-norm
+    blocks, each post-norm's output) and each decoder layer's output are projected, so no
+    layer, norm or LM head ever reads a component along the direction (also between a block's
+    attention and its MLP).
     """
     import torch
 
@@ -85,8 +116,8 @@ def ablated(lm: LoadedModel, direction) -> Iterator[None]:
             return (project(layer_output(output)), *output[1:])
         return project(output)
 
-    handles = [lm.model.get_input_embeddings().register_forward_hook(hook)]
-    handles += [layer.register_forward_hook(hook) for layer in lm.layers]
+    modules = [lm.model.get_input_embeddings(), *_writers(lm), *lm.layers]
+    handles = [m.register_forward_hook(hook) for m in modules]
     try:
         yield
     finally:

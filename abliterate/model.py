@@ -1,4 +1,13 @@
-"""Loading a model for abliteration work and finding its decoder layers (never by guessing)."""
+"""Loading a model for abliteration work and finding its decoder layers (never by guessing).
+
+Rules, in order:
+1. A model is an HF folder (config.json + weights) or a ``.gguf`` file; transformers reads both
+   (a GGUF through ``gguf_file=``, dequantized to the working dtype), so every step after loading
+   is the same for either.
+2. The architecture comes from the config's model_type; the decoder layers are looked up in
+   :data:`LAYER_PATHS` (or ``--layers-path``), never guessed.
+3. A model without a chat template is an error: contrast prompts must use the model's own format.
+"""
 
 from __future__ import annotations
 
@@ -50,11 +59,34 @@ class LoadedModel:
         return "<think>" in (self.tokenizer.chat_template or "")
 
 
+def is_gguf(path: Path) -> bool:
+    """True for a ``.gguf`` file path (a model transformers reads through ``gguf_file=``)."""
+    return Path(path).suffix.lower() == ".gguf"
+
+
+def _gguf_args(path: Path) -> tuple[Path, dict]:
+    """(folder, kwargs) for transformers' from_pretrained on a GGUF file."""
+    path = Path(path)
+    if not path.is_file():
+        raise AbliterationError(f"GGUF file {path} not found: pass an existing .gguf file or an HF model folder")
+    return path.parent, {"gguf_file": path.name}
+
+
 def read_config(path: Path) -> dict:
-    """The raw config.json of an HF folder (clear error when absent)."""
+    """The config of an HF folder (its config.json) or of a GGUF file (as transformers maps it)."""
+    if is_gguf(path):
+        from transformers import AutoConfig
+
+        folder, kw = _gguf_args(path)
+        try:
+            return AutoConfig.from_pretrained(folder, **kw).to_dict()
+        except (OSError, ValueError, KeyError) as exc:
+            raise AbliterationError(f"cannot read {path} as a GGUF model ({exc}); is its architecture one "
+                                    "transformers can load from GGUF?") from exc
     cfg = Path(path) / "config.json"
     if not cfg.is_file():
-        raise AbliterationError(f"{path} is not a Hugging Face model folder (no config.json): pass a model folder")
+        raise AbliterationError(f"{path} is not a Hugging Face model folder (no config.json): pass a model folder "
+                                "or a .gguf file")
     return json.loads(cfg.read_text())
 
 
@@ -120,7 +152,11 @@ def load_tokenizer(path: Path):
     """The tokenizer of an HF folder; a missing chat template is an error."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(path)
+    if is_gguf(path):
+        folder, kw = _gguf_args(path)
+        tok = AutoTokenizer.from_pretrained(folder, **kw)
+    else:
+        tok = AutoTokenizer.from_pretrained(path)
     if not getattr(tok, "chat_template", None):
         jinja = Path(path) / "chat_template.jinja"
         if jinja.is_file():
@@ -128,7 +164,8 @@ def load_tokenizer(path: Path):
     if not getattr(tok, "chat_template", None):
         raise AbliterationError(
             f"model {path} has no chat template: add chat_template.jinja (or tokenizer_config.json "
-            "'chat_template') to the folder; contrast prompts must use the model's own format"
+            "'chat_template') to the folder (a GGUF needs tokenizer.chat_template); contrast prompts must use "
+            "the model's own format"
         )
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
@@ -151,7 +188,7 @@ def check_supported(path: Path, layers_path: str | None = None) -> dict:
 def load_model(
     path: Path, *, device: str = "auto", dtype: str = "auto", layers_path: str | None = None
 ) -> LoadedModel:
-    """Load an HF folder with the architecture its config names, in eval mode, and locate its layers.
+    """Load an HF folder (or a GGUF file) with the architecture its config names, in eval mode, and locate its layers.
 
     ``ABLBENCH_TORCH_THREADS`` sets torch's CPU thread count (1 is far faster on a busy machine).
     """
@@ -173,8 +210,9 @@ def load_model(
     cls = getattr(transformers, arch, None) if arch else None
     if cls is None:
         cls = transformers.AutoModelForCausalLM
+    where, kw = _gguf_args(path) if is_gguf(path) else (path, {})
     try:
-        model = cls.from_pretrained(path, dtype=dt)
+        model = cls.from_pretrained(where, dtype=dt, **kw)
     except (OSError, ValueError) as exc:
         raise AbliterationError(f"cannot load {path} as {arch or 'a causal LM'}: {exc}") from exc
     model.to(dev).eval()

@@ -1,13 +1,20 @@
-"""contrast -> capture -> directions -> choose -> bake -> evaluate, resumable, in one run folder.
+"""contrast -> capture -> directions -> choose | search -> report -> bake -> evaluate, resumable.
 
 Run folder::
 
     contrast_refuse.jsonl, contrast_comply.jsonl
     activations/   refuse.npy, comply.npy, means.safetensors, meta.json
-    vectors/       refusal_dirs.safetensors, refusal_dir.pt, refusal_ranking.csv, refusal_layers.png
-    abliterated_model/   the baked HF folder (+ abliteration.json)
-    reports/       directions.json, choice.json, evaluation.json, evaluation.md
+    vectors/       refusal_dirs.safetensors, refusal_dir.pt, refusal_ranking.csv, refusal_layers.png,
+                   sysprompt_dirs.safetensors
+    search/        (with search) study.sqlite3, trials.csv, pareto.csv, pareto.png, chosen.json
+    abliterated_model/   the baked HF folder (+ abliteration.json); for a GGUF model:
+                         <model stem>.abliterated.gguf + abliteration.json
+    reports/       directions.json, choice.json, direction_report.json/.md, evaluation.json/.md
     notes/         <step>.log, state.json
+
+"choose" picks one layer and bakes at full strength; "search" (``search=True``; by default on
+only with a GPU, it is slow on a CPU) replaces it with the Optuna search of abliterate/search.py
+and bakes the chosen trial's per-component profile.
 
 A step is skipped when ``notes/state.json`` records it as finished with the same key (a hash of
 its options and of its inputs) and its outputs still have the recorded size and mtime.
@@ -26,10 +33,10 @@ from pathlib import Path
 from abliterate.contrast import COMPLY_FILE, REFUSE_FILE, MessageBuilder, build_contrast, make_records, select
 from abliterate.errors import AbliterationError
 from abliterate.fsio import file_sha256, read_jsonl, write_json
-from abliterate.progress import console
+from abliterate.progress import console, warnings_to_file
 from abliterate.prompts import SMOKE_PROMPT, PromptItem
 
-STEPS = ("contrast", "capture", "directions", "choose", "bake", "evaluate")
+STEPS = ("contrast", "capture", "directions", "choose", "search", "report", "bake", "evaluate")
 
 
 @dataclass
@@ -54,6 +61,16 @@ class PipelineOptions:
     norm_preserve: bool = False
     eval_tokens: int = 128
     eval_limit: int | None = None
+    search: bool | None = None
+    search_trials: int = 200
+    search_prompts: int | None = None
+    search_gen_tokens: int = 100
+    search_format_tokens: int = 128
+    report: bool = True
+    report_prompts: int = 32
+    report_tokens: int = 100
+    judge: tuple[str, str] | None = None
+    rd: bool = True
     force: tuple[str, ...] = field(default_factory=tuple)
     show_progress: bool = True
 
@@ -78,8 +95,11 @@ def _hash(obj) -> str:
 
 
 def model_fingerprint(path: Path) -> dict:
-    """Identity of a model folder without reading gigabytes: config hash + weight file sizes/mtimes."""
+    """Identity of a model folder (or GGUF file) without reading gigabytes: config hash + weight sizes/mtimes."""
     path = Path(path).resolve()
+    if path.is_file():
+        st = path.stat()
+        return {"path": str(path), "weights": [(path.name, st.st_size, st.st_mtime_ns)]}
     files = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin"))
     return {
         "path": str(path), "config": file_sha256(path / "config.json"),
@@ -121,9 +141,14 @@ def run_pipeline(
     comply_messages: MessageBuilder,
     options: PipelineOptions | None = None,
     bake_fn: Callable | None = None,
+    format_check: Callable[[str], bool] | None = None,
 ) -> dict:
-    """Run (or resume) every step; returns a summary dict (also written to reports/summary.json)."""
-    from abliterate.model import check_supported, load_model, load_tokenizer
+    """Run (or resume) every step; returns a summary dict (also written to reports/summary.json).
+
+    ``format_check`` tells whether a reply is a valid agent action (the search's format-damage
+    objective; the CLI passes the harness's parser).
+    """
+    from abliterate.model import check_supported, is_gguf, load_model, load_tokenizer
 
     opts = options or PipelineOptions()
     model, out = Path(model), Path(out)
@@ -152,7 +177,8 @@ def run_pipeline(
         console.rule(f"[bold]{name}")
         t0 = time.perf_counter()
         log(f"start (key {key})")
-        fn(log)
+        with warnings_to_file(log.path):
+            fn(log)
         dt = time.perf_counter() - t0
         state.finish(name, key, outputs, dt)
         log(f"done in {dt:.1f} s")
@@ -208,59 +234,138 @@ def run_pipeline(
 
     step("directions", directions_key, ["vectors/refusal_dirs.safetensors"], do_directions)
 
-    # 4. choose
+    # 4. choose (one layer, full strength) or search (Optuna over heretic's parameters)
+    searching = opts.search if opts.search is not None else lm_device_is_gpu(opts.device)
+    summary["search"] = searching
     choose_key = _hash([directions_key, opts.layer, opts.candidates, opts.n_candidates, opts.kl_bound,
                         opts.choose_gen_tokens])
 
     def do_choose(log: StepLog) -> None:
         choose_step(lm, acts, vectors, reports, refuse, comply, opts, log)
 
-    step("choose", choose_key, ["vectors/refusal_dir.pt", "reports/choice.json"], do_choose)
+    search_key = _hash([directions_key, opts.seed, opts.search_trials, opts.search_prompts, opts.search_gen_tokens,
+                        opts.search_format_tokens, format_check is not None, opts.kl_bound])
+
+    def do_search(log: StepLog) -> None:
+        search_step(model, out, lm, opts, format_check, log)
+
+    if searching:
+        step("search", search_key, ["search/chosen.json", "vectors/refusal_dir.pt", "reports/choice.json"], do_search)
+        choose_key = search_key
+    else:
+        step("choose", choose_key, ["vectors/refusal_dir.pt", "reports/choice.json"], do_choose)
     choice = json.loads((reports / "choice.json").read_text())
     summary["chosen_layer"] = choice["chosen_layer"]
 
-    # 5. bake
-    edited = out / "abliterated_model"
+    # 4b. what the direction is (base refusal, system-prompt presence)
+    if opts.report:
+        report_key = _hash([choose_key, file_sha256(vectors / "refusal_dir.pt"), opts.report_prompts,
+                            opts.report_tokens])
+
+        def do_report(log: StepLog) -> None:
+            from abliterate.direction_report import direction_report
+
+            rep = direction_report(lm(), out, n_prompts=opts.report_prompts, gen_tokens=opts.report_tokens,
+                                   batch_size=opts.batch_size)
+            for sentence in rep["verdict"]:
+                log(sentence)
+
+        step("report", report_key, ["reports/direction_report.json", "vectors/sysprompt_dirs.safetensors"], do_report)
+        summary["direction_verdict"] = json.loads((reports / "direction_report.json").read_text())["verdict"]
+
+    # 5. bake (a GGUF model is baked into a GGUF file inside abliterated_model/)
+    edited_dir = out / "abliterated_model"
+    edited = edited_dir / f"{model.stem}.abliterated.gguf" if is_gguf(model) else edited_dir
+    searched = "profiles" in choice
     bake_key = _hash([choose_key, file_sha256(vectors / "refusal_dir.pt"), model_fingerprint(model),
-                      list(opts.components), opts.weight, opts.norm_preserve])
+                      list(opts.components), opts.weight, opts.norm_preserve, choice.get("profiles")])
 
     def do_bake(log: StepLog) -> None:
         fn = bake_fn
         if fn is None:
             from abliterate.bake import bake as fn
-        if edited.exists():
-            shutil.rmtree(edited)  # our own output folder from an earlier, different run
+        if edited_dir.exists():
+            shutil.rmtree(edited_dir)  # our own output folder from an earlier, different run
+        kw = {"components": tuple(opts.components)}
+        if searched:  # the search's per-component kernels (embeddings are not part of its edit)
+            kw = {"components": tuple(choice["components"]), **choice["profiles"]}
         report = fn(model, vectors / "refusal_dir.pt", edited, layer=float(choice["chosen_layer"]),
-                    components=tuple(opts.components), weight=opts.weight, norm_preserve=opts.norm_preserve,
-                    progress=opts.show_progress)
+                    weight=opts.weight, norm_preserve=opts.norm_preserve, progress=opts.show_progress, **kw)
         n_edit = len(report.get("edited", [])) if isinstance(report, dict) else "?"
         log(f"baked {n_edit} tensor(s) into {edited}")
 
-    step("bake", bake_key, ["abliterated_model/abliteration.json", "abliterated_model/config.json"], do_bake)
+    bake_outputs = [str(edited.relative_to(out)) if is_gguf(model) else "abliterated_model/config.json"]
+    step("bake", bake_key, ["abliterated_model/abliteration.json", *bake_outputs], do_bake)
+    summary["edited_model"] = str(edited)
 
     # 6. evaluate
     # the run's own edited model: identified by content, not path, so a copied run folder resumes
     edited_id = {k: v for k, v in model_fingerprint(edited).items() if k != "path"}
-    eval_key = _hash([bake_key, opts.eval_tokens, opts.eval_limit, edited_id])
+    eval_key = _hash([bake_key, opts.eval_tokens, opts.eval_limit, edited_id, opts.judge, opts.rd])
 
     def do_evaluate(log: StepLog) -> None:
         from abliterate.evaluate import evaluate
 
         er, ec = select(refuse, "eval") or refuse, select(comply, "eval") or comply
+        eb = benign_records(tok)
         if opts.eval_limit:
-            er, ec = er[: opts.eval_limit], ec[: opts.eval_limit]
+            er, ec, eb = er[: opts.eval_limit], ec[: opts.eval_limit], eb[: opts.eval_limit]
         smoke = smoke_records(tok, refuse_messages, comply_messages)
+        judge = None
+        if opts.judge:
+            from abliterate.judge import Judge
+
+            judge = Judge(*opts.judge)
         rep = evaluate(model, edited, refuse=er, comply=ec, smoke=smoke, max_new_tokens=opts.eval_tokens,
                        batch_size=opts.batch_size, device=opts.device, dtype=opts.dtype, out_dir=reports,
-                       show_progress=opts.show_progress, base_lm=lm_box.get("lm"))
+                       show_progress=opts.show_progress, base_lm=lm_box.get("lm"), benign=eb, judge=judge, rd=opts.rd)
         log_evaluation(rep, log)
 
     step("evaluate", eval_key, ["reports/evaluation.json", "reports/evaluation.md"], do_evaluate)
     ev = json.loads((reports / "evaluation.json").read_text())
     summary["refusal_rate"] = ev["refusal_rate"]
     summary["kl_first_token"] = ev["kl_first_token"]
+    summary["robustness"] = ev.get("robustness")
     write_json(reports / "summary.json", summary)
     return summary
+
+
+def lm_device_is_gpu(device: str) -> bool:
+    """Whether ``device`` resolves to a GPU (the search's default is on only there)."""
+    from abliterate.model import pick_device
+
+    return pick_device(device).type != "cpu"
+
+
+def benign_records(tok) -> list[dict]:
+    """The everyday questions of abliterate/prompts.py as plain user turns (over-refusal)."""
+    from abliterate.contrast import plain_user
+    from abliterate.prompts import neutral_prompts
+
+    items = neutral_prompts()
+    return make_records(tok, items, plain_user, "benign", {i.id: "eval" for i in items})
+
+
+def search_step(model: Path, out: Path, lm_factory: Callable, opts: PipelineOptions,
+                format_check: Callable[[str], bool] | None, log: Callable[[str], None]) -> dict:
+    """Run the search and write what the later steps read: vectors/refusal_dir.pt and reports/choice.json."""
+    import shutil as _shutil
+
+    from abliterate.search import SearchOptions, run_search
+
+    sopts = SearchOptions(trials=opts.search_trials, seed=opts.seed, prompts=opts.search_prompts,
+                          gen_tokens=opts.search_gen_tokens, format_tokens=opts.search_format_tokens,
+                          batch_size=opts.batch_size, kl_bound=opts.kl_bound, device=opts.device, dtype=opts.dtype,
+                          layers_path=opts.layers_path)
+    doc = run_search(model, out, sopts, format_check=format_check, log=log, lm=lm_factory())
+    _shutil.copyfile(doc["direction_file"], out / "vectors" / "refusal_dir.pt")
+    choice = {"chosen_layer": doc["direction_index"], "reason": f"search trial {doc['trial']}: {doc['rule']}",
+              "variant": doc["variant"], "components": doc["components"], "profiles": doc["profiles"],
+              "objectives": doc["objectives"], "front_size": doc["front_size"], "source": "search", "results": []}
+    write_json(out / "reports" / "choice.json", choice)
+    log(f"chosen trial {doc['trial']} of {doc['trials_complete']} (front {doc['front_size']}): "
+        + ", ".join(f"{k} {v:.4g}" for k, v in doc["objectives"].items()))
+    return doc
 
 
 def smoke_records(tok, refuse_messages: MessageBuilder, comply_messages: MessageBuilder) -> list[dict]:

@@ -1,9 +1,17 @@
-"""One place for rich progress bars (disabled cleanly when ``enabled`` is False)."""
+"""A calm terminal: rich progress bars on stderr, library warnings in a log file.
+
+1. ``progress_bar`` is a rich Progress, or a no-op stand-in when disabled.
+2. ``warnings_to_file`` sends Python warnings and transformers' own log lines to a file for the
+   duration of a step, so the screen shows progress and results, never library tracebacks.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -33,3 +41,26 @@ def progress_bar(enabled: bool = True) -> Iterator[Progress | _NullProgress]:
         TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
     ) as prog:
         yield prog
+
+
+@contextlib.contextmanager
+def warnings_to_file(path: Path) -> Iterator[Path]:
+    """Within the block, Python warnings and the ``transformers`` logger write to ``path`` only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    library_logger = logging.getLogger("transformers")
+    saved = (library_logger.handlers[:], library_logger.propagate)
+    with path.open("a", encoding="utf-8") as fh, warnings.catch_warnings():
+        warnings.simplefilter("default")
+
+        def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+            fh.write(warnings.formatwarning(message, category, filename, lineno, line))
+            fh.flush()
+
+        warnings.showwarning = show
+        handler = logging.StreamHandler(fh)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        library_logger.handlers, library_logger.propagate = [handler], False
+        try:
+            yield path
+        finally:
+            library_logger.handlers, library_logger.propagate = saved

@@ -268,3 +268,45 @@ def split_ids(
         count += sum(1 for it in items if it.category == cat)
     return {it.id: ("eval" if it.category in eval_cats else "train") for it in items}
 
+
+
+# --- the "system-prompt presence" contrast ----------------------------------------------------
+
+#: a neutral system prompt: instructions of the usual kind, nothing about tools, terminals or JSON
+NEUTRAL_SYSTEM_PROMPT = (
+    "You are a helpful assistant. Answer the user's question clearly and accurately, in plain "
+    "language. Keep the answer focused on what was asked, say so when you are unsure, and be "
+    "polite and concise."
+)
+
+_NEUTRAL = [
+    "What is the capital of Australia?",
+    "Explain in two sentences why the sky is blue.",
+    "Give me three ideas for a birthday present for my grandmother.",
+    "Summarize the plot of Romeo and Juliet in one paragraph.",
+    "What is the difference between weather and climate?",
+    "Suggest a name for a small bakery in a seaside town.",
+    "How many minutes are there in a week?",
+    "Write a short poem about autumn leaves.",
+    "What are the main ingredients of a classic margherita pizza?",
+    "Translate 'good morning, how are you?' into French.",
+    "Why do cats purr?",
+    "Recommend a good habit for getting better sleep.",
+    "What does photosynthesis produce?",
+    "Describe the rules of tic-tac-toe.",
+    "Who painted the Mona Lisa?",
+    "What is a haiku? Give an example.",
+    "How do I convert 30 degrees Celsius to Fahrenheit?",
+    "List four planets of the solar system.",
+    "What is the tallest mountain in Africa?",
+    "Explain what a metaphor is, with an example.",
+    "Give me a tip for learning a new language.",
+    "What is the boiling point of water at sea level?",
+    "Describe a rainbow to someone who has never seen one.",
+    "Why do we have leap years?",
+]
+
+
+def neutral_prompts() -> list[PromptItem]:
+    """Everyday questions with no shell work and nothing to refuse (>= 20, fixed order)."""
+    return [PromptItem(id=f"neutral-{i:02d}", prompt=p, category="neutral") for i, p in enumerate(_NEUTRAL)]

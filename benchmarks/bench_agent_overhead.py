@@ -32,9 +32,9 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from test_agent_scripted_server import ScriptedServer  # noqa: E402
 
-from harness.agent import AgentConfig, TerminusAgent  # noqa: E402
+from ablbench.paths import BASE_IMAGE  # noqa: E402
+from harness.agents.terminus import AgentConfig, TerminusAgent  # noqa: E402
 from harness.llm_client import LLMClient  # noqa: E402
-from harness.paths import BASE_IMAGE  # noqa: E402
 from harness.trace import read_trace  # noqa: E402
 from runners.terminal import MAX_DURATION_S, SendResult, TmuxTerminal  # noqa: E402
 

@@ -1,13 +1,21 @@
-"""Benchmark the streaming bake on a synthetic sharded bf16 checkpoint (>= 4 GB by default).
+"""Benchmark the streaming bakes against a plain copy of the same files (goal: bake <= 1.5x copy).
 
-Prints the bake's wall time against a plain copy of the same files (goal: <= 1.5x) and the
-bake's peak RSS against the largest tensor and shard (goal: <= 2x largest shard + 1 GB).
-The bake runs in a child process so its peak RSS is its own. It runs twice: from a plain
-folder (the bake sha256-hashes every source and output byte for abliteration.json) and from the
-same files in the Hugging Face cache layout (source hashes are the blob names, so only the
-output is hashed). Hashing is most of the bake's CPU beyond the copy itself.
+One synthetic Llama-shaped bf16 checkpoint (>= 4 GB by default) is written twice with the same
+tensor bytes: as a sharded safetensors folder and as one BF16 GGUF file. Each bake runs in a
+fresh interpreter (its own wall time, CPU time and peak RSS):
 
-    .venv/bin/python benchmarks/bench_bake.py [--size-gb 4.2] [--shard-gb 1.5] [--dir /tmp]
+- safetensors, plain folder: sha256 of every source and output byte, in the copy pass; then the
+  same bake again, whose source sha256 comes from abliterate.hash_cache (only the output is hashed);
+- safetensors, Hugging Face cache layout: source hashes are the blob names, only the output is hashed;
+- GGUF (BF16 writers stay BF16): the same two runs;
+- GGUF Q8_0 (smaller, ``--q8-gb``): quantized writers are dequantized by gguf.quants (written as F16).
+
+For each it prints the ratio to a plain copy (``shutil`` copy + sync, best of 2) and the split
+of the bake's own time (abliteration.json "timing": hash CPU, math, writer busy, fsync), next to
+one-core figures measured on the same bytes: a read pass and a sha256 pass. sha256 runs at
+~1.5 GB/s per core here; the two hashes of a plain-folder bake are what the 2 cores cannot hide.
+
+    .venv/bin/python benchmarks/bench_bake.py [--size-gb 4.2] [--shard-gb 1.5] [--q8-gb 0.5] [--dir /tmp]
 """
 
 from __future__ import annotations
@@ -25,15 +33,21 @@ import tempfile
 import time
 from pathlib import Path
 
+import gguf
 import numpy as np
 import torch
 from safetensors.torch import save_file
 
 HIDDEN, INTER, VOCAB = 4096, 11008, 32000
 GB = 1 << 30
+_GGUF_NAMES = {"input_layernorm.weight": "attn_norm.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
+               "self_attn.q_proj.weight": "attn_q.weight", "self_attn.k_proj.weight": "attn_k.weight",
+               "self_attn.v_proj.weight": "attn_v.weight", "self_attn.o_proj.weight": "attn_output.weight",
+               "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight",
+               "mlp.down_proj.weight": "ffn_down.weight"}
 
 
-def _layer_tensors(i: int, block: torch.Tensor) -> dict[str, tuple[int, int]]:
+def _layer_tensors(i: int) -> dict[str, tuple[int, ...]]:
     p = f"model.layers.{i}."
     return {p + "input_layernorm.weight": (HIDDEN,), p + "post_attention_layernorm.weight": (HIDDEN,),
             p + "self_attn.q_proj.weight": (HIDDEN, HIDDEN), p + "self_attn.k_proj.weight": (1024, HIDDEN),
@@ -42,39 +56,56 @@ def _layer_tensors(i: int, block: torch.Tensor) -> dict[str, tuple[int, int]]:
             p + "mlp.down_proj.weight": (HIDDEN, INTER)}
 
 
+def _specs(size_gb: float) -> list[tuple[str, tuple[int, ...]]]:
+    per_layer = sum(math.prod(s) * 2 for s in _layer_tensors(0).values())
+    n_layers = max(1, int((size_gb * GB - 2 * VOCAB * HIDDEN * 2) // per_layer) + 1)
+    specs: list[tuple[str, tuple[int, ...]]] = [("model.embed_tokens.weight", (VOCAB, HIDDEN))]
+    for i in range(n_layers):
+        specs += list(_layer_tensors(i).items())
+    return specs + [("model.norm.weight", (HIDDEN,)), ("lm_head.weight", (VOCAB, HIDDEN))]
+
+
+def _gguf_name(key: str) -> str:
+    if key == "model.embed_tokens.weight":
+        return "token_embd.weight"
+    if key == "model.norm.weight":
+        return "output_norm.weight"
+    if key == "lm_head.weight":
+        return "output.weight"
+    _, _, layer, rest = key.split(".", 3)
+    return f"blk.{layer}.{_GGUF_NAMES[rest]}"
+
+
 def _fill(shape: tuple[int, ...], block: torch.Tensor, k: int) -> torch.Tensor:
     """A bf16 tensor of ``shape`` made of a shifted random block (cheap to make, not constant)."""
-    n = int(np.prod(shape))
+    n = math.prod(shape)
     reps = -(-n // block.numel())
     return torch.roll(block, k).repeat(reps)[:n].view(shape).clone()
 
 
-def build_checkpoint(folder: Path, size_gb: float, shard_gb: float) -> tuple[int, int, int]:
+def _block() -> torch.Tensor:
+    return (0.02 * torch.randn(1 << 22, generator=torch.Generator().manual_seed(0))).to(torch.bfloat16)
+
+
+def build_safetensors(folder: Path, size_gb: float, shard_gb: float) -> tuple[int, int, int]:
     """Write a Llama-shaped bf16 checkpoint; returns (total bytes, largest tensor, largest shard)."""
     folder.mkdir(parents=True)
-    block = (0.02 * torch.randn(1 << 22, generator=torch.Generator().manual_seed(0))).to(torch.bfloat16)
-    per_layer = sum(int(np.prod(s)) * 2 for s in _layer_tensors(0, block).values())
-    n_layers = max(1, int((size_gb * GB - 2 * VOCAB * HIDDEN * 2) // per_layer) + 1)
-    specs: list[tuple[str, tuple[int, ...]]] = [("model.embed_tokens.weight", (VOCAB, HIDDEN))]
-    for i in range(n_layers):
-        specs += list(_layer_tensors(i, block).items())
-    specs += [("model.norm.weight", (HIDDEN,)), ("lm_head.weight", (VOCAB, HIDDEN))]
-    groups: list[list[tuple[str, tuple[int, ...]]]] = [[]]
+    block, specs = _block(), _specs(size_gb)
+    groups: list[list[tuple[int, str, tuple[int, ...]]]] = [[]]
     acc = 0
-    for key, shape in specs:
-        nb = int(np.prod(shape)) * 2
+    for k, (key, shape) in enumerate(specs):
+        nb = math.prod(shape) * 2
         if groups[-1] and acc + nb > shard_gb * GB:
             groups.append([])
             acc = 0
-        groups[-1].append((key, shape))
+        groups[-1].append((k, key, shape))
         acc += nb
     weight_map, total, largest_t, largest_s = {}, 0, 0, 0
     for si, group in enumerate(groups):
         name = f"model-{si + 1:05d}-of-{len(groups):05d}.safetensors"
-        tensors = {key: _fill(shape, block, k) for k, (key, shape) in enumerate(group)}
+        tensors = {key: _fill(shape, block, k) for k, key, shape in group}
         save_file(tensors, str(folder / name), metadata={"format": "pt"})
-        size = (folder / name).stat().st_size
-        largest_s = max(largest_s, size)
+        largest_s = max(largest_s, (folder / name).stat().st_size)
         for key, t in tensors.items():
             weight_map[key] = name
             largest_t = max(largest_t, t.numel() * 2)
@@ -84,10 +115,41 @@ def build_checkpoint(folder: Path, size_gb: float, shard_gb: float) -> tuple[int
         json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
     (folder / "config.json").write_text(json.dumps({
         "model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": HIDDEN,
-        "intermediate_size": INTER, "num_hidden_layers": n_layers, "vocab_size": VOCAB,
+        "intermediate_size": INTER, "num_hidden_layers": len(specs) // 9, "vocab_size": VOCAB,
         "tie_word_embeddings": False, "torch_dtype": "bfloat16"}))
     (folder / "tokenizer_config.json").write_text("{}")
     return total, largest_t, largest_s
+
+
+def build_gguf(path: Path, size_gb: float, qtype: gguf.GGMLQuantizationType) -> int:
+    """The same tensors (same bf16 bytes for BF16; quantized by gguf.quants otherwise) as one GGUF."""
+    specs, block = _specs(size_gb), _block()
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_embedding_length(HIDDEN)
+    w.add_block_count(len(specs) // 9)
+    w.add_feed_forward_length(INTER)
+    w.add_head_count(32)
+    w.add_head_count_kv(8)
+
+    def stored(t: torch.Tensor) -> np.ndarray:
+        if t.ndim == 1:
+            return t.float().numpy()
+        if qtype == gguf.GGMLQuantizationType.BF16:
+            return t.view(torch.int16).numpy()
+        return gguf.quants.quantize(t.float().numpy(), qtype)
+
+    for key, shape in specs:
+        q = gguf.GGMLQuantizationType.F32 if len(shape) == 1 else qtype
+        block_size, type_size = gguf.GGML_QUANT_SIZES[q]
+        nbytes = math.prod(shape) // block_size * type_size
+        w.add_tensor_info(_gguf_name(key), shape, np.dtype(np.float32), nbytes, raw_dtype=q)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    for k, (_, shape) in enumerate(specs):
+        w.write_tensor_data(stored(_fill(shape, block, k)))
+    w.close()
+    return path.stat().st_size
 
 
 _CHILD = """
@@ -99,31 +161,61 @@ rep = bake(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), progress=Fal
 ru = resource.getrusage(resource.RUSAGE_SELF)
 # VmHWM is this process's own peak RSS (ru_maxrss would include the parent's RSS at fork time)
 hwm = int(next(ln.split()[1] for ln in open("/proc/self/status") if ln.startswith("VmHWM:")))
-print(json.dumps({"wall_s": time.monotonic() - t, "edited": len(rep["edited"]),
-                  "edited_bytes": sum(math.prod(e["shape"]) * 2 for e in rep["edited"]),
+print(json.dumps({"wall_s": time.monotonic() - t, "edited": len(rep["edited"]), "timing": rep["timing"],
                   "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_kb": hwm}))
 """
 
 
+def _timed_copy(src: Path, dst: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds of a shutil copy (a file or a folder) followed by sync."""
+    t, ru = time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
+    if src.is_dir():
+        shutil.copytree(src, dst)
+    else:
+        shutil.copy2(src, dst)
+    os.sync()
+    wall = time.monotonic() - t
+    ru2 = resource.getrusage(resource.RUSAGE_SELF)
+    return wall, ru2.ru_utime + ru2.ru_stime - ru.ru_utime - ru.ru_stime
+
+
 def _copy_baseline(src: Path, root: Path, runs: int = 2) -> tuple[float, float]:
-    """Best wall time (and its CPU time) of shutil.copytree + sync over ``runs`` runs."""
+    """Best (wall, CPU) of ``runs`` plain copies."""
     best = (math.inf, 0.0)
     for i in range(runs):
-        t, ru = time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
-        shutil.copytree(src, root / f"copy{i}")
-        os.sync()
-        wall = time.monotonic() - t
-        ru2 = resource.getrusage(resource.RUSAGE_SELF)
-        best = min(best, (wall, ru2.ru_utime + ru2.ru_stime - ru.ru_utime - ru.ru_stime))
-        shutil.rmtree(root / f"copy{i}")
+        dst = root / f"copy{i}{src.suffix}"
+        best = min(best, _timed_copy(src, dst))
+        shutil.rmtree(dst) if dst.is_dir() else dst.unlink()
     return best
 
 
-def _bake_child(src: Path, direction: Path, out: Path) -> dict:
-    """Run the bake in a fresh interpreter; its own wall, CPU and peak RSS."""
+def _one_core_passes(files: list[Path]) -> tuple[float, float, int]:
+    """(read s, sha256 s, bytes): a read pass and a sha256 pass over the files on one core."""
+    n, buf = 0, bytearray(32 << 20)
+    t = time.monotonic()
+    for f in files:
+        with open(f, "rb", buffering=0) as fh:
+            while k := fh.readinto(buf):
+                n += k
+    read_s = time.monotonic() - t
+    t = time.monotonic()
+    for f in files:
+        h = hashlib.sha256()
+        with open(f, "rb", buffering=0) as fh:
+            while k := fh.readinto(buf):
+                h.update(memoryview(buf)[:k])
+    return read_s, time.monotonic() - t - read_s, n
+
+
+def _bake_child(src: Path, direction: Path, out: Path, home: Path) -> dict:
+    """Run the bake in a fresh interpreter; its own wall, CPU, peak RSS and timing split.
+
+    ``home`` is its ABLBENCH_HOME: a fresh one means no sha256 remembered from an earlier bake.
+    """
+    env = {**os.environ, "ABLBENCH_HOME": str(home)}
     proc = subprocess.run([sys.executable, "-c", _CHILD, str(src), str(direction), str(out)],
-                          capture_output=True, text=True, check=True)
-    shutil.rmtree(out)
+                          capture_output=True, text=True, check=True, env=env)
+    shutil.rmtree(out.parent if out.suffix == ".gguf" else out)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -143,43 +235,70 @@ def _as_hf_snapshot(src: Path, root: Path) -> Path:
     return snap
 
 
-def _report(label: str, child: dict, total: int, copy_s: float, largest_t: int, largest_s: int) -> None:
-    peak = child["peak_rss_kb"] * 1024
-    goal_rss = 2 * largest_s + GB
+def _report(label: str, child: dict, total: int, copy_s: float, largest: int | None = None) -> dict:
+    t = child["timing"]
     ratio = child["wall_s"] / copy_s
-    print(f"[{label}] bake {child['wall_s']:.2f} s, {child['edited']} tensors edited "
-          f"({child['edited_bytes'] / GB:.2f} GiB), {total / GB / child['wall_s']:.2f} GiB/s, CPU {child['cpu_s']:.2f} s")
-    print(f"[{label}] ratio bake/copy: {ratio:.2f}x (goal <= 1.5x: {'met' if ratio <= 1.5 else 'MISSED'})")
-    print(f"[{label}] peak RSS (VmHWM, ~0.25 GiB of it is torch): {peak / GB:.2f} GiB = "
-          f"{peak / largest_t:.1f}x largest tensor, {peak / largest_s:.2f}x largest shard "
-          f"(goal <= 2x shard + 1 GiB = {goal_rss / GB:.2f} GiB: {'met' if peak <= goal_rss else 'MISSED'})")
+    print(f"[{label}] bake {child['wall_s']:.2f} s vs copy {copy_s:.2f} s: {ratio:.2f}x "
+          f"(goal <= 1.5x: {'met' if ratio <= 1.5 else 'MISSED'}); {child['edited']} tensors edited, "
+          f"{total / GB / child['wall_s']:.2f} GiB/s, CPU {child['cpu_s']:.2f} s")
+    print(f"[{label}]   split: sha256 {t['hash_cpu_s']:.2f} CPU-s over {t['hashed_bytes'] / GB:.2f} GiB, "
+          f"math {t['compute_s']:.2f} s ({t['compute_cpu_s']:.2f} CPU-s, {t['math_threads']} torch thread(s)), writer busy {t['write_s']:.2f} s "
+          f"({t['copied_bytes'] / GB:.2f} GiB kernel-copied, {t['computed_bytes'] / GB:.2f} GiB computed), "
+          f"fsync {t['fsync_s']:.2f} s")
+    peak = child["peak_rss_kb"] * 1024
+    extra = f" = {peak / largest:.2f}x largest shard" if largest else ""
+    print(f"[{label}]   peak RSS {peak / GB:.2f} GiB{extra} (~0.25 GiB of it is torch)")
+    return {"label": label, "ratio": ratio, **child}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-gb", type=float, default=4.2)
     ap.add_argument("--shard-gb", type=float, default=1.5)
+    ap.add_argument("--q8-gb", type=float, default=0.5, help="size of the Q8_0 GGUF case (0: skip it)")
     ap.add_argument("--dir", type=Path, default=None, help="parent for the temp folder (default: system temp)")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-bake-", dir=args.dir))
     try:
         src = root / "src"
         t = time.monotonic()
-        total, largest_t, largest_s = build_checkpoint(src, args.size_gb, args.shard_gb)
-        print(f"built {total / GB:.2f} GiB in {len(list(src.glob('*.safetensors')))} shards "
-              f"({time.monotonic() - t:.1f} s); largest tensor {largest_t / 2**20:.0f} MiB, "
-              f"largest shard {largest_s / 2**20:.0f} MiB")
-        r = np.random.default_rng(0).standard_normal(HIDDEN).astype(np.float32)
-        np.save(root / "r.npy", r)
-        copy_s, copy_cpu = _copy_baseline(src, root)
+        total, _, largest_s = build_safetensors(src, args.size_gb, args.shard_gb)
+        gg = root / "model-bf16.gguf"
+        build_gguf(gg, args.size_gb, gguf.GGMLQuantizationType.BF16)
+        print(f"built {total / GB:.2f} GiB of bf16 tensors as {len(list(src.glob('*.safetensors')))} safetensors "
+              f"shards and as one {gg.stat().st_size / GB:.2f} GiB GGUF ({time.monotonic() - t:.1f} s)")
+        np.save(root / "r.npy", np.random.default_rng(0).standard_normal(HIDDEN).astype(np.float32))
         print(f"machine: {os.cpu_count()} CPUs, 1-min load average {os.getloadavg()[0]:.1f}")
-        print(f"plain copy (shutil.copytree + sync, best of 2): {copy_s:.2f} s ({total / GB / copy_s:.2f} GiB/s), "
-              f"CPU {copy_cpu:.2f} s")
-        _report("plain folder: sha256 of source and output", _bake_child(src, root / "r.npy", root / "out"),
-                total, copy_s, largest_t, largest_s)
+        read_s, sha_s, n = _one_core_passes(sorted(src.glob("*.safetensors")))
+        print(f"one core, same bytes: read {read_s:.2f} s ({n / GB / read_s:.2f} GiB/s), "
+              f"sha256 {sha_s:.2f} s ({n / GB / sha_s:.2f} GiB/s per stream)")
+        copy_s, copy_cpu = _copy_baseline(src, root)
+        print(f"plain copy of the safetensors folder (best of 2): {copy_s:.2f} s, CPU {copy_cpu:.2f} s")
+        r, home = root / "r.npy", root / "home"
+        _report("safetensors, plain folder (2 sha256 streams)", _bake_child(src, r, root / "out", root / "h1"),
+                total, copy_s, largest_s)
+        _report("safetensors, same folder again (source sha256 remembered: 1 stream)",
+                _bake_child(src, r, root / "out", root / "h1"), total, copy_s, largest_s)
         snap = _as_hf_snapshot(src, root)
-        _report("HF cache snapshot: source sha256 from blob names",
-                _bake_child(snap, root / "r.npy", root / "out"), total, copy_s, largest_t, largest_s)
+        _report("safetensors, HF cache snapshot (source sha256 = blob names: 1 stream)",
+                _bake_child(snap, r, root / "out", home), total, copy_s, largest_s)
+        shutil.rmtree(root / "hub")
+        gcopy_s, gcopy_cpu = _copy_baseline(gg, root)
+        print(f"plain copy of the GGUF (best of 2): {gcopy_s:.2f} s, CPU {gcopy_cpu:.2f} s")
+        _report("GGUF BF16 (2 sha256 streams)", _bake_child(gg, r, root / "gout" / "x.gguf", root / "h2"),
+                gg.stat().st_size, gcopy_s)
+        _report("GGUF BF16 again (source sha256 remembered: 1 stream)",
+                _bake_child(gg, r, root / "gout" / "x.gguf", root / "h2"), gg.stat().st_size, gcopy_s)
+        gg.unlink()
+        if args.q8_gb > 0:
+            q8 = root / "model-q8_0.gguf"
+            t = time.monotonic()
+            build_gguf(q8, args.q8_gb, gguf.GGMLQuantizationType.Q8_0)
+            print(f"built a {q8.stat().st_size / GB:.2f} GiB Q8_0 GGUF ({time.monotonic() - t:.1f} s)")
+            qcopy_s, _ = _copy_baseline(q8, root)
+            print(f"plain copy of the Q8_0 GGUF (best of 2): {qcopy_s:.2f} s")
+            _report("GGUF Q8_0 -> F16 writers (gguf.quants dequantizes in numpy)",
+                    _bake_child(q8, r, root / "qout" / "x.gguf", home), q8.stat().st_size, qcopy_s)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

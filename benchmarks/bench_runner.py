@@ -21,11 +21,11 @@ import docker
 from rich.console import Console
 from rich.table import Table
 
-from harness.paths import BASE_IMAGE
+from ablbench.paths import BASE_IMAGE
+from harness.agents.simple import OracleAgent
 from harness.tasks import discover_tasks
 from runners.images import ImageOptions, ImageResolver
 from runners.scheduler import RunConfig, Scheduler
-from runners.simple_agents import OracleAgent
 from runners.trial import TrialConfig
 
 TEST_SH = """#!/bin/bash

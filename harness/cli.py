@@ -28,5 +28,17 @@ for _info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.nam
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: a verb whose optional extra is missing ends with one line."""
+    import sys
+
+    from harness.errors import fail
+    from harness.extras import missing_extra_message
+
+    try:
+        app()
+    except ModuleNotFoundError as exc:
+        verb = " ".join(a for a in sys.argv[1:3] if not a.startswith("-")) or "this command"
+        message = missing_extra_message(exc, verb)
+        if message is None:
+            raise
+        raise SystemExit(fail(message).exit_code) from None

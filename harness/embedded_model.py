@@ -12,8 +12,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from harness.errors import AblbenchError
-from harness.paths import embedded_model_dir
+from ablbench.errors import AblbenchError
+from ablbench.paths import embedded_model_dir
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MARKER = "ablbench-embedded.json"

@@ -1,12 +1,8 @@
-"""User-facing errors: one line naming the problem and the fix."""
+"""How the CLI reports an ``AblbenchError``: ``error: <message>`` on stderr, then exit."""
 
 from __future__ import annotations
 
 import typer
-
-
-class AblbenchError(Exception):
-    """An error a user can act on; its message names the problem and the fix."""
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

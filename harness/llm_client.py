@@ -1,9 +1,12 @@
 """The OpenAI-compatible chat client used by the agent and the smoke test.
 
-The openai client's own retries are switched off (they are silent); this client retries
-connection errors, timeouts, 5xx and 429 itself, a bounded number of times with exponential
-backoff, logging every retry and counting it in ``ChatResult.retries``. A request that does
+The openai client's own retries are switched off (they are silent); tenacity retries
+connection errors, timeouts, 5xx and 429 here, a bounded number of times with exponential
+backoff, and every retry is logged and counted in ``ChatResult.retries``. A request that does
 not fit the context window raises :class:`ContextOverflowError` and is never retried.
+A server that rejects the ``seed`` field (HTTP 400/422 whose message mentions ``seed``) gets
+the request again without it, once; from then on this client sends no seed
+(``seed_supported`` False) and ``ChatResult.seed_sent`` says whether a reply was seeded.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 import httpx
 import openai
+import tenacity
 
 from harness.llm_types import ChatResult, ContextOverflowError, LLMError, SamplingParams, Usage
 
@@ -35,6 +39,7 @@ _OVERFLOW_PATTERNS = (
 )
 _OVERFLOW = re.compile("|".join(f"(?:{p})" for p in _OVERFLOW_PATTERNS), re.IGNORECASE | re.DOTALL)
 _RETRY_STATUS = {408, 409, 429}
+_SEED_REJECTED = re.compile(r"\bseed\b", re.IGNORECASE)
 MAX_BACKOFF_S = 30.0
 
 
@@ -70,13 +75,15 @@ class LLMClient:
         self._log = log
         #: retries made over this client's life (all calls)
         self.total_retries = 0
+        #: False once the server rejected the ``seed`` field (no later request carries it)
+        self.seed_supported = True
         self._context_length: int | None = None
         self._context_known = False
         self._client = openai.OpenAI(
             base_url=f"{self.base_url}/v1",
             api_key=api_key,
             timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
-            max_retries=0,  # our own bounded, logged retries below
+            max_retries=0,  # tenacity's bounded, logged retries in chat()
             # uvicorn-based servers drop idle keep-alive connections after 5 s, the same as httpx's
             # default expiry: reusing one at that moment fails the request, so expire ours sooner
             http_client=openai.DefaultHttpxClient(limits=httpx.Limits(keepalive_expiry=2.0)),
@@ -95,7 +102,7 @@ class LLMClient:
             "top_p": params.top_p,
             "max_tokens": params.max_tokens,
         }
-        if params.seed is not None:
+        if params.seed is not None and self.seed_supported:
             kwargs["seed"] = params.seed
         extra_body: dict[str, Any] = {}
         if params.enable_thinking is not None:
@@ -105,39 +112,61 @@ class LLMClient:
             extra_body["response_format"] = params.response_format
         if extra_body:
             kwargs["extra_body"] = extra_body
-        retries = 0
         started = time.monotonic()
-        while True:
-            try:
-                response = self._client.chat.completions.create(**kwargs)
-                result = _to_result(response)
-            except openai.APIStatusError as exc:
-                message = _error_text(exc)
-                if is_context_overflow(message):
-                    raise ContextOverflowError(
-                        f"context overflow (HTTP {exc.status_code}): {message}"
-                    ) from exc
-                if not (exc.status_code >= 500 or exc.status_code in _RETRY_STATUS):
-                    raise LLMError(f"HTTP {exc.status_code} from {self.base_url}: {message}") from exc
-                error: Exception = exc
-                why = f"HTTP {exc.status_code}: {message[:200]}"
-            except openai.APIConnectionError as exc:  # includes timeouts
-                error, why = exc, f"{type(exc).__name__}: {exc}"
-            except _MalformedReply as exc:
-                error, why = exc, f"malformed reply: {exc}"
-            else:
-                result.retries = retries
-                result.latency_s = time.monotonic() - started
-                return result
-            if retries >= self.max_retries:
-                raise LLMError(
-                    f"{self.base_url} failed after {retries + 1} attempt(s): {why}"
-                ) from error
-            delay = min(MAX_BACKOFF_S, self.backoff_s * (2**retries))
-            retries += 1
-            self.total_retries += 1
-            self._note(f"LLM request failed ({why}); retry {retries}/{self.max_retries} in {delay:.1f} s")
-            time.sleep(delay)
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.max_retries + 1),
+            wait=tenacity.wait_exponential(multiplier=self.backoff_s, max=MAX_BACKOFF_S),
+            retry=tenacity.retry_if_exception_type(_Retryable),
+            before_sleep=self._note_retry,
+            reraise=True,
+        )
+        try:
+            result = retrying(self._once, kwargs)
+        except _Retryable as exc:
+            attempts = retrying.statistics.get("attempt_number", 1)
+            raise LLMError(f"{self.base_url} failed after {attempts} attempt(s): {exc.why}") from exc.__cause__
+        result.retries = retrying.statistics.get("attempt_number", 1) - 1
+        result.latency_s = time.monotonic() - started
+        result.seed_sent = "seed" in kwargs  # _once drops a rejected seed from kwargs
+        return result
+
+    def _once(self, kwargs: dict[str, Any]) -> ChatResult:
+        """One request; a failure worth retrying raises :class:`_Retryable`."""
+        try:
+            return _to_result(self._client.chat.completions.create(**kwargs))
+        except openai.APIStatusError as exc:
+            message = _error_text(exc)
+            if exc.status_code in (400, 422) and "seed" in kwargs and _SEED_REJECTED.search(message):
+                kwargs.pop("seed")
+                self.seed_supported = False
+                self._note(f"{self.base_url} rejected the seed field (HTTP {exc.status_code}: {message[:120]}); "
+                           "sending requests without a seed from now on")
+                return self._once(kwargs)  # once: the seed is gone now
+            if is_context_overflow(message):
+                raise ContextOverflowError(f"context overflow (HTTP {exc.status_code}): {message}") from exc
+            if not (exc.status_code >= 500 or exc.status_code in _RETRY_STATUS):
+                raise LLMError(f"HTTP {exc.status_code} from {self.base_url}: {message}") from exc
+            raise _Retryable(f"HTTP {exc.status_code}: {message[:200]}") from exc
+        except openai.APIConnectionError as exc:  # includes timeouts
+            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+        except _MalformedReply as exc:
+            raise _Retryable(f"malformed reply: {exc}") from exc
+
+    def _note_retry(self, state: tenacity.RetryCallState) -> None:
+        """tenacity's before-sleep hook: count and log the retry about to happen."""
+        self.total_retries += 1
+        why = state.outcome.exception().why if state.outcome is not None else "?"
+        delay = state.next_action.sleep if state.next_action is not None else 0.0
+        self._note(f"LLM request failed ({why}); retry {state.attempt_number}/{self.max_retries} in {delay:.1f} s")
+
+    def probe_seed(self) -> bool | None:
+        """Does the server accept ``seed``? One 1-token request: True, False (rejected; this
+        client then sends none), or None when the request failed for another reason."""
+        try:
+            reply = self.chat([{"role": "user", "content": "hi"}], SamplingParams(max_tokens=1, seed=0))
+        except LLMError:
+            return None
+        return reply.seed_sent
 
     def context_length(self) -> int | None:
         """The served context window (``max_model_len`` of ``/v1/models``), cached; None if unknown."""
@@ -175,6 +204,14 @@ class LLMClient:
 
 class _MalformedReply(Exception):
     """A 200 answer without a usable choice (retried like a server error)."""
+
+
+class _Retryable(Exception):
+    """A failed request worth another try; ``why`` is the line logged for it."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
 
 
 def _error_text(exc: openai.APIStatusError) -> str:

@@ -38,6 +38,8 @@ class ChatResult:
     latency_s: float = 0.0
     retries: int = 0
     model: str | None = None
+    #: the request that produced this reply carried a ``seed`` (False: none asked, or the server rejected it)
+    seed_sent: bool = False
 
 
 class LLMError(Exception):

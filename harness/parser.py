@@ -29,9 +29,21 @@ What it does, in order:
 7. Provenance guard: a command is only returned if its keystrokes (less a newline the parser
    added) occur in the reply, literally or after JSON-unescaping a quoted string (see
    :func:`keystrokes_in_text`). Commands are never guessed from prose or ```bash blocks.
+8. Cut-off replies (``parse_action(text, cut_off=True)``: the server said
+   ``finish_reason == "length"``): only action objects whose closing brace came before the cut
+   count (a top-level object, not one nested in the object the cut interrupted). With none,
+   nothing runs (``cut_off == "dropped"``, status "parse_fail"): the commands of a reply cut
+   after a here-doc opener, or a duration cut mid-number (``4`` of ``45``), are never executed.
+   With one, its commands run (``cut_off == "salvaged"``) and a warning says the rest was ignored.
+9. Warnings (never a change to what runs), Terminus-2's and more: text before/after the JSON,
+   missing "analysis"/"plan"/"commands", non-string analysis/plan, a command without
+   "duration", unknown command fields, a plain-string command, repaired (non-strict) JSON,
+   missing closing brackets, and a command without a trailing newline (followed by another
+   command: both land on one line and run as one; last: typed but Enter not pressed).
 
 Status: "ok" = at least one command or task_complete; "no_cmd" = an action without commands;
-"parse_fail" = no action could be recovered (``error`` says why).
+"parse_fail" = no action could be recovered, or a cut-off reply held no complete action
+(``error`` says why).
 """
 
 from __future__ import annotations
@@ -44,6 +56,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import json_repair
+
+from runners.tmux_keys import is_key_name
 
 MAX_DURATION_S = 60.0
 DEFAULT_DURATION_S = 1.0
@@ -62,23 +76,11 @@ ACTION_KEYS = frozenset(
      "state_analysis", "explanation"}
 )
 
-#: tmux key names sent as keys (not typed literally) when a keystroke string is exactly one of them
-_KEY_NAME_RE = re.compile(
-    r"^(?:(?:[CMS]-)+(?:[A-Za-z0-9\\\[\]@^_/? ]|Space|Enter|Tab|BSpace|Up|Down|Left|Right)"
-    r"|Enter|Escape|Tab|BTab|BSpace|Space|Up|Down|Left|Right|Home|End|IC|DC|Insert|Delete"
-    r"|PageUp|PageDown|PgUp|PgDn|PPage|NPage|F(?:[1-9]|1[0-2]))$"
-)
-
 _THINK_OPEN_RE = re.compile(r"<(think|thinking|reasoning)>", re.IGNORECASE)
 _THINK_CLOSE_RE = re.compile(r"</(think|thinking|reasoning)>", re.IGNORECASE)
 _TRUE = {"true", "yes", "y", "1", "on"}
 _FALSE = {"false", "no", "n", "0", "off", "none", "null", ""}
 _NUM_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?:s|sec|secs|second|seconds)?\s*$")
-
-
-def is_key_name(keystrokes: str) -> bool:
-    """True when ``keystrokes`` is exactly one tmux key name (``C-c``, ``Enter``, ``Escape``...)."""
-    return bool(_KEY_NAME_RE.match(keystrokes))
 
 
 @dataclass
@@ -102,6 +104,8 @@ class ParsedAction:
     error: str | None = None
     analysis: str | None = None
     plan: str | None = None
+    #: for a reply cut at the token limit: "dropped" (nothing ran) or "salvaged" (a complete object ran)
+    cut_off: Literal["dropped", "salvaged"] | None = None
 
     def to_dict(self) -> dict:
         """Plain-JSON form (for traces)."""
@@ -260,20 +264,21 @@ class _Budget:
     until: float = 0.0
 
 
-def _load(chunk: str, span: _Span | None, budget: _Budget) -> Any:
+def _load(chunk: str, span: _Span | None, budget: _Budget) -> tuple[Any, bool]:
+    """(the loaded value or None, whether the repair library was needed)."""
     attempts = [chunk] if span is None or span.closed else [_close(chunk, span.stack), chunk]
     for attempt in attempts:
         try:
-            return json.loads(attempt)
+            return json.loads(attempt), False
         except (ValueError, RecursionError):
             pass
     if budget.repairs <= 0 or time.monotonic() > budget.until:
-        return None
+        return None, False
     budget.repairs -= 1
     try:
-        return json_repair.loads(chunk, stream_stable=True)
+        return json_repair.loads(chunk, stream_stable=True), True
     except Exception:  # noqa: BLE001 - the repair library must never take the parser down
-        return None
+        return None, False
 
 
 def _find_action(value: Any, depth: int = 0) -> dict | None:
@@ -297,10 +302,20 @@ def _find_action(value: Any, depth: int = 0) -> dict | None:
 _JSON_START_RE = re.compile(r"\{\s*[\"'}]")
 
 
-def _candidates(text: str, warnings: list[str], json_like_only: bool) -> list[dict]:
+@dataclass
+class _Found:
+    action: dict
+    #: closed before the end of the text and not nested in an object the end interrupted
+    complete: bool
+    warnings: list[str]
+
+
+def _candidates(text: str, json_like_only: bool) -> list[_Found]:
     """Action dicts in ``text``, left to right. With ``json_like_only`` a start must look like
-    JSON (``{`` then a quote or ``}``), which skips a ``{`` in prose."""
-    actions: list[dict] = []
+    JSON (``{`` then a quote or ``}``), which skips a ``{`` in prose. An object that runs to the
+    end of the text contains every later start, so nothing after it is ``complete``."""
+    actions: list[_Found] = []
+    interrupted = False
     pos = 0
     tried = 0
     budget = _Budget(until=time.monotonic() + REPAIR_BUDGET_S)
@@ -318,16 +333,21 @@ def _candidates(text: str, warnings: list[str], json_like_only: bool) -> list[di
             continue
         chunk = text[span.start: span.end]
         local: list[str] = []
+        complete = span.closed and not interrupted
         if not span.closed:
+            interrupted = True
             chunk = _cut_truncated(chunk, span, local)
             if span.open_string_at is None:
                 local.append("JSON object was not closed; missing brackets were added")
-        action = _find_action(_load(chunk, span, budget))
+        loaded, repaired = _load(chunk, span, budget)
+        action = _find_action(loaded)
         if action is None:
             pos = start + 1
             continue
-        actions.append(action)
-        warnings.extend(local)
+        if repaired:
+            local.append("reply was not strict JSON (quotes, commas, literals or brackets) and was "
+                         "repaired; reply with one valid JSON object")
+        actions.append(_Found(action, complete, local))
         pos = span.end
     return actions
 
@@ -398,10 +418,12 @@ def _commands(action: dict, warnings: list[str]) -> list[Command]:
         warnings.append(f'"commands" has an unreadable value {str(raw)[:40]!r}; ignored')
         return []
     out: list[Command] = []
+    last = len(raw) - 1
     for i, item in enumerate(raw):
         if isinstance(item, str):
             if item.strip():
                 out.append(_shorthand(item))
+                warnings.append(f'command {i + 1} is a plain string; write {{"keystrokes": "...", "duration": N}}')
             continue
         if not isinstance(item, dict):
             warnings.append(f"command {i + 1} is not an object or a string; ignored")
@@ -419,11 +441,41 @@ def _commands(action: dict, warnings: list[str]) -> list[Command]:
                 warnings.append(f'command {i + 1} has no "keystrokes" string; ignored')
             continue
         dur = item.get("duration", item.get("timeout_sec", item.get("timeout")))
+        if dur is None:
+            warnings.append(f'command {i + 1} has no "duration"; waited up to {DEFAULT_DURATION_S:g} s')
+        unknown = sorted(set(item) - _COMMAND_KEYS)
+        if unknown:
+            warnings.append(f"command {i + 1}: unknown field(s) {', '.join(map(repr, unknown))} ignored")
+        if not aliased and not is_key_name(keys.strip()) and not keys.endswith(("\n", "\r")):
+            warnings.append(
+                f"command {i + 1} should end with \\n when followed by another command: otherwise both are "
+                "typed on one line and run as one" if i < last else
+                f"command {i + 1} does not end with \\n: it was typed, but Enter was not pressed"
+            )
         cmd = Command(keys, _as_duration(dur, warnings))
         if aliased and not keys.endswith("\n") and not is_key_name(keys.strip()):
             cmd = Command(keys + "\n", cmd.duration, newline_added=True)
         out.append(cmd)
     return out
+
+
+_COMMAND_KEYS = frozenset({"keystrokes", "duration", "timeout_sec", "timeout", "command", "cmd", "keys", "input"})
+
+
+def _field_warnings(action: dict, warnings: list[str]) -> None:
+    """Terminus-2's field checks, as warnings: the three required fields and their types."""
+    present = {
+        "analysis": "analysis" in action or "state_analysis" in action,
+        "plan": "plan" in action or "explanation" in action,
+        "commands": any(k in action for k in ("commands", "command", "keystrokes")),
+    }
+    missing = [k for k, ok in present.items() if not ok]
+    if missing:
+        warnings.append(f"missing field(s) {', '.join(map(repr, missing))}: reply with all of "
+                        "'analysis', 'plan', 'commands' (and 'task_complete')")
+    for key in ("analysis", "plan"):
+        if key in action and not isinstance(action[key], str):
+            warnings.append(f"field {key!r} should be a string")
 
 
 def _merge(actions: list[dict], warnings: list[str]) -> dict:
@@ -501,33 +553,54 @@ def _provenance(commands: list[Command], text: str, warnings: list[str]) -> list
 # --------------------------------------------------------------------------- entry point
 
 
-def parse_action(text: str) -> ParsedAction:
-    """Parse one model reply into an action; never raises (see the module doc)."""
+def parse_action(text: str, cut_off: bool = False) -> ParsedAction:
+    """Parse one model reply into an action; never raises (see the module doc). ``cut_off``:
+    the reply ended at the token limit (``finish_reason == "length"``; rule 8)."""
     try:
-        return _parse(text)
+        return _parse(text, cut_off)
     except Exception as exc:  # noqa: BLE001 - last line of defence: a parser bug is a parse failure
-        return ParsedAction("parse_fail", error=f"internal parser error: {type(exc).__name__}: {exc}")
+        return ParsedAction("parse_fail", error=f"internal parser error: {type(exc).__name__}: {exc}",
+                            cut_off="dropped" if cut_off else None)
 
 
-def _parse(text: str) -> ParsedAction:
+def _parse(text: str, cut_off: bool = False) -> ParsedAction:
     norm = _normalise(text)
     visible, _reasoning, warnings = strip_reasoning(norm)
+    cut = "dropped" if cut_off else None
     if not visible.strip():
         err = "reply is empty" if not norm.strip() else "reply holds only reasoning, no JSON action"
-        return ParsedAction("parse_fail", warnings=warnings, error=err)
-    actions = _candidates(visible, warnings, json_like_only=True) or _candidates(
-        visible, warnings, json_like_only=False
-    )
-    if not actions:
+        return ParsedAction("parse_fail", warnings=warnings, error=err, cut_off=cut)
+    found = _candidates(visible, json_like_only=True) or _candidates(visible, json_like_only=False)
+    if cut_off:
+        complete = [f for f in found if f.complete]
+        if not complete:
+            partial = _merge([f.action for f in found], []) if found else {}
+            return ParsedAction(
+                "parse_fail", warnings=warnings,
+                error="the reply was cut off at the token limit before its JSON object was complete, so none "
+                      "of its commands were run",
+                analysis=partial.get("analysis") if isinstance(partial.get("analysis"), str) else None,
+                plan=partial.get("plan") if isinstance(partial.get("plan"), str) else None, cut_off=cut,
+            )
+        if len(complete) < len(found):
+            warnings.append("the reply was cut off at the token limit: only the complete JSON object before the "
+                            "cut was used, the rest was ignored")
+        found, cut = complete, "salvaged"
+    if not found:
         hint = "no JSON object found" if "{" not in visible else "no JSON object with the action keys found"
         return ParsedAction(
             "parse_fail", warnings=warnings,
             error=f'{hint}; reply with one JSON object with "analysis", "plan", "commands", "task_complete"',
         )
+    for f in found:
+        warnings.extend(f.warnings)
     stripped = visible.strip()
-    if not (stripped.startswith("{") and stripped.endswith("}")):
-        warnings.append("text outside the JSON object was ignored")
-    action = _merge(actions, warnings)
+    if not stripped.startswith("{"):
+        warnings.append("extra text before the JSON object was ignored")
+    if not stripped.endswith("}") and not cut_off:
+        warnings.append("extra text after the JSON object was ignored")
+    action = _merge([f.action for f in found], warnings)
+    _field_warnings(action, warnings)
     commands = _provenance(_commands(action, warnings), visible, warnings)
     done_key = "task_complete" if "task_complete" in action else "is_task_complete"
     task_complete = _as_bool(action.get(done_key), done_key, warnings)
@@ -536,5 +609,5 @@ def _parse(text: str) -> ParsedAction:
     status: Literal["ok", "no_cmd", "parse_fail"] = "ok" if commands or task_complete else "no_cmd"
     return ParsedAction(
         status, commands, task_complete, warnings, None,
-        analysis if isinstance(analysis, str) else None, plan if isinstance(plan, str) else None,
+        analysis if isinstance(analysis, str) else None, plan if isinstance(plan, str) else None, cut,
     )

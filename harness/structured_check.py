@@ -19,8 +19,8 @@ from typing import Any
 
 import httpx
 
+from ablbench.errors import AblbenchError
 from harness.action_schema import STYLES, Style, response_format
-from harness.errors import AblbenchError
 
 PROBE_KEY = "ablbench_probe"
 PROBE_VALUE = "q7x"

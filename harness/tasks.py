@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import AblbenchError
-from runners.task_spec import TaskSpec
+from ablbench.errors import AblbenchError
+from ablbench.task_spec import TaskSpec
 
 TB2_CONFIG = "task.toml"
 LEGACY_CONFIG = "task.yaml"

@@ -5,6 +5,9 @@ Every container carries labels (``ablbench.run``, ``ablbench.results``, ``ablben
 Containers get no privileges, a reduced capability set, ``no-new-privileges``, a pids limit,
 the task's cpu/memory limits and no network unless the task allows internet access. They
 never see the docker socket (nothing is mounted at all).
+Containers are created only through a ``CreationGate`` when one is given: once the run stops,
+the gate admits no new creation, and the final sweep waits for the ones in flight, so no
+container can appear after the sweep.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import secrets
 import tarfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -29,6 +34,42 @@ DROPPED_CAPS = ["NET_RAW", "MKNOD", "AUDIT_WRITE", "SETFCAP"]
 
 class ContainerError(RuntimeError):
     """A docker failure while setting up or talking to a task container (infrastructure)."""
+
+
+class CreationGate:
+    """Admits container creations until ``stop`` is set; ``drain`` waits for those in flight.
+
+    The stop flag is checked under the gate's lock, and ``drain`` takes the same lock, so a
+    creation is either counted before the sweep waits or refused: none can start after it.
+    """
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self._cond = threading.Condition()
+        self._in_flight = 0
+
+    @contextmanager
+    def admit(self) -> Iterator[None]:
+        """Hold a creation slot for the ``with`` body; ContainerError when the run is stopping."""
+        with self._cond:
+            if self.stop.is_set():
+                raise ContainerError("run stopping: no new container")
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._in_flight -= 1
+                self._cond.notify_all()
+
+    def drain(self, timeout_s: float) -> int:
+        """Wait (at most ``timeout_s``) until no creation is in flight; returns how many still are.
+
+        Only meaningful once ``stop`` is set (no new admissions).
+        """
+        with self._cond:
+            self._cond.wait_for(lambda: self._in_flight == 0, timeout=timeout_s)
+            return self._in_flight
 
 
 @dataclass
@@ -128,9 +169,10 @@ def _dirs_tar(dirs: list[str]) -> bytes:
 class TaskEnvironment:
     """A running task container and the operations a trial needs on it."""
 
-    def __init__(self, client: docker.DockerClient, spec: EnvironmentSpec) -> None:
+    def __init__(self, client: docker.DockerClient, spec: EnvironmentSpec, gate: CreationGate | None = None) -> None:
         self.client = client
         self.spec = spec
+        self.gate = gate
         self.container: Container | None = None
         self._removed = threading.Event()
 
@@ -164,7 +206,8 @@ class TaskEnvironment:
             kwargs["mem_limit"] = f"{int(s.memory_mb)}m"
             kwargs["memswap_limit"] = f"{int(s.memory_mb)}m"
         try:
-            self.container = self.client.containers.run(s.image, **kwargs)
+            with self.gate.admit() if self.gate is not None else nullcontext():
+                self.container = self.client.containers.run(s.image, **kwargs)
         except docker.errors.DockerException as exc:
             raise ContainerError(f"cannot start container from {s.image}: {exc}") from exc
         if self._removed.is_set():  # removed (interrupted) while starting
@@ -337,17 +380,20 @@ class TaskEnvironment:
 def sweep_containers(client: docker.DockerClient, labels: dict[str, str], wait_s: float = 15.0) -> list[str]:
     """Force-remove every container carrying all ``labels``; returns the names removed.
 
-    Removals already in progress elsewhere (another thread) are waited for, up to ``wait_s``.
+    Uses the plain list call (``containers.list`` inspects each container and fails on one
+    removed meanwhile). Removals already in progress elsewhere (another thread) are waited
+    for, up to ``wait_s``.
     """
     filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
     removed = []
     deadline = time.monotonic() + wait_s
     while True:
         busy = False
-        for c in client.containers.list(all=True, filters=filters):
+        for c in client.api.containers(all=True, filters=filters):
+            name = (c.get("Names") or [c["Id"]])[0].lstrip("/")
             try:
-                c.remove(force=True, v=True)
-                removed.append(c.name)
+                client.api.remove_container(c["Id"], force=True, v=True)
+                removed.append(name)
             except docker.errors.NotFound:
                 pass
             except docker.errors.APIError as exc:

@@ -7,11 +7,12 @@ then reused. Builds of one tag are serialized (a thread lock plus a file lock fo
 processes). Base images are rewritten in a temporary copy of the Dockerfile, never in the
 task folder; with ``offline`` any base image that is not present locally becomes the
 fallback image (a warning says so).
+With ``runtime_tools`` set, the image found is then passed through the agent-runtime bootstrap
+(``runners.runtime_image``): an image lacking those tools gets a cached derived image.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import re
 import tempfile
@@ -19,11 +20,16 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import docker
 import docker.errors
+from filelock import FileLock
 
-from runners.task_spec import TaskSpec
+from ablbench.task_spec import TaskSpec
+
+if TYPE_CHECKING:
+    from runners.runtime_image import AgentRuntime
 
 Log = Callable[[str], None]
 TAG_REPO = "ablbench-task"
@@ -55,6 +61,8 @@ class ImageOptions:
     cache_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "ablbench-image-locks")
     #: called once per distinct warning (e.g. an offline fallback), besides the trial log
     warn: Callable[[str], None] | None = None
+    #: tools the agent needs in the task container (e.g. ("tmux", "bash")); () = no bootstrap
+    runtime_tools: tuple[str, ...] = ()
 
 
 def _normalize(ref: str) -> str:
@@ -92,6 +100,7 @@ class ImageResolver:
         self._guard = threading.Lock()
         self._warned: set[str] = set()
         self._pull_failed: set[str] = set()
+        self._runtime: AgentRuntime | None = None
 
     # -- small helpers -------------------------------------------------------------------
     def _lock_for(self, key: str) -> threading.Lock:
@@ -160,7 +169,24 @@ class ImageResolver:
 
     # -- the public entry point ----------------------------------------------------------
     def resolve(self, spec: TaskSpec, log: Log = lambda _m: None) -> str:
-        """The name of a local image to run ``spec`` in (pulling or building it if needed)."""
+        """The name of a local image to run ``spec`` in (pulling or building it if needed), with
+        the agent's runtime tools provided when ``runtime_tools`` asks for them."""
+        image = self.task_image(spec, log)
+        if not self.options.runtime_tools:
+            return image
+        return self.runtime().ensure(image, log)
+
+    def runtime(self) -> AgentRuntime:
+        """The agent-runtime bootstrap shared by every trial of this resolver."""
+        from runners.runtime_image import AgentRuntime  # here: that module imports this one
+
+        with self._guard:
+            if self._runtime is None:
+                self._runtime = AgentRuntime(self.client, tools=self.options.runtime_tools)
+            return self._runtime
+
+    def task_image(self, spec: TaskSpec, log: Log = lambda _m: None) -> str:
+        """The task's own image (prebuilt, pulled or built), before any runtime bootstrap."""
         if spec.docker_image:
             ref = self.options.base_image_map.get(spec.docker_image, spec.docker_image)
             if ref != spec.docker_image:
@@ -193,7 +219,7 @@ class ImageResolver:
         assert spec.dockerfile is not None
         context = spec.build_context or spec.dockerfile.parent
         text = self.rewrite_dockerfile(spec.dockerfile.read_text(encoding="utf-8"), log)
-        tag = f"{TAG_REPO}/{sanitize_repo(spec.name)}:{context_hash(context, text)[:20]}"
+        tag = self.build_tag(spec, text)
         with self._lock_for(tag), self._file_lock(tag):
             if self.exists(tag):
                 log(f"using cached image {tag}")
@@ -205,6 +231,13 @@ class ImageResolver:
                 self._build(context, dockerfile, tag, spec, log)
             self._prune_older(tag, log)
         return tag
+
+    @staticmethod
+    def build_tag(spec: TaskSpec, dockerfile_text: str) -> str:
+        """The cache tag of the task's build: ``ablbench-task/<name>:<content hash>``."""
+        assert spec.dockerfile is not None
+        context = spec.build_context or spec.dockerfile.parent
+        return f"{TAG_REPO}/{sanitize_repo(spec.name)}:{context_hash(context, dockerfile_text)[:20]}"
 
     def _prune_older(self, tag: str, log: Log) -> None:
         """Remove this task's images of earlier folder contents (unless a container uses them)."""
@@ -225,7 +258,7 @@ class ImageResolver:
     def _file_lock(self, tag: str):
         self.options.cache_root.mkdir(parents=True, exist_ok=True)
         path = self.options.cache_root / (hashlib.sha1(tag.encode()).hexdigest()[:16] + ".lock")
-        return _FileLock(path)
+        return FileLock(str(path))
 
     def _build(self, context: Path, dockerfile: Path, tag: str, spec: TaskSpec, log: Log) -> None:
         try:
@@ -255,21 +288,3 @@ class ImageResolver:
             raise ImageError(f"docker build of {spec.name} failed: {type(exc).__name__}: {exc}") from exc
         if not self.exists(tag):
             raise ImageError(f"docker build of {spec.name} produced no image {tag}")
-
-
-class _FileLock:
-    """An exclusive ``flock`` on a file (serializes builds of one tag across processes)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fh = None
-
-    def __enter__(self) -> _FileLock:
-        self._fh = open(self.path, "a+")  # noqa: SIM115 - held for the with-block
-        fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._fh is not None
-        fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
-        self._fh.close()

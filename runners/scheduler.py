@@ -1,16 +1,28 @@
 """The parallel run: a bounded pool of worker threads over (task, attempt) trials.
 
-Each trial gets its own folder and container, so attempts never collide. Results are
-written as each trial ends (its result.json, then ``master_summary.csv`` rewritten).
-Stopping (``request_stop``; the CLI wires SIGINT/SIGTERM to it) stops scheduling, removes the
-running trials' containers, keeps the finished trials and leaves the run resumable.
-Leftover containers of an earlier crashed run of the same results folder are removed at
-start (found by the ``ablbench.results`` label).
+Rules, in order:
+
+1. One writer per results folder: the whole run holds ``OUT/.lock`` (``runners.run_lock``);
+   a second run on the same folder fails at once, naming the holder.
+2. ``--resume`` continues only the same experiment: the run's fingerprint (``RunConfig.
+   fingerprint``, built by the CLI) must equal the one in run.json, else the run fails listing
+   the differing keys. run.json keeps one entry per invocation (``invocations``).
+3. Each trial gets its own folder and container, so attempts never collide. Results are
+   written as each trial ends (its result.json, then ``master_summary.csv`` rewritten).
+4. Stopping (``request_stop``; the CLI wires SIGINT/SIGTERM to it) stops scheduling, removes
+   the running trials' containers, keeps the finished trials and leaves the run resumable.
+   Containers are created through a ``CreationGate`` that closes with the stop flag; the final
+   sweep first waits for creations in flight, so no container appears after it.
+5. Leftover containers of an earlier crashed run of the same results folder are removed at
+   start (found by the ``ablbench.results`` label).
+6. On resume, finished trials are kept, except those whose outcome is in ``rerun``
+   (``--rerun-errors``: infra and LLM errors; ``--rerun OUTCOME``: any outcome, explicitly).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import queue
 import shutil
 import signal
@@ -36,15 +48,20 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from runners.agent_api import Agent, Outcome
-from runners.environment import sweep_containers
+from ablbench.agent_api import Agent, Outcome
+from ablbench.results import scan_results, trial_dir, write_json_atomic, write_summary
+from ablbench.task_spec import TaskSpec
+from runners.environment import CreationGate, sweep_containers
+from runners.fingerprint import describe, differences, digest
 from runners.images import ImageResolver
-from runners.results import scan_results, trial_dir, write_json_atomic, write_summary
-from runners.task_spec import TaskSpec
+from runners.run_lock import RunFolderLock
 from runners.trial import Trial, TrialConfig, now_iso
 
-#: outcomes that say nothing about the agent; ``--rerun-errors`` reruns them on resume
+#: outcomes that say nothing about the agent (the progress line counts them as errors)
 ERROR_OUTCOMES = frozenset({Outcome.INFRA_ERROR.value, Outcome.LLM_ERROR.value, Outcome.VERIFIER_ERROR.value})
+#: what ``--rerun-errors`` reruns: failures of the machinery, never of the agent's environment
+#: (a verifier_error can be the agent's doing, e.g. a broken python: rerun it only explicitly)
+RERUN_ERRORS = frozenset({Outcome.INFRA_ERROR.value, Outcome.LLM_ERROR.value})
 
 
 class RunError(RuntimeError):
@@ -59,11 +76,24 @@ class RunConfig:
     parallel: int = 1
     resume: bool = False
     rerun_errors: bool = False
+    #: outcomes whose finished trials a resume reruns, besides ``RERUN_ERRORS`` with rerun_errors
+    rerun: frozenset[str] = frozenset()
     infra_retries: int = 1
     #: stop the run after this many LLM errors in a row (the server is likely down); 0: never
     max_llm_errors_in_row: int = 5
+    #: this invocation's provenance (command, versions, ...): one ``invocations`` entry of run.json
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: everything that defines the experiment; a resume must match it (empty: not checked)
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    #: experiment-level facts for the top of run.json (agent settings, model), kept from the first invocation
+    experiment: dict[str, Any] = field(default_factory=dict)
     show_progress: bool = True
+    #: after a stop, how long the final sweep waits for container creations in flight
+    creation_drain_s: float = 120.0
+
+    def rerun_outcomes(self) -> frozenset[str]:
+        """The outcomes of finished trials that a resume runs again."""
+        return (RERUN_ERRORS if self.rerun_errors else frozenset()) | self.rerun
 
 
 @dataclass
@@ -120,6 +150,7 @@ class Scheduler:
         self.out_dir = trial_config.out_dir
         self.console = console or Console(stderr=True)
         self.stop = threading.Event()
+        self.gate = CreationGate(self.stop)
         self.stop_reason: str | None = None
         self._lock = threading.Lock()
         self._running = 0
@@ -146,11 +177,8 @@ class Scheduler:
                 "to continue that run, or choose another --out"
             )
         wanted = {(t.name, a) for t in self.tasks for a in range(1, self.config.attempts + 1)}
-        kept = {
-            k: r
-            for k, r in existing.items()
-            if k in wanted and not (self.config.rerun_errors and r.get("outcome") in ERROR_OUTCOMES)
-        }
+        rerun = self.config.rerun_outcomes()
+        kept = {k: r for k, r in existing.items() if k in wanted and r.get("outcome") not in rerun}
         # attempt by attempt; within one, tasks with the longest time budget first (shorter tail)
         longest_first = sorted(self.tasks, key=lambda t: (-t.agent_timeout_s, t.name))
         pending = [(t, a) for a in range(1, self.config.attempts + 1) for t in longest_first if (t.name, a) not in kept]
@@ -162,9 +190,27 @@ class Scheduler:
 
     # -- running -------------------------------------------------------------------------
     def run(self) -> RunSummary:
-        """Run every pending trial; returns when all are done or the run was stopped."""
+        """Run every pending trial under the folder's lock; returns when all are done or the run was stopped."""
+        with RunFolderLock(self.out_dir, self.config.provenance.get("command")):
+            return self._run_locked()
+
+    def check_fingerprint(self) -> None:
+        """On resume, refuse a run whose fingerprint differs from the one in run.json (listing the keys)."""
+        if not (self.config.resume and self.config.fingerprint):
+            return
+        old = self._read_run_json().get("fingerprint")
+        if not isinstance(old, dict):
+            return  # a fresh folder, or one written before fingerprints existed
+        diffs = differences(old, self.config.fingerprint)
+        if diffs:
+            raise RunError(
+                f"{self.out_dir} holds another experiment; differing settings: {describe(diffs)}. "
+                "Resume with the same settings, or choose another --out"
+            )
+
+    def _run_locked(self) -> RunSummary:
         t0 = time.monotonic()
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.check_fingerprint()
         leftovers = sweep_containers(self.client, self.results_label())
         if leftovers:
             self.console.print(f"[yellow]removed {len(leftovers)} leftover container(s) of an earlier run[/]")
@@ -176,7 +222,7 @@ class Scheduler:
             "status": "running",
             "planned": len(pending),
             "kept": len(kept),
-            "argv": self.config.provenance.get("command"),
+            "parallel": self.config.parallel,
         }
         self._write_run_json(session)
         write_summary(self.out_dir, list(self.results.values()))
@@ -198,7 +244,7 @@ class Scheduler:
             deadline = time.monotonic() + 5
             for w in workers:
                 w.join(max(0.1, deadline - time.monotonic()))
-            sweep_containers(self.client, self.results_label())
+            self.final_sweep()
             while not done_q.empty():  # trials that ended while we were winding down
                 late = done_q.get_nowait()
                 if late.get("finished"):
@@ -221,6 +267,18 @@ class Scheduler:
             time.monotonic() - t0,
             leftovers,
         )
+
+    def final_sweep(self) -> list[str]:
+        """After a stop: wait for container creations in flight (none can start now), then remove all."""
+        self.request_stop(self.stop_reason or "stop requested")
+        left = self.gate.drain(0)
+        if left:
+            self.console.print(f"[yellow]waiting for {left} container creation(s) in flight before the sweep[/]")
+            left = self.gate.drain(self.config.creation_drain_s)
+            if left:
+                self.console.print(f"[red]{left} container creation(s) still in flight after "
+                                   f"{self.config.creation_drain_s:.0f}s; the docker engine may be stuck[/]")
+        return sweep_containers(self.client, self.results_label())
 
     def _drive(self, pending: list, kept: dict, workers: list[threading.Thread], done_q: queue.Queue) -> None:
         progress = Progress(
@@ -323,6 +381,7 @@ class Scheduler:
                 images=self.images,
                 config=self.tc,
                 stop=self.stop,
+                gate=self.gate,
             )
             result = trial.run()
             if (
@@ -339,29 +398,39 @@ class Scheduler:
             write_json_atomic(folder / "result.json", result)
         return result
 
-    def _write_run_json(self, session: dict) -> None:
-        path = self.out_dir / "run.json"
+    def _read_run_json(self) -> dict:
         try:
-            old = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads((self.out_dir / "run.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            old = {}
-        sessions = [s for s in old.get("sessions", []) if s.get("start") != session["start"]]
-        sessions.append(dict(session))
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _write_run_json(self, session: dict) -> None:
+        """run.json: the experiment at the top, then one ``invocations`` entry per ``ablbench run``.
+
+        Earlier invocations are kept only on resume (a fresh run of a folder starts a new history).
+        """
+        old = self._read_run_json() if self.config.resume else {}
+        entry = {**self.config.provenance, "pid": os.getpid(), **session}
+        invocations = [i for i in old.get("invocations", []) if i.get("start") != session["start"]]
+        invocations.append(entry)
         data = {
-            **old,
-            **self.config.provenance,
+            **self.config.experiment,
+            **{k: v for k, v in old.items() if k in self.config.experiment},  # the first invocation's
             "run_id": self.tc.run_id,
             "out_dir": str(self.out_dir.resolve()),
             "tasks": [t.name for t in self.tasks],
             "attempts": self.config.attempts,
-            "parallel": self.config.parallel,
             "timeout_multiplier": self.tc.timeout_multiplier,
             "no_network": self.tc.no_network,
-            "sessions": sessions,
+            "fingerprint": self.config.fingerprint or old.get("fingerprint"),
+            "fingerprint_digest": digest(self.config.fingerprint) if self.config.fingerprint else None,
             "start": old.get("start") or session["start"],
             "end": session.get("end"),
+            "status": session.get("status"),
+            "invocations": invocations,
         }
-        write_json_atomic(path, data)
+        write_json_atomic(self.out_dir / "run.json", data)
 
 
 @contextmanager
@@ -384,10 +453,10 @@ def stop_on_signals(scheduler: Scheduler, console: Console | None = None) -> Ite
             scheduler.request_stop(name)
             return
         try:
-            sweep_containers(scheduler.client, scheduler.results_label())
+            scheduler.console.print(f"[yellow]{name} again: sweeping containers and quitting[/]")
+            scheduler.config.creation_drain_s = min(scheduler.config.creation_drain_s, 20.0)
+            scheduler.final_sweep()
         finally:
-            import os
-
             os._exit(128 + signum)
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 from docker.models.containers import Container
 
-from harness.errors import AblbenchError
-from harness.parser import is_key_name
+from ablbench.errors import AblbenchError
+from runners.tmux_keys import is_key_name
 
 MAX_DURATION_S = 60.0
 #: bytes per ``tmux send-keys`` call: tmux drops commands over ~16 KB
@@ -191,7 +191,8 @@ class TmuxTerminal:
             image = ",".join(getattr(self.container.image, "tags", []) or ["?"])
             raise TerminalError(
                 f"tmux is not installed in container {self.container.name} (image {image}): "
-                "add tmux to the task's Dockerfile (e.g. `apt-get install -y tmux`)"
+                "`ablbench run` with the terminus agent installs it in a cached derived image; elsewhere add "
+                "tmux to the task's Dockerfile or use --base-image-map FROM=IMAGE_WITH_TMUX"
             )
         d = shlex.quote(self.state_dir)
         prompt_cmd = (

@@ -1,10 +1,15 @@
 """One trial: image -> container -> agent (under its deadline) -> verifier -> reward -> outcome.
 
-The verifier always runs once the container is up, even after an agent timeout. The trial
+The verifier always runs once the container is up, even after an agent timeout. Before it
+runs, the agent is ended for good (``runners.agent_guard``: its docker access revoked, its
+in-flight exec commands killed) and every process still alive is recorded in result.json
+(``procs_before_verifier``; ``leftover_procs`` counts the ones the agent left). The reward comes
+from ``reward.json`` only when the task's tests mention that file, else from ``reward.txt``
+(a reward.json the tests never write was planted: warned about and ignored). The trial
 folder ``<out>/<task>/<attempt>/`` receives ``trace.jsonl`` (the agent's), ``runner.stdout``
 (this trial's log, build output included), ``verifier.log`` (the tests' output),
-``verifier/`` (the other files the tests left in /logs/verifier), ``reward.txt`` and, last,
-``result.json``. The container is removed whatever happens.
+``verifier/`` (the other files the tests left in /logs/verifier), ``agent/trajectory.json`` (the
+trace in ATIF, ``ablbench.atif``), ``reward.txt`` and, last, ``result.json``. The container is removed whatever happens.
 """
 
 from __future__ import annotations
@@ -21,11 +26,20 @@ from typing import Any
 
 import docker
 
-from runners.agent_api import Agent, AgentResult, AgentStop, Outcome
-from runners.environment import ContainerError, EnvironmentSpec, TaskEnvironment, container_name, tar_of
+from ablbench.agent_api import Agent, AgentResult, AgentStop, Outcome
+from ablbench.atif import TRAJECTORY_FILE, write_trajectory
+from ablbench.results import RESULT_FILE, write_json_atomic, write_text_atomic
+from ablbench.task_spec import TaskSpec
+from runners.agent_guard import end_agent_commands, revocable_container
+from runners.environment import (
+    ContainerError,
+    CreationGate,
+    EnvironmentSpec,
+    TaskEnvironment,
+    container_name,
+    tar_of,
+)
 from runners.images import ImageError, ImageResolver
-from runners.results import RESULT_FILE, write_json_atomic, write_text_atomic
-from runners.task_spec import TaskSpec
 
 VERIFIER_DIR = "/logs/verifier"
 TESTS_DIR = "/tests"
@@ -63,15 +77,17 @@ class VerifierResult:
     reward_source: str | None = None
     error: str | None = None
     duration_s: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
 
 class TrialInterrupted(Exception):
     """The run is stopping (Ctrl-C / SIGTERM): the trial is abandoned, not finished."""
 
 
-def parse_reward(files: dict[str, bytes]) -> tuple[float | None, str | None, str | None]:
-    """(reward, source file, error) from /logs/verifier's files: reward.json first, else reward.txt."""
-    if "reward.json" in files:
+def parse_reward(files: dict[str, bytes], json_allowed: bool = True) -> tuple[float | None, str | None, str | None]:
+    """(reward, source file, error) from /logs/verifier's files: reward.json first (when
+    ``json_allowed``: the task's tests write it), else reward.txt."""
+    if json_allowed and "reward.json" in files:
         try:
             data = json.loads(files["reward.json"].decode("utf-8", "replace"))
         except ValueError as exc:
@@ -97,15 +113,21 @@ def parse_reward(files: dict[str, bytes]) -> tuple[float | None, str | None, str
     return None, None, "verifier wrote no reward (/logs/verifier/reward.json or reward.txt)"
 
 
+def tests_mention(needle: bytes, *paths: Path) -> bool:
+    """True when any file in ``paths`` (files or folders, searched recursively) contains ``needle``."""
+    for root in paths:
+        for path in [root] if root.is_file() else root.rglob("*"):
+            try:
+                if path.is_file() and path.stat().st_size < 5_000_000 and needle in path.read_bytes():
+                    return True
+            except OSError:
+                continue
+    return False
+
+
 def tests_use_ctrf(tests_dir: Path) -> bool:
     """True when any file of the tests mentions ``ctrf`` (TB2 verifiers that write ctrf.json)."""
-    for path in tests_dir.rglob("*"):
-        try:
-            if path.is_file() and path.stat().st_size < 5_000_000 and b"ctrf" in path.read_bytes():
-                return True
-        except OSError:
-            continue
-    return False
+    return tests_mention(b"ctrf", tests_dir)
 
 
 def classify(
@@ -151,14 +173,20 @@ class Trial:
         images: ImageResolver,
         config: TrialConfig,
         stop: threading.Event | None = None,
+        gate: CreationGate | None = None,
     ) -> None:
         self.spec = spec
         self.attempt = attempt
         self.agent = agent.for_task(spec) if hasattr(agent, "for_task") else agent
+        if hasattr(self.agent, "for_trial"):  # per-attempt state, e.g. sampling seeds (issue 12)
+            self.agent = self.agent.for_trial(spec.name, attempt)
         self.client = client
         self.images = images
         self.config = config
         self.stop = stop or threading.Event()
+        self.gate = gate
+        #: set once the agent is ended: its docker client refuses every call from then on
+        self.agent_revoked = threading.Event()
         self.dir = config.out_dir / spec.name / str(attempt)
         self.env: TaskEnvironment | None = None
         self._log_fh = None
@@ -218,6 +246,7 @@ class Trial:
                     + (f" ({agent_res.error})" if agent_res.error else "")
                 )
                 self._check_stop()
+                result.update(self._end_agent())
 
                 t = time.monotonic()
                 verifier = self._verify()
@@ -245,6 +274,7 @@ class Trial:
                 exception = _exc_info(exc)
                 self.log(f"unexpected error: {traceback.format_exc()}")
             finally:
+                self.agent_revoked.set()
                 t = time.monotonic()
                 self._remove_env()
                 self.phases["teardown"] = time.monotonic() - t
@@ -268,6 +298,7 @@ class Trial:
                 }
             )
             self.log(f"outcome {outcome.value} reward {reward} total {timings['total']:.2f}s")
+            self._export_trajectory(str(result["agent"]))
         self._log_fh = None
         trace = self.dir / "trace.jsonl"
         if not trace.exists():
@@ -277,6 +308,15 @@ class Trial:
         write_text_atomic(self.dir / "reward.txt", f"{reward:g}\n")
         write_json_atomic(self.dir / RESULT_FILE, result)
         return result
+
+    def _export_trajectory(self, agent_name: str) -> None:
+        """``agent/trajectory.json``: the agent's trace in ATIF, for harbor's viewer and other ATIF tools."""
+        try:
+            write_trajectory(self.dir / "trace.jsonl", self.dir / "agent" / TRAJECTORY_FILE,
+                             instruction=self.spec.instruction, agent_name=agent_name,
+                             session_id=f"{self.config.run_id}/{self.spec.name}/{self.attempt}")
+        except Exception as exc:  # noqa: BLE001 - an export problem must not fail the trial
+            self.log(f"WARNING: ATIF export failed: {type(exc).__name__}: {exc}")
 
     def _start_env(self, image: str) -> None:
         s = self.spec
@@ -293,6 +333,7 @@ class Trial:
                 network=network,
                 pids_limit=self.config.pids_limit,
             ),
+            gate=self.gate,
         )
         self.log(
             f"starting container {self.env.spec.name} (network={'on' if network else 'none'}, "
@@ -320,12 +361,11 @@ class Trial:
         budget = self.spec.agent_timeout_s * self.config.timeout_multiplier
         deadline = time.monotonic() + budget
         box: dict[str, Any] = {}
+        container, self.agent_revoked = revocable_container(self.env.container)
 
         def target() -> None:
             try:
-                box["res"] = self.agent.run(
-                    self.env.container, self.spec.instruction, self.dir, deadline, self.spec.path
-                )
+                box["res"] = self.agent.run(container, self.spec.instruction, self.dir, deadline, self.spec.path)
             except BaseException as exc:  # noqa: BLE001 - reported as an agent error
                 box["exc"] = exc
                 box["tb"] = traceback.format_exc()
@@ -357,6 +397,20 @@ class Trial:
             res.error = f"agent timed out after {budget:.0f}s"
         return res
 
+    def _end_agent(self) -> dict[str, Any]:
+        """End the agent for good (``runners.agent_guard``) and record the processes it left."""
+        assert self.env is not None
+        self.agent_revoked.set()
+        t = time.monotonic()
+        killed, procs = end_agent_commands(self.env)
+        self.phases["end_agent"] = time.monotonic() - t
+        left = [p for p in procs if p["kind"] == "agent"]
+        if killed:
+            self.log(f"killed the agent's exec commands still running: pids {killed}")
+        for p in left:
+            self.log(f"left running by the agent: pid {p['pid']}: {p['cmdline'][:200]}")
+        return {"agent_commands_killed": killed, "procs_before_verifier": procs, "leftover_procs": len(left)}
+
     def _verify(self) -> VerifierResult:
         """Empty /logs/verifier, copy the tests in, run the test script, read the reward."""
         env = self.env
@@ -364,14 +418,18 @@ class Trial:
         s = self.spec
         t = time.monotonic()
         # stage the tests beside /tests; the command below swaps them in, so a planted /tests
-        # or reward file is gone, in one exec
-        stage = f"/.ablbench-tests-{secrets.token_hex(4)}"
+        # or reward file is gone, in one exec. Renames, not `rm -rf`: a process the agent left
+        # writing into /logs/verifier makes `rm -rf` fail ("Directory not empty"), which would
+        # turn the trial into a verifier_error
+        token = secrets.token_hex(4)
+        stage = f"/.ablbench-tests-{token}"
         env.put_archive("/", tar_of(s.tests_dir, stage))
         script = s.test_script_path
         if not script.resolve().is_relative_to(s.tests_dir.resolve()):
             env.put_archive("/", tar_of(script, f"{stage}/{s.test_script}"))
         cmd = (
-            f"rm -rf {VERIFIER_DIR} {TESTS_DIR} && mkdir -p {VERIFIER_DIR} && mv {stage} {TESTS_DIR} && "
+            f"old=/.ablbench-old-{token} && mkdir -p $old && {{ mv {VERIFIER_DIR} $old/verifier; mv {TESTS_DIR} $old/tests; "
+            f"true; }} 2>/dev/null && mkdir -p {VERIFIER_DIR} && mv {stage} {TESTS_DIR} && "
             f"bash {TESTS_DIR}/{s.test_script} > {VERIFIER_DIR}/test-stdout.txt 2>&1"
         )
         self.log(f"verifier starts: {cmd} (timeout {s.verifier_timeout_s:.0f}s)")
@@ -390,7 +448,13 @@ class Trial:
         if s.format == "legacy":
             out.reward, out.reward_source = (1.0 if res.exit_code == 0 else 0.0), "exit code"
             return out
-        out.reward, out.reward_source, out.error = parse_reward(files)
+        json_allowed = tests_mention(b"reward.json", s.tests_dir, s.test_script_path)
+        if "reward.json" in files and not json_allowed:
+            out.warnings.append(
+                "reward.json ignored: the task's tests never write it (planted?); the reward comes from reward.txt"
+            )
+            self.log(f"WARNING: {out.warnings[-1]}")
+        out.reward, out.reward_source, out.error = parse_reward(files, json_allowed=json_allowed)
         if (
             out.error is None
             and out.reward is not None
@@ -415,7 +479,7 @@ class Trial:
 
 
 def _counters(res: AgentResult | None) -> dict[str, int]:
-    keys = ("turns", "parse_fail", "no_cmd", "retries", "context_events", "tokens_in", "tokens_out")
+    keys = ("turns", "parse_fail", "no_cmd", "retries", "context_events", "tokens_in", "tokens_out", "cut_off")
     return {k: int(getattr(res, k, 0) or 0) if res else 0 for k in keys}
 
 

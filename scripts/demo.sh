@@ -2,12 +2,14 @@
 # The main job (run by `make demo` after set-up), on the bundled SmolLM2-135M-Instruct GGUF or
 # on your own model with DEMO_MODEL=FILE.gguf:
 #   1. find the refusal direction with the abliteration pipeline (contrast set, capture,
-#      directions, behavioural layer choice; it also bakes and evaluates an HF copy: refusal
-#      markers and first-token KL, base vs edited),
-#   2. bake that direction into a GGUF copy of the model (`ablbench abliterate bake`),
-#   3. serve each GGUF in turn with llama.cpp (same server, same settings: the two arms differ
+#      directions, behavioural layer choice, or a small Optuna search with DEMO_SEARCH=1; it also
+#      bakes and evaluates an HF copy: refusal markers and first-token KL, base vs edited),
+#   2. bake that direction into a GGUF copy of the model (`ablbench abliterate bake`), and with
+#      DEMO_CONTROL=1 a control: a random direction orthogonal to it, same strengths,
+#   3. serve each GGUF in turn with llama.cpp (same server, same settings: the arms differ
 #      only in the weights) and run the bundled tasks with the agent in parallel containers,
-#   4. compare the two runs (`ablbench analyze`: pass counts, exact McNemar, overlap).
+#   4. compare the runs (`ablbench analyze`: pass counts, exact McNemar, overlap, and what the
+#      edit changed in the trajectories), writing report.md and report.html.
 # Everything lands in results/demo/ (override with DEMO_OUT); rerunning resumes.
 #
 # Knobs: DEMO_MODEL (a GGUF; default the bundled one), DEMO_EDITED (an already edited GGUF:
@@ -39,33 +41,46 @@ else
 fi
 echo "base GGUF: $BASE"
 
+arms=()
 if [ -n "${DEMO_EDITED:-}" ]; then
   EDITED="$DEMO_EDITED"
   [ -f "$EDITED" ] || die "DEMO_EDITED=$EDITED is not a file -- pass an edited .gguf file"
   step "edited model given (DEMO_EDITED): skipping abliteration"
 else
-  step "abliterate: contrast -> capture -> directions -> choose -> bake (HF copy) -> evaluate"
+  search=(); [ "${DEMO_SEARCH:-0}" = 1 ] && search=(--demo-search)
+  step "abliterate: contrast -> capture -> directions -> ${search:+search -> }choose -> bake (HF copy) -> evaluate"
   # shellcheck disable=SC2086 # DEMO_ABLITERATE_ARGS is a list of arguments
-  "$ABL" abliterate pipeline --model "$SOURCE" --out "$OUT/abliteration" \
+  "$ABL" abliterate pipeline --model "$SOURCE" --out "$OUT/abliteration" ${search[@]+"${search[@]}"} \
     ${DEMO_ABLITERATE_ARGS:---n-candidates 4 --eval-limit 16 --eval-tokens 64}
   DIRECTION="$OUT/abliteration/vectors/refusal_dir.pt"
-  EDITED="$OUT/abliterated.gguf"
-  step "bake the chosen direction into a GGUF"
+  EDITED="$OUT/abliterated/abliterated.gguf"
+  # the search's partial strengths leave a residual that Q8_0 rejects: store edited tensors as F16
+  gtype=(); [ "${DEMO_SEARCH:-0}" = 1 ] && gtype=(--gguf-type f16)
+  step "bake the run's edit (direction, components, strengths) into a GGUF"
   if [ -f "$EDITED" ] && [ "$EDITED" -nt "$DIRECTION" ]; then
     echo "up to date: $EDITED"
   else
-    "$ABL" abliterate bake --model "$BASE" --direction "$DIRECTION" --out "$EDITED"
+    rm -rf "$OUT/abliterated"; mkdir -p "$OUT/abliterated"
+    "$ABL" abliterate bake-run --model "$BASE" --run "$OUT/abliteration" --out "$EDITED" ${gtype[@]+"${gtype[@]}"}
+  fi
+  if [ "${DEMO_CONTROL:-0}" = 1 ]; then
+    step "control: a random direction orthogonal to the found one, same layers and strengths"
+    [ -f "$OUT/control/abliteration.json" ] \
+      || "$ABL" abliterate control --model "$BASE" --run "$OUT/abliteration" --out "$OUT/control" --seed 0 --quiet \
+           ${gtype[@]+"${gtype[@]}"}
+    arms+=(--model "control=$(ls "$OUT"/control/*.gguf | head -1)")
   fi
 fi
 echo "edited GGUF: $EDITED"
 
 structured=(); [ "${DEMO_STRUCTURED:-1}" = 1 ] && structured=(--structured)
-step "benchmark both models on the bundled tasks (llama.cpp, -n $PARALLEL${structured:+, --structured})"
+step "benchmark the models on the bundled tasks (llama.cpp, -n $PARALLEL${structured:+, --structured})"
 # shellcheck disable=SC2086 # DEMO_BENCH_ARGS is a list of arguments
-scripts/full_bench_parallel.sh --model "base=$BASE" --model "abliterated=$EDITED" \
+scripts/full_bench_parallel.sh --model "base=$BASE" --model "abliterated=$EDITED" ${arms[@]+"${arms[@]}"} \
   --backend llamacpp -n "$PARALLEL" --max-turns "$MAX_TURNS" --max-tokens "$MAX_TOKENS" \
   --timeout-multiplier "${DEMO_TIMEOUT_MULTIPLIER:-0.5}" "${structured[@]}" --out "$OUT/bench" ${DEMO_BENCH_ARGS:-}
 
 step "done in $(( $(date +%s) - start )) s"
 [ -d "$OUT/abliteration" ] && echo "abliteration report: $OUT/abliteration/reports/evaluation.md"
 echo "comparison report:   $OUT/bench/report.md (plots in $OUT/bench/plots)"
+echo "HTML report:         $OUT/bench/report.html"

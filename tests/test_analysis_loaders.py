@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from ablbench.errors import AblbenchError
 from harness.analysis import analyze, load_run
-from harness.errors import AblbenchError
 
 FIX = Path(__file__).parent / "fixtures" / "analysis"
 HARBOR_JOB = FIX / "harbor_job" / "2025-11-01__10-00-00"

@@ -10,8 +10,8 @@ import pytest
 from matplotlib.image import imread
 from typer.testing import CliRunner
 
+from ablbench.results import SUMMARY_COLUMNS, write_json_atomic, write_summary
 from harness.cli import app
-from runners.results import SUMMARY_COLUMNS, write_json_atomic, write_summary
 
 TASKS = [f"task-{i:02d}" for i in range(14)]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -72,7 +72,8 @@ def test_cli_writes_report_json_and_plots(cli_out):
     data = json.loads((out / "a.json").read_text())
     assert [r["name"] for r in data["runs"]] == ["base", "sft", "abl"]  # names from run.json
     assert [(p["a"], p["b"]) for p in data["pairs"]] == [("base", "sft"), ("base", "abl"), ("sft", "abl")]
-    assert len(data["overlap"]) == 7 and {"q", "df", "p"} == set(data["cochran_q"])
+    assert len(data["overlap"]) == 7
+    assert {"q", "df", "p", "p_exact", "exact_method", "n", "excluded_errors"} == set(data["cochran_q"])
     abl = data["runs"][2]
     assert abl["trials"] == 42 and abl["attempts_min"] == abl["attempts_max"] == 3
     assert abl["outcomes"]["verifier_error"] == 1
@@ -106,7 +107,9 @@ def test_markdown_report_opens_cleanly(cli_out):
 def test_plots_are_valid_pngs(cli_out):
     _, out = cli_out
     names = sorted(p.name for p in (out / "plots").iterdir())
-    assert names == ["overlap_upset.png", "overlap_venn.png", "pass_rates.png", "task_heatmap.png"]
+    assert names == ["behaviour_diff_base_vs_abl.png", "behaviour_diff_base_vs_sft.png",
+                     "behaviour_diff_sft_vs_abl.png", "behaviour_runs.png", "overlap_upset.png",
+                     "overlap_venn.png", "pass_rates.png", "task_heatmap.png"]
     for png in (out / "plots").iterdir():
         assert png.read_bytes()[:8] == PNG_MAGIC
         img = imread(png)
@@ -137,3 +140,44 @@ def test_four_runs_get_an_upset_plot_with_every_region_and_no_venn(tmp_path):
     made = make_plots(res, tmp_path)
     assert sorted(p.name for p in made) == ["overlap_upset.png", "pass_rates.png"]
     assert all(p.read_bytes()[:8] == PNG_MAGIC for p in made)
+
+
+def _write_outcomes(folder: Path, outcomes: dict[str, str]) -> Path:
+    """A one-attempt results folder with the given outcome per task."""
+    results = [{"task": t, "attempt": 1, "finished": True, "outcome": o, "reward": 1.0 if o == "passed" else 0.0,
+                "error": "boom" if o.endswith("_error") else ""} for t, o in outcomes.items()]
+    write_summary(folder, results)
+    return folder
+
+
+def test_errored_tasks_leave_the_paired_test_with_a_stated_count(tmp_path):
+    tasks = [f"t{i}" for i in range(10)]
+    a = {t: "passed" if i < 6 else "failed" for i, t in enumerate(tasks)}
+    b = {t: "failed" for t in tasks}
+    c = {t: "passed" if i % 2 else "failed" for i, t in enumerate(tasks)}
+    a["t8"] = "llm_error"
+    b.update(t0="infra_error", t1="infra_error", t2="verifier_error")  # b's trouble would count against b
+    dirs = [_write_outcomes(tmp_path / n, o) for n, o in (("a", a), ("b", b), ("c", c))]
+    runner = CliRunner()
+    res = runner.invoke(app, ["analyze", *map(str, dirs), "--json", str(tmp_path / "x.json"),
+                              "--markdown", str(tmp_path / "x.md")])
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "x.json").read_text())
+    ab = data["pairs"][0]
+    assert (ab["a"], ab["b"], ab["n"]) == ("a", "b", 6)
+    assert [(e["task"], e["a"], e["b"]) for e in ab["excluded_errors"]] == [
+        ("t0", None, "infra_error"), ("t1", None, "infra_error"), ("t2", None, "verifier_error"), ("t8", "llm_error", None)]
+    assert (ab["both"], ab["a_only"], ab["b_only"], ab["neither"]) == (0, 3, 0, 3)
+    assert data["cochran_q"]["n"] == 6 and data["cochran_q"]["excluded_errors"] == 4
+    md = (tmp_path / "x.md").read_text()
+    assert ("- a vs b: 4 task(s) left out of the paired test because a run had an error there: t0 (b infra_error), "
+            "t1 (b infra_error), t2 (b verifier_error), t8 (a llm_error).") in md
+    assert "| a vs b | 6 | 0 | 3 | 0 | 3 |" in md
+    assert "4 task(s) left out of the paired test" in res.output
+    # the old rule on request: errors are failures, every task stays
+    res = runner.invoke(app, ["analyze", *map(str, dirs), "--errors-as-failures", "--json", "-"])
+    assert res.exit_code == 0, res.output
+    old = json.loads(res.output)
+    ab = old["pairs"][0]
+    assert (ab["n"], ab["excluded_errors"], ab["a_only"], ab["b_only"]) == (10, [], 6, 0)
+    assert old["cochran_q"]["n"] == 10 and old["errors_as_failures"] is True

@@ -174,9 +174,60 @@ def test_power_at_the_users_counts():
     assert 0.1 < power.mcnemar_power(89, 7 / 89, 3 / 89, model="independent") < nested
 
 
-def test_smallest_detectable_increase_is_the_80_percent_crossing():
-    for model in power.MODELS:
-        d = power.smallest_detectable_increase(89, 3 / 89, model=model)
-        assert power.mcnemar_power(89, 3 / 89 + d, 3 / 89, model=model) >= 0.8
-        assert power.mcnemar_power(89, 3 / 89 + d - 0.003, 3 / 89, model=model) < 0.8
-    assert power.smallest_detectable_increase(3, 0.5) is None  # 3 tasks can never reach 80%
+def test_mde_mcnemar_is_the_80_percent_crossing_at_fixed_discordance():
+    for n, share in ((89, 8 / 89), (30, 0.4), (14, 0.6)):
+        d = power.mde_mcnemar(n, share)
+        assert 0 < d <= share
+        # the enumeration is checked against brute force above; brute force here too where it is quick
+        pw = power.power_of_cells if n > 30 else (lambda n, a, b: _brute_force_power(n, a, b, 0.05))
+        assert pw(n, (share + d) / 2, (share - d) / 2) >= 0.8
+        assert pw(n, (share + d - 0.003) / 2, (share - d + 0.003) / 2) < 0.8
+    assert power.mde_mcnemar(10, 0.3) is None  # ~3 discordant tasks can never reach 80%
+    assert power.mde_mcnemar(50, 0.0) is None
+
+
+def test_mde_mean_diff_matches_the_noncentral_t_solution():
+    from statsmodels.stats.power import TTestPower
+
+    rng = np.random.default_rng(0)
+    for n in (12, 40, 89):
+        diffs = rng.normal(0.05, 0.3, n)
+        effect = TTestPower().solve_power(effect_size=None, nobs=n, alpha=0.05, power=0.8)
+        assert power.mde_mean_diff(diffs) == pytest.approx(effect * np.std(diffs, ddof=1), rel=0.01)
+    assert power.mde_mean_diff([0.1]) is None
+
+
+def _brute_force_cochran_p(x: np.ndarray) -> float:
+    """Every way to place each task's successes among the runs (all equally likely under H0)."""
+    k = x.shape[1]
+    q_obs = stats.cochran_q(x)[0]
+    options = [[row] if row.sum() in (0, k) else
+               [np.array(p) for p in sorted(set(itertools.permutations(row)))] for row in x]
+    hits = total = 0
+    for combo in itertools.product(*options):
+        total += 1
+        hits += stats.cochran_q(np.array(combo))[0] >= q_obs - 1e-9
+    return hits / total
+
+
+def test_exact_cochran_p_matches_brute_force_enumeration():
+    rng = np.random.default_rng(7)
+    cases = [np.array([[1, 0, 0], [1, 0, 0], [1, 1, 0], [1, 0, 1], [0, 0, 0], [1, 1, 1], [1, 0, 0]]),
+             np.array([[1, 0, 0, 0], [0, 1, 1, 0], [1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 0, 0]])]
+    cases += [(rng.random((rng.integers(4, 8), rng.integers(3, 5))) < 0.45).astype(int) for _ in range(6)]
+    for x in cases:
+        p, method = stats.cochran_q_exact(x)
+        assert method == "exact"
+        assert p == pytest.approx(_brute_force_cochran_p(x), abs=1e-12), x
+    # two runs: Cochran's exact conditional test is the exact McNemar test
+    x = np.array([[1, 0]] * 6 + [[0, 1]] * 1 + [[1, 1]] * 3 + [[0, 0]] * 5)
+    assert stats.cochran_q_exact(x)[0] == pytest.approx(stats.mcnemar_exact(6, 1)[0])
+    assert stats.cochran_q_exact(np.ones((4, 3))) == (1.0, "exact")
+
+
+def test_exact_cochran_falls_back_to_a_seeded_monte_carlo_when_the_table_is_too_big(monkeypatch):
+    x = (np.random.default_rng(3).random((30, 3)) < 0.4).astype(int)
+    exact, _ = stats.cochran_q_exact(x)
+    monkeypatch.setattr(stats, "EXACT_COCHRAN_MAX_CELLS", 10)
+    p, method = stats.cochran_q_exact(x, n_resamples=4000)
+    assert method.startswith("monte carlo") and p == pytest.approx(exact, abs=0.03)

@@ -82,11 +82,17 @@ def test_overlap_lists_all_seven_regions_including_the_missing_and_empty_ones(re
     assert result["unsolved_by_all"] == 89 - sum(len(t) for t in regions.values())
 
 
-def test_power_statement(result):
+def test_minimum_detectable_effect_not_post_hoc_power(result):
+    from harness.analysis.power import power_of_cells
+
     pair = result["pairs"][0]
-    assert round(pair["power"]["nested"], 2) == 0.21
-    assert pair["power"]["independent"] < pair["power"]["nested"]
-    assert 0 < pair["detectable_increase_80"]["nested"] < pair["detectable_increase_80"]["independent"]
+    assert "power" not in pair  # power at the observed rates restates the p-value
+    mde = pair["mde80"]
+    assert (mde["discordant"], mde["discordant_share"]) == (8, pytest.approx(8 / 89))
+    d, share = mde["mcnemar"], 8 / 89
+    assert round(100 * d, 1) == 8.9  # nearly every discordant task would have to go one way
+    assert power_of_cells(89, (share + d) / 2, (share - d) / 2) >= 0.8
+    assert power_of_cells(89, (share + d - 0.002) / 2, (share - d + 0.002) / 2) < 0.8
 
 
 def test_json_has_exactly_the_issue_keys(result):
@@ -94,7 +100,7 @@ def test_json_has_exactly_the_issue_keys(result):
     assert {"name", "n", "passes", "rate", "wilson95"} <= set(data["runs"][0])
     assert {"a", "b", "n", "both", "a_only", "b_only", "neither", "mcnemar_exact_p", "mcnemar_midp",
             "fisher_two_sided_p", "fisher_one_sided_p"} <= set(data["pairs"][0])
-    assert set(data["cochran_q"]) == {"q", "df", "p"}
+    assert set(data["cochran_q"]) == {"q", "df", "p", "p_exact", "exact_method", "n", "excluded_errors"}
     assert all(set(o) >= {"runs", "tasks"} for o in data["overlap"])
 
 
@@ -104,4 +110,4 @@ def test_markdown_names_tests_and_alternatives(result):
     assert "| base ∩ sft | 1 | regex-log |" in md
     assert "| abl ∩ base ∩ sft | 0 | — |" in md
     assert "unpaired" in md and "a greater than b" in md
-    assert "| abl vs base | 1 | 6 | 2 | 80 |" in md and "0.289" in md
+    assert "| abl vs base | 89 | 1 | 6 | 2 | 80 |" in md and "0.289" in md

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.paths import BUNDLED_TASKS
+from ablbench.paths import BUNDLED_TASKS
+from ablbench.task_spec import TaskSpec
 from harness.tasks import discover_tasks
-from runners.task_spec import TaskSpec
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.paths import BUNDLED_TASKS, REPO_ROOT
+from ablbench.paths import BUNDLED_TASKS, REPO_ROOT
 
 pytestmark = [pytest.mark.docker, pytest.mark.model, pytest.mark.slow]
 TASKS = ["hello-world", "make-output-dir"]
@@ -23,7 +23,8 @@ def bench(out: Path, base: Path, edited: Path) -> subprocess.CompletedProcess:
            "--model", f"base={base}", "--model", f"abl={edited}", "--tasks", str(BUNDLED_TASKS),
            "--include", TASKS[0], "--include", TASKS[1], "--backend", "transformers", "-n", "2",
            "--max-turns", "2", "--max-tokens", "64", "--out", str(out)]
-    env = {**os.environ, "ABLBENCH": str(REPO_ROOT / ".venv" / "bin" / "ablbench")}
+    # the mark is inherited by the servers the script starts: other runs on a shared machine lack it
+    env = {**os.environ, "ABLBENCH": str(REPO_ROOT / ".venv" / "bin" / "ablbench"), "ABLBENCH_TEST_MARK": str(out)}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=1500, env=env)
 
 
@@ -32,14 +33,26 @@ def rows(run: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def leftovers(docker_client) -> list[str]:
-    running = docker_client.containers.list(all=True, filters={"label": "ablbench.run"})
-    return [c.name for c in running]
+def leftovers(docker_client, out: Path) -> list[str]:
+    """Task containers of this test's runs (other runs on the machine are not ours to judge)."""
+    running = docker_client.api.containers(all=True, filters={"label": "ablbench.run"})
+    mine = [c for c in running if c["Labels"].get("ablbench.results", "").startswith(str(out.resolve()))]
+    return [c["Names"][0] for c in mine]
 
 
-def serve_processes() -> list[str]:
-    out = subprocess.run(["pgrep", "-af", "transformers serve"], capture_output=True, text=True).stdout
-    return [ln for ln in out.splitlines() if "pgrep" not in ln]
+def serve_processes(out: Path) -> list[str]:
+    """`transformers serve` processes started for this test (they carry its ABLBENCH_TEST_MARK)."""
+    found = subprocess.run(["pgrep", "-af", "transformers serve"], capture_output=True, text=True).stdout
+    mine = []
+    for line in found.splitlines():
+        pid = line.split(" ", 1)[0]
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"ABLBENCH_TEST_MARK={out}".encode() in environ:
+            mine.append(line)
+    return mine
 
 
 def test_full_bench_both_models_then_resume(tmp_path, docker_client, base_image, smollm2_dir, abliterated_run):
@@ -69,10 +82,26 @@ def test_full_bench_both_models_then_resume(tmp_path, docker_client, base_image,
     assert len(report["overlap"]) == 3
     assert "McNemar" in (out / "report.md").read_text()
     assert any(p.suffix == ".png" for p in (out / "plots").iterdir())
-    assert leftovers(docker_client) == [] and serve_processes() == []
+    # the behaviour section: filled, and its refusal and parse_fail sentences count what the traces hold
+    from test_behaviour_e2e import pct, trace_counts
+
+    beh = report["behaviour"]
+    assert beh["available"] and [r["sources"] for r in beh["runs"]] == [{"trace": 2}, {"trace": 2}]
+    said = {m["key"]: m["sentence"] for m in beh["pairs"][0]["metrics"]}
+    base_c, abl_c = trace_counts(out / "base", TASKS), trace_counts(out / "abl", TASKS)
+    assert said["refusal_rate"].startswith(f"base refused (a refusal marker in the reply) in "
+                                           f"{pct(base_c['refusal'], base_c['turns'])} of turns vs "
+                                           f"{pct(abl_c['refusal'], abl_c['turns'])} for abl; p = ")
+    assert said["parse_fail_rate"].startswith(f"base's replies could not be parsed in "
+                                              f"{pct(base_c['parse_fail'], base_c['turns'])} of turns vs "
+                                              f"{pct(abl_c['parse_fail'], abl_c['turns'])} for abl; p = ")
+    assert "## Behaviour in the trajectories" in (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    assert html.count('type="application/gzip+base64"') == 4  # every trial one click away in the HTML report
+    assert leftovers(docker_client, out) == [] and serve_processes(out) == []
 
     before = {name: rows(out / name) for name in ("base", "abl")}
     again = bench(out, smollm2_dir, edited)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert {name: rows(out / name) for name in ("base", "abl")} == before  # resumed: nothing rerun
-    assert leftovers(docker_client) == [] and serve_processes() == []
+    assert leftovers(docker_client, out) == [] and serve_processes(out) == []

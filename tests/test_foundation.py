@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.paths import REPO_ROOT
+from ablbench.paths import REPO_ROOT
 
 ABLBENCH = [sys.executable, "-m", "harness.cli"]
 
@@ -67,7 +67,7 @@ def test_help_lists_the_design_verbs_and_each_answers() -> None:
     from harness.cli import app
 
     verbs = {c.name or c.callback.__name__ for c in app.registered_commands} | {g.name for g in app.registered_groups}
-    assert verbs == {"model", "doctor", "abliterate", "smoke", "serve", "run", "analyze", "tasks"}
+    assert verbs == {"model", "doctor", "abliterate", "smoke", "serve", "run", "analyze", "tasks", "view"}
     result = cli("--help", timeout=60)
     assert result.returncode == 0
     for verb in sorted(verbs):

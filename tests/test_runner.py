@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from harness.paths import BUNDLED_TASKS, REPO_ROOT
+from ablbench.agent_api import AgentResult, AgentStop, Outcome
+from ablbench.paths import BUNDLED_TASKS, REPO_ROOT
+from ablbench.results import SUMMARY_COLUMNS
+from harness.agents.simple import NopAgent, OracleAgent
 from harness.tasks import discover_tasks, load_task
-from runners.agent_api import AgentResult, AgentStop, Outcome
 from runners.images import ImageOptions, ImageResolver
-from runners.results import SUMMARY_COLUMNS
 from runners.scheduler import RunConfig, RunError, Scheduler
-from runners.simple_agents import NopAgent, OracleAgent
 from runners.trial import Trial, TrialConfig, VerifierResult, classify, parse_reward
 
 PASS_TEST = """#!/bin/bash
@@ -85,6 +85,9 @@ class SleepAgent:
 def test_parse_reward_variants():
     assert parse_reward({"reward.json": b'{"reward": 1}'})[:2] == (1.0, "reward.json")
     assert parse_reward({"reward.json": b'{"score": 0.5}', "reward.txt": b"1"})[:2] == (0.5, "reward.json")
+    # tests that never write reward.json: a reward.json found there is not theirs
+    assert parse_reward({"reward.json": b'{"reward": 1}', "reward.txt": b"0"}, json_allowed=False)[:2] == (
+        0.0, "reward.txt")
     assert parse_reward({"reward.json": b'{"a": 1, "b": 0}'})[2] is not None
     assert parse_reward({"reward.txt": b" 0\n"})[:2] == (0.0, "reward.txt")
     assert "not a number" in parse_reward({"reward.txt": b"yes"})[2]
@@ -165,7 +168,7 @@ def test_oracle_passes_every_bundled_task(docker_client, bundled_specs, tmp_path
             assert (folder / name).is_file(), f"{folder / name} missing"
         assert (folder / "reward.txt").read_text().strip() == "1"
     run = json.loads((out / "run.json").read_text())
-    assert run["sessions"][-1]["status"] == "complete" and run["parallel"] == 4
+    assert run["invocations"][-1]["status"] == "complete" and run["invocations"][-1]["parallel"] == 4
     assert not _containers(docker_client, out)
 
 
@@ -294,7 +297,7 @@ def test_infra_errors_are_retried_then_reported(docker_client, base_image, tmp_p
     again = _scheduler(docker_client, specs, OracleAgent, out, test_labels)
     again.config.resume = again.config.rerun_errors = True
     assert again.run().results[("broken-image", 1)]["outcome"] == "passed"
-    assert len(json.loads((out / "run.json").read_text())["sessions"]) == 3
+    assert len(json.loads((out / "run.json").read_text())["invocations"]) == 3
 
 
 class InspectAgent:
@@ -446,6 +449,7 @@ def test_kill_then_resume_loses_and_duplicates_nothing(docker_client, base_image
     rows = _read_csv(out / "master_summary.csv")
     assert sorted((r["task"], r["attempt"]) for r in rows) == sorted(final)  # one row per trial, no dupes
     run = json.loads((out / "run.json").read_text())
-    assert [s["status"] for s in run["sessions"]] == ["interrupted", "interrupted", "complete"]
-    assert run["agent"] == {"name": "oracle"} and run["command"]
+    assert [s["status"] for s in run["invocations"]] == ["interrupted", "interrupted", "complete"]
+    assert run["agent"] == {"name": "oracle"} and all(i["command"] for i in run["invocations"])
+    assert len({i["pid"] for i in run["invocations"]}) == 3 and run["fingerprint"]["tasks"].keys() == set(expected)
     assert not _containers(docker_client, out)

@@ -276,7 +276,7 @@ def test_run_structured_against_llamacpp_records_it(llama_server, base_image, tm
 def test_full_bench_serves_gguf_models_with_llamacpp_structured(bundled_gguf, base_image, tmp_path):
     """scripts/full_bench_parallel.sh with two GGUF files: llama.cpp is chosen per model, the served
     context reaches the agent, --structured reaches both runs, and nothing is left running."""
-    from harness.paths import REPO_ROOT
+    from ablbench.paths import REPO_ROOT
 
     out = tmp_path / "bench"
     cmd = ["bash", str(REPO_ROOT / "scripts" / "full_bench_parallel.sh"), "--model", f"base={bundled_gguf}",

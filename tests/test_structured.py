@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from ablbench.errors import AblbenchError
 from harness.action_schema import STYLES, action_schema, bounds_for, response_format
 from harness.analysis import load_run
 from harness.analysis.structured import check_structured_pairing, run_structured
-from harness.errors import AblbenchError
 
 ABLBENCH = str(Path(sys.executable).parent / "ablbench")
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from ablbench.errors import AblbenchError
+from ablbench.paths import BASE_IMAGE, BUNDLED_TASKS
 from harness.cli import app
-from harness.errors import AblbenchError
-from harness.paths import BASE_IMAGE, BUNDLED_TASKS
 from harness.tasks import check_tasks, discover_tasks, load_task, parse_size_mb, sanitize_name
 
 FIX = Path(__file__).parent / "fixtures"

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from conftest import missing
 
-from harness.paths import DEBIAN_IMAGE
+from ablbench.paths import DEBIAN_IMAGE
 from runners.terminal import CHUNK_BYTES, TerminalError, TmuxTerminal, _chunks, cut_head_tail, expected_prompts
 
 

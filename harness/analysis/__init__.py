@@ -2,7 +2,8 @@
 
 ``load_run`` reads a results folder / master_summary.csv / harbor job / tb run;
 ``analyze`` turns runs into one JSON-ready dict; ``report`` writes it as markdown or JSON;
-``plots`` draws it.
+``plots`` draws it. The dict's ``behaviour`` section (``behaviour``, ``paired_stats``,
+``behaviour_report``, ``behaviour_plots``, ``refusal_judge``) reads the trajectories.
 """
 
 from harness.analysis.compare import SOLVED_RULES, analyze

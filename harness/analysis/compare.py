@@ -1,4 +1,19 @@
-"""Compare runs on their shared tasks: the whole analysis as one JSON-ready dict."""
+"""Compare runs on their shared tasks: the whole analysis as one JSON-ready dict.
+
+Rules, in order:
+
+1. Only tasks every run attempted are analysed (the others are listed as dropped).
+2. Pass rates count errored trials as failures with reward 0 (the TB2 leaderboard rule).
+3. Paired tests (McNemar, Newcombe, Fisher for continuity, the sign-flip test) and Cochran's Q
+   leave out a task where a run it compares has an infra, LLM or verifier error in the trials
+   that decide the task's 0/1 (attempt 1 under ``--solved first``, any attempt otherwise): such
+   an outcome says nothing about the agent, and counting it as a failure biases the test
+   against the run with more infrastructure trouble. Each pair states how many tasks left and
+   why. ``errors_as_failures=True`` (``--errors-as-failures``) restores the rule of 2.
+4. Cochran's Q comes with its asymptotic (chi-square) and its exact conditional p-value.
+5. What the design can resolve is the minimum detectable effect at 80 % power (power.py), not
+   power at the observed rates.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +23,11 @@ from itertools import combinations
 
 import numpy as np
 
+from ablbench.errors import AblbenchError
 from harness.analysis import power, stats
+from harness.analysis.behaviour import analyze_behaviour
 from harness.analysis.model import Run, Trial
 from harness.analysis.overlap import regions, unsolved_by_all
-from harness.errors import AblbenchError
 
 SOLVED_RULES = {
     "first": "solved in attempt 1 (the lowest-numbered attempt); keeps the paired tests exactly the "
@@ -21,6 +37,14 @@ SOLVED_RULES = {
 }
 UNUSUAL_RULE = ("a task is flagged when its mean count per trial is above the run's upper Tukey fence "
                 "(Q3 + 1.5 x IQR of the per-task means) and at least 2")
+#: outcomes that say nothing about the agent: their tasks leave the paired tests (rule 3)
+ERROR_OUTCOMES = ("infra_error", "llm_error", "verifier_error")
+ERRORS_RULE = {
+    False: "a task where either run of a pair has an infra, LLM or verifier error (in the trials that decide the "
+           "task) leaves that pair's paired test, and the all-runs test when any run has one: such an outcome "
+           "says nothing about the agent",
+    True: "errored trials count as failures with reward 0 in the paired tests too (--errors-as-failures)",
+}
 OUTCOME_ORDER = ["passed", "failed", "agent_timeout", "context_exceeded", "parse_fail_exhausted",
                  "verifier_error", "llm_error", "infra_error"]
 
@@ -31,6 +55,12 @@ def _solved(trials: list[Trial], rule: str) -> bool:
     if rule == "any":
         return any(t.solved for t in trials)
     return sum(t.solved for t in trials) * 2 > len(trials)
+
+
+def _error_of(trials: list[Trial], rule: str) -> str | None:
+    """The error outcome that takes this task out of the paired tests, or None (rule 3)."""
+    used = trials[:1] if rule == "first" else trials
+    return next((t.outcome for t in used if t.outcome in ERROR_OUTCOMES), None)
 
 
 def _unusual(per_task: dict[str, float]) -> list[dict]:
@@ -88,33 +118,41 @@ def _run_summary(run: Run, grouped: dict[str, list[Trial]], solved: set[str], dr
     return summary
 
 
-def _pair(a: dict, b: dict, sa: set[str], sb: set[str], tasks: list[str], multi: bool) -> dict:
+def _pair(a: dict, b: dict, sa: set[str], sb: set[str], shared: list[str], multi: bool,
+          errors: dict[str, dict[str, str]]) -> dict:
+    ea, eb = errors.get(a["name"], {}), errors.get(b["name"], {})
+    excluded = [{"task": t, a["name"]: ea.get(t), b["name"]: eb.get(t)} for t in shared if t in ea or t in eb]
+    tasks = [t for t in shared if t not in ea and t not in eb]
+    sa, sb = sa & set(tasks), sb & set(tasks)
     both = len(sa & sb)
     a_only, b_only = sorted(sa - sb), sorted(sb - sa)
     n = len(tasks)
     neither = n - both - len(a_only) - len(b_only)
     exact, midp = stats.mcnemar_exact(len(a_only), len(b_only))
-    diff, lo, hi = stats.newcombe_paired(both, len(a_only), len(b_only), neither)
-    f2, f1 = stats.fisher(a["passes"], n, b["passes"], n)
-    pa, pb = a["passes"] / n, b["passes"] / n
+    diff, lo, hi = stats.newcombe_paired(both, len(a_only), len(b_only), neither) if n else (None, None, None)
+    f2, f1 = stats.fisher(both + len(a_only), n, both + len(b_only), n) if n else (1.0, 1.0)
+    discordant = len(a_only) + len(b_only)
     out: dict = {
         "a": a["name"], "b": b["name"], "n": n, "both": both, "a_only": len(a_only), "b_only": len(b_only),
         "neither": neither, "diff": diff, "newcombe95": [lo, hi],
         "mcnemar_exact_p": exact, "mcnemar_midp": midp,
         "fisher_two_sided_p": f2, "fisher_one_sided_p": f1, "fisher_note": "unpaired; one-sided = a greater than b",
         "a_only_tasks": a_only, "b_only_tasks": b_only,
-        "power": {m: power.mcnemar_power(n, pa, pb, model=m) for m in power.MODELS},
-        "detectable_increase_80": {m: power.smallest_detectable_increase(n, pb, model=m) for m in power.MODELS},
+        "excluded_errors": excluded,
+        "mde80": {"discordant": discordant, "discordant_share": discordant / n if n else None,
+                  "mcnemar": power.mde_mcnemar(n, discordant / n) if n else None},
     }
     if multi:
         diffs = [a["per_task_rate"][t] - b["per_task_rate"][t] for t in tasks]
         p, method = stats.sign_flip_test(diffs)
-        out.update({"mean_rate_diff": float(np.mean(diffs)), "sign_flip_p": p, "sign_flip_method": method})
+        out.update({"mean_rate_diff": float(np.mean(diffs)) if diffs else None, "sign_flip_p": p,
+                    "sign_flip_method": method})
+        out["mde80"]["sign_flip"] = power.mde_mean_diff(diffs)
     return out
 
 
-def analyze(runs: Sequence[Run], solved_rule: str = "first") -> dict:
-    """Analyse runs on the tasks they all share; see the module docstring of :mod:`harness.analysis`."""
+def analyze(runs: Sequence[Run], solved_rule: str = "first", errors_as_failures: bool = False) -> dict:
+    """Analyse runs on the tasks they all share (the rules in this module's docstring)."""
     if not runs:
         raise AblbenchError("no runs given; pass at least one results folder")
     if solved_rule not in SOLVED_RULES:
@@ -131,22 +169,29 @@ def analyze(runs: Sequence[Run], solved_rule: str = "first") -> dict:
     solved = {r.name: {t for t, ts in grouped[r.name].items() if _solved(ts, solved_rule)} for r in runs}
     summaries = [_run_summary(r, grouped[r.name], solved[r.name], sorted(r.tasks() - shared)) for r in runs]
     multi = any(s["attempts_max"] > 1 for s in summaries)
+    errors: dict[str, dict[str, str]] = {} if errors_as_failures else {
+        r.name: {t: e for t, ts in grouped[r.name].items() if (e := _error_of(ts, solved_rule))} for r in runs}
     result: dict = {
         "n_tasks": len(tasks),
         "solved_rule": solved_rule,
         "solved_rule_text": SOLVED_RULES[solved_rule] if multi else "one attempt per task: solved = reward 1",
         "multi_attempt": multi,
         "unusual_rule": UNUSUAL_RULE,
+        "errors_as_failures": errors_as_failures,
+        "errors_rule": ERRORS_RULE[errors_as_failures],
         "runs": summaries,
         "pairs": [],
     }
     by_name = {s["name"]: s for s in summaries}
     for a, b in combinations(names, 2):
-        result["pairs"].append(_pair(by_name[a], by_name[b], solved[a], solved[b], tasks, multi))
+        result["pairs"].append(_pair(by_name[a], by_name[b], solved[a], solved[b], tasks, multi, errors))
     if len(runs) >= 3:
-        matrix = np.array([[t in solved[n] for n in names] for t in tasks], dtype=float)
-        q, df, p = stats.cochran_q(matrix)
-        result["cochran_q"] = {"q": q, "df": df, "p": p}
+        clean = [t for t in tasks if not any(t in errors.get(n, {}) for n in names)]
+        matrix = np.array([[t in solved[n] for n in names] for t in clean], dtype=float).reshape(len(clean), len(names))
+        q, df, p = stats.cochran_q(matrix) if clean else (0.0, len(names) - 1, 1.0)
+        p_exact, method = stats.cochran_q_exact(matrix) if clean else (1.0, "exact")
+        result["cochran_q"] = {"q": q, "df": df, "p": p, "p_exact": p_exact, "exact_method": method,
+                               "n": len(clean), "excluded_errors": len(tasks) - len(clean)}
         for pair, adj in zip(result["pairs"], stats.holm([p["mcnemar_exact_p"] for p in result["pairs"]]),
                              strict=True):
             pair["mcnemar_holm_p"] = adj
@@ -159,4 +204,5 @@ def analyze(runs: Sequence[Run], solved_rule: str = "first") -> dict:
         notes.append("runs have different numbers of attempts: with --solved any the run with more attempts "
                      "is favoured; prefer --solved first")
     result["notes"] = notes
+    result["behaviour"] = analyze_behaviour(runs, tasks)  # a separate section: harness.analysis.behaviour
     return result

@@ -3,17 +3,17 @@ folders and legacy ``tb`` runs folders, all into :class:`~harness.analysis.model
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ablbench.errors import AblbenchError
+from ablbench.results import SUMMARY_FILE as SUMMARY
+from ablbench.results import read_run_meta, read_summary_rows
 from harness.analysis.model import Run, Trial
-from harness.errors import AblbenchError
-
-SUMMARY = "master_summary.csv"
 
 
 def load_run(path: Path, name: str | None = None) -> Run:
@@ -44,13 +44,10 @@ def _default_name(folder: Path) -> str:
 
 def _results_name(folder: Path) -> str:
     """The run's name from run.json (``name``, else ``run_id``) when it records one, else the folder name."""
-    try:
-        meta = json.loads((folder / "run.json").read_text())
-        for key in ("name", "run_id"):
-            if isinstance(meta, dict) and isinstance(meta.get(key), str) and meta[key]:
-                return meta[key]
-    except (OSError, ValueError):
-        pass
+    meta = read_run_meta(folder)
+    for key in ("name", "run_id"):
+        if isinstance(meta.get(key), str) and meta[key]:
+            return meta[key]
     return _default_name(folder)
 
 
@@ -67,17 +64,11 @@ def _num(value: Any) -> float | None:
 
 def read_summary_csv(path: Path) -> list[Trial]:
     """Trials from a master_summary.csv (needs columns ``task`` and ``reward``; the rest optional)."""
-    try:
-        with path.open(newline="") as fh:
-            reader = csv.DictReader(fh)
-            cols = set(reader.fieldnames or [])
-            missing = {"task", "reward"} - cols
-            if missing:
-                raise AblbenchError(f"{path}: missing column(s) {', '.join(sorted(missing))}; "
-                                    f"a {SUMMARY} needs at least 'task' and 'reward'")
-            rows = list(reader)
-    except UnicodeDecodeError as exc:
-        raise AblbenchError(f"{path}: not a text CSV ({exc.reason}); pass the run's {SUMMARY}") from exc
+    header, rows = read_summary_rows(path)
+    missing = {"task", "reward"} - set(header)
+    if missing:
+        raise AblbenchError(f"{path}: missing column(s) {', '.join(sorted(missing))}; "
+                            f"a {SUMMARY} needs at least 'task' and 'reward'")
     trials: list[Trial] = []
     seen: dict[str, int] = {}
     for i, row in enumerate(rows, start=2):
@@ -89,9 +80,11 @@ def read_summary_csv(path: Path) -> list[Trial]:
         seen[task] = seen.get(task, 0) + 1
         attempt = int(attempt_num) if attempt_num is not None else seen[task]
         outcome = (row.get("outcome") or "").strip() or _outcome_from_reward(reward)
+        folder = path.parent / task / str(attempt)
         trials.append(Trial(task=task, attempt=attempt, reward=reward or 0.0, outcome=outcome,
                             parse_fail=_num(row.get("parse_fail")), no_cmd=_num(row.get("no_cmd")),
-                            error=(row.get("error") or "").strip()))
+                            error=(row.get("error") or "").strip(), trial_dir=folder if folder.is_dir() else None,
+                            columns=dict(row)))
     if not trials:
         raise AblbenchError(f"{path}: no trials in the file; was the run interrupted before any task finished?")
     return trials
@@ -138,7 +131,11 @@ def _harbor_reward(data: dict) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def _harbor_outcome(reward: float | None, exc_type: str) -> str:
+#: stop reasons of ablbench's harbor agent (``metadata.ablbench.stop``) that name the outcome of a failed trial
+_ABLBENCH_STOPS = {"context_exceeded", "parse_fail_exhausted", "llm_error"}
+
+
+def _harbor_outcome(reward: float | None, exc_type: str, ablbench_stop: str = "") -> str:
     if reward is not None and reward >= 1 - 1e-9:
         return "passed"  # the verifier runs even after an agent timeout and its reward counts
     low = exc_type.lower()
@@ -150,11 +147,24 @@ def _harbor_outcome(reward: float | None, exc_type: str) -> str:
         return "verifier_error"
     if exc_type:
         return "infra_error"
+    if reward is not None and ablbench_stop in _ABLBENCH_STOPS:
+        return ablbench_stop
     return "failed" if reward is not None else "verifier_error"
 
 
+def _ablbench_meta(data: dict) -> dict:
+    """``agent_result.metadata.ablbench`` of a trial run by ablbench's harbor agent ({} otherwise)."""
+    agent = data.get("agent_result")
+    meta = agent.get("metadata") if isinstance(agent, dict) else None
+    found = meta.get("ablbench") if isinstance(meta, dict) else None
+    return found if isinstance(found, dict) else {}
+
+
 def read_harbor_job(job: Path) -> list[Trial]:
-    """Trials of a harbor job: each ``<job>/<trial>/result.json`` with task_name and verifier_result."""
+    """Trials of a harbor job: each ``<job>/<trial>/result.json`` with task_name and verifier_result.
+
+    Any agent's job reads (harbor's ``terminus-2``, ``oracle``...); trials of ablbench's harbor agent
+    also give their parse failures, no-command replies and stop reason (``metadata.ablbench``)."""
     raw: list[tuple[str, str, str, Trial]] = []
     for result in sorted(job.glob("*/result.json")):
         try:
@@ -167,9 +177,12 @@ def read_harbor_job(job: Path) -> list[Trial]:
         exc_info = data.get("exception_info") or {}
         exc_type = str(exc_info.get("exception_type") or "") if isinstance(exc_info, dict) else ""
         exc_msg = str(exc_info.get("exception_message") or "") if isinstance(exc_info, dict) else ""
+        meta = _ablbench_meta(data)
         trial = Trial(task=str(data["task_name"]), attempt=0, reward=reward or 0.0,
-                      outcome=_harbor_outcome(reward, exc_type),
-                      error=f"{exc_type}: {exc_msg}".strip(": ") if exc_type else "")
+                      outcome=_harbor_outcome(reward, exc_type, str(meta.get("stop") or "")),
+                      parse_fail=_num(meta.get("parse_failures")), no_cmd=_num(meta.get("no_command_replies")),
+                      error=f"{exc_type}: {exc_msg}".strip(": ") if exc_type else str(meta.get("error") or ""),
+                      trial_dir=result.parent)
         raw.append((trial.task, str(data.get("started_at") or ""), str(data.get("trial_name") or result.parent.name),
                     trial))
     if not raw:
@@ -183,8 +196,7 @@ def _number_attempts(raw: list[tuple[str, str, str, Trial]]) -> list[Trial]:
     count: dict[str, int] = {}
     for task, _start, _name, trial in sorted(raw, key=lambda r: (r[0], r[1], r[2])):
         count[task] = count.get(task, 0) + 1
-        out.append(Trial(task, count[task], trial.reward, trial.outcome, trial.parse_fail, trial.no_cmd,
-                         trial.error))
+        out.append(replace(trial, attempt=count[task]))
     return out
 
 

@@ -20,6 +20,10 @@ class Trial:
     parse_fail: float | None = None
     no_cmd: float | None = None
     error: str = ""
+    #: the trial's folder when the format has one (trajectories live there)
+    trial_dir: Path | None = field(default=None, compare=False)
+    #: the trial's master_summary.csv row as text, when it came from one
+    columns: dict[str, str] | None = field(default=None, compare=False, hash=False)
 
     @property
     def solved(self) -> bool:

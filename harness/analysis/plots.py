@@ -18,12 +18,12 @@ DOT_OFF = "#dddddd"
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def _save(fig: Figure, path: Path, dpi: int = 150) -> Path:
     FigureCanvasAgg(fig)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
     os.close(fd)
     try:
-        fig.savefig(tmp, dpi=150, bbox_inches="tight", facecolor="white")
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", facecolor="white")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -208,4 +208,7 @@ def make_plots(res: dict, out_dir: Path) -> list[Path]:
         h = heatmap(res, out_dir / "task_heatmap.png")
         if h:
             made.append(h)
+    from harness.analysis.behaviour_plots import make_behaviour_plots  # imports this module: no cycle at load
+
+    made += make_behaviour_plots(res, out_dir)
     return made

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from harness.analysis.power import MODELS
+from harness.analysis.behaviour_report import section as behaviour_section
 
 
 def fmt_p(p: float | None) -> str:
@@ -53,8 +53,13 @@ def _intro(res: dict) -> list[str]:
                      f"{res['solved_rule_text']} (`--solved {res['solved_rule']}`).")
     else:
         lines.append("One attempt per task; a task counts as solved when its reward is 1.")
-    lines += ["Errored trials (timeouts, verifier or server errors) count as failures with reward 0, "
-              "as on the TB2 leaderboard.", ""]
+    if res.get("errors_as_failures", True):
+        lines += ["Errored trials (timeouts, verifier or server errors) count as failures with reward 0, "
+                  "as on the TB2 leaderboard, in the paired tests too (`--errors-as-failures`).", ""]
+    else:
+        lines += ["Pass rates count errored trials as failures with reward 0, as on the TB2 leaderboard. The paired "
+                  f"tests do not: {res['errors_rule']}. Each pair says how many tasks left and why "
+                  "(`--errors-as-failures` counts them as failures instead).", ""]
     return lines
 
 
@@ -113,19 +118,20 @@ def _pairs(res: dict) -> list[str]:
              "Newcombe's paired 95% interval (method 10). Fisher's exact test ignores the pairing and is "
              "shown, labelled unpaired, only to compare with earlier reports; its one-sided p is for "
              "\"a greater than b\".", ""]
-    header = ["a vs b", "both", "a only", "b only", "neither", "difference (95% CI)",
+    header = ["a vs b", "tasks", "both", "a only", "b only", "neither", "difference (95% CI)",
               "McNemar exact p (two-sided)", "mid-p"]
     header += ["Holm-adjusted p"] if holm else []
     header += ["Fisher two-sided (unpaired)", "Fisher one-sided a>b (unpaired)"]
     rows = []
     for p in res["pairs"]:
         lo, hi = p["newcombe95"]
-        row = [f"{p['a']} vs {p['b']}", p["both"], p["a_only"], p["b_only"], p["neither"],
+        row = [f"{p['a']} vs {p['b']}", p["n"], p["both"], p["a_only"], p["b_only"], p["neither"],
                f"{signed_pp(p['diff'])} ({signed_pp(lo)} to {signed_pp(hi)})", fmt_p(p["mcnemar_exact_p"]), fmt_p(p["mcnemar_midp"])]
         row += [fmt_p(p["mcnemar_holm_p"])] if holm else []
         row += [fmt_p(p["fisher_two_sided_p"]), fmt_p(p["fisher_one_sided_p"])]
         rows.append(row)
     lines += _table(header, rows)
+    lines += _excluded(res)
     if res["multi_attempt"]:
         lines += ["Using every attempt: a paired sign-flip permutation test on the per-task mean rewards "
                   "(tasks fixed, two-sided).", ""]
@@ -135,14 +141,38 @@ def _pairs(res: dict) -> list[str]:
     return lines
 
 
+def _excluded(res: dict) -> list[str]:
+    """Which tasks left each pair's paired test because of errors, and why (compare.py rule 3)."""
+    if res.get("errors_as_failures", True):
+        return []
+    if not any(p.get("excluded_errors") for p in res["pairs"]):
+        return ["No task left the paired tests: no run had an infra, LLM or verifier error on a shared task.", ""]
+    lines = []
+    for p in res["pairs"]:
+        ex = p.get("excluded_errors") or []
+        if not ex:
+            lines.append(f"- {p['a']} vs {p['b']}: no task left out.")
+            continue
+        why = [f"{e['task']} ({', '.join(f'{run} {e[run]}' for run in (p['a'], p['b']) if e.get(run))})" for e in ex]
+        lines.append(f"- {p['a']} vs {p['b']}: {len(ex)} task(s) left out of the paired test because a run had an "
+                     f"error there: {', '.join(why)}.")
+    return ["Tasks left out of the paired tests (errors say nothing about the agent):", "", *lines, ""]
+
+
 def _cochran(res: dict) -> list[str]:
     if "cochran_q" not in res:
         return []
     c = res["cochran_q"]
+    left = c.get("excluded_errors") or 0
+    tasks = f"on {c.get('n', res['n_tasks'])} tasks" + (f" ({left} left out: a run had an infra, LLM or verifier "
+                                                         "error there)" if left else "")
+    exact = c.get("exact_method", "exact")
     return ["## All runs together: Cochran's Q", "",
-            f"Q = {c['q']:.3f}, df = {c['df']}, p = {fmt_p(c['p'])} (chi-square approximation; H0: every run has "
-            "the same solve probability on these tasks). The pairwise McNemar p-values above carry Holm's "
-            "adjustment for the number of pairs.", ""]
+            f"Q = {c['q']:.3f}, df = {c['df']} {tasks}: exact p = {fmt_p(c.get('p_exact'))} ({exact} conditional "
+            f"distribution: each task's solving runs placed at random among the runs), asymptotic p = "
+            f"{fmt_p(c['p'])} (chi-square; unreliable with few discordant tasks). H0: every run has the same solve "
+            "probability on these tasks. The pairwise McNemar p-values above carry Holm's adjustment for the "
+            "number of pairs.", ""]
 
 
 def _overlap(res: dict) -> list[str]:
@@ -164,34 +194,40 @@ def _min_discordant(alpha: float) -> int:
     return m
 
 
-def _detectable(d: float | None, n: int) -> str:
-    return f"not reachable with {n} tasks" if d is None else signed_pp(d)
+def _mde(d: float | None, reach: str) -> str:
+    return reach if d is None else f"{100 * d:.1f} pp"
 
 
 def _power(res: dict) -> list[str]:
     if not res["pairs"]:
         return []
     lines = ["## What these data can resolve", "",
-             "Power of the two-sided exact McNemar test at α = 0.05 (unadjusted), computed exactly (enumeration, "
-             "no simulation) with tasks as independent draws, under two models of how the runs' outcomes are "
-             "joined: *nested* (the weaker run solves only tasks the stronger one also solves: the best case for "
-             "a paired test) and *independent* (no benefit from pairing). The detectable increase is the "
-             "smallest rise over b's observed rate found with 80% power; where the two rates are equal, the power "
-             "column is the test's false-positive rate. However the tasks split, the exact test cannot reach "
-             f"p ≤ 0.05 with fewer than {_min_discordant(0.05)} discordant tasks (tasks solved by only one of the "
-             "two runs).", ""]
+             "Minimum detectable effect at 80% power for this design (two-sided, α = 0.05, unadjusted): the "
+             "smallest difference in solve rate the exact McNemar test would find 4 times in 5 on this many tasks, "
+             "with the share of discordant tasks (solved by exactly one of the two runs) at its observed value. An "
+             "effect can be at most that share. Power at the observed rates is not shown: it restates the p-value. "
+             f"However the tasks split, the exact test cannot reach p ≤ 0.05 with fewer than {_min_discordant(0.05)} "
+             "discordant tasks.", ""]
+    header = ["a vs b", "tasks", "discordant tasks", "detectable at 80% (McNemar)"]
+    if res["multi_attempt"]:
+        header.append("detectable at 80% (sign-flip, all attempts)")
     rows = []
     for p in res["pairs"]:
-        pa, pb = (p["both"] + p["a_only"]) / p["n"], (p["both"] + p["b_only"]) / p["n"]
-        rows.append([f"{p['a']} vs {p['b']}", p["n"], f"{pct(pa)} vs {pct(pb)}"]
-                    + [f"{p['power'][m]:.2f}" for m in MODELS]
-                    + [_detectable(p["detectable_increase_80"][m], p["n"]) for m in MODELS])
-    lines += _table(["a vs b", "tasks", "observed rates", "power, nested", "power, independent",
-                     "detectable at 80%, nested", "detectable at 80%, independent"], rows)
-    if not res["multi_attempt"]:
+        m = p["mde80"]
+        row = [f"{p['a']} vs {p['b']}", p["n"], f"{m['discordant']} ({pct(m['discordant_share'])})",
+               _mde(m["mcnemar"], "not reachable" if m["discordant"] else "no discordant task")]
+        if res["multi_attempt"]:
+            row.append(_mde(m.get("sign_flip"), "—"))
+        rows.append(row)
+    lines += _table(header, rows)
+    if res["multi_attempt"]:
+        lines += ["The sign-flip column uses every attempt: (t₀.₉₇₅ + t₀.₈) × SD of the per-task mean differences / "
+                  "√tasks (paired t approximation); its SD includes the attempt-to-attempt noise of the attempts run, "
+                  "so more attempts per task shrink it.", ""]
+    else:
         lines += ["With one attempt per task a single task's difference can never be significant: per-task "
                   "differences (the overlap table) are descriptive. More attempts per task, or more tasks, are "
-                  "what raises power.", ""]
+                  "what shrink the detectable effect.", ""]
     return lines
 
 
@@ -233,14 +269,15 @@ def _dropped(res: dict) -> list[str]:
 def to_markdown(res: dict) -> str:
     """The full human report."""
     parts = (_intro(res) + _summary(res) + _rates(res) + _pairs(res) + _cochran(res) + _overlap(res) + _power(res)
-             + _failures(res) + _dropped(res))
+             + _failures(res) + _dropped(res) + (behaviour_section(res["behaviour"]) if "behaviour" in res else []))
     for note in res.get("notes", []):
         parts.append(f"> Note: {note}")
     return "\n".join(parts).rstrip() + "\n"
 
 
 def to_json(res: dict) -> str:
-    """The analysis as JSON (keys documented in issue 8; ``runs``, ``pairs``, ``overlap``, ``cochran_q``)."""
+    """The analysis as JSON (keys documented in issue 8; ``runs``, ``pairs``, ``overlap``, ``cochran_q``;
+    ``behaviour``: :func:`harness.analysis.behaviour.analyze_behaviour`)."""
     return json.dumps(res, indent=2, sort_keys=False) + "\n"
 
 

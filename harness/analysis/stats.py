@@ -102,6 +102,60 @@ def cochran_q(matrix: np.ndarray) -> tuple[float, int, float]:
     return float(q), df, float(stats.chi2.sf(q, df))
 
 
+#: the exact distribution is tabulated over column sums while it has at most this many cells
+EXACT_COCHRAN_MAX_CELLS = 4_000_000
+
+
+def cochran_q_exact(matrix: np.ndarray, n_resamples: int = 20000, seed: int = 0) -> tuple[float, str]:
+    """Exact conditional (permutation) p-value of Cochran's Q for a tasks x runs 0/1 matrix.
+
+    Under H0 the runs are exchangeable within each task: given a task's number of solving runs
+    r, each of the C(k, r) ways to place its successes is equally likely, independently across
+    tasks. With the row totals fixed, Q grows with the sum of squared column totals, so
+    p = P(sum of squared column totals >= observed). The distribution of the column totals is
+    built exactly, task by task, over the first k - 1 columns (the last is implied); beyond
+    ``EXACT_COCHRAN_MAX_CELLS`` cells it is estimated by Monte Carlo with a fixed seed.
+    Returns (p, method).
+    """
+    x = (np.asarray(matrix, dtype=float) > 0).astype(np.int64)
+    if x.ndim != 2 or x.shape[1] < 2:
+        raise ValueError("Cochran's Q needs a tasks x runs matrix with at least 2 runs")
+    k = x.shape[1]
+    rows = x.sum(axis=1)
+    live = x[(rows > 0) & (rows < k)]  # tasks solved by all runs or by none cannot move any column total
+    if live.shape[0] == 0:
+        return 1.0, "exact"
+    observed = float((live.sum(axis=0) ** 2).sum())
+    tol = 1e-9 * max(1.0, observed)
+    m = live.shape[0]
+    total = int(live.sum())
+    if (m + 1) ** (k - 1) <= EXACT_COCHRAN_MAX_CELLS:
+        from itertools import combinations
+
+        dist = np.zeros((m + 1,) * (k - 1))
+        dist[(0,) * (k - 1)] = 1.0
+        for r in live.sum(axis=1):
+            placements = list(combinations(range(k), int(r)))
+            new = np.zeros_like(dist)
+            for cols in placements:
+                shift = [1 if c in cols else 0 for c in range(k - 1)]
+                src = tuple(slice(0, m + 1 - s) for s in shift)
+                dst = tuple(slice(s, m + 1) for s in shift)
+                new[dst] += dist[src]
+            dist = new / len(placements)
+        grids = np.indices(dist.shape)
+        last = total - grids.sum(axis=0)
+        stat = (grids**2).sum(axis=0) + last**2
+        valid = (last >= 0) & (last <= m)
+        return float(min(1.0, dist[valid & (stat >= observed - tol)].sum())), "exact"
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(n_resamples):
+        perm = rng.permuted(live, axis=1)
+        hits += float((perm.sum(axis=0) ** 2).sum()) >= observed - tol
+    return (1 + hits) / (1 + n_resamples), f"monte carlo ({n_resamples} resamples, seed {seed})"
+
+
 def holm(pvalues: Sequence[float]) -> list[float]:
     """Holm's step-down adjustment (family-wise error), monotone and capped at 1."""
     m = len(pvalues)

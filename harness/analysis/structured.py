@@ -15,8 +15,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from ablbench.errors import AblbenchError
 from harness.analysis.model import Run
-from harness.errors import AblbenchError
 
 
 def run_structured(run: Run) -> bool | None:

@@ -1,4 +1,4 @@
-"""``ablbench abliterate contrast|capture|directions|bake|evaluate|pipeline``.
+"""``ablbench abliterate contrast|capture|directions|bake|evaluate|pipeline`` (search etc.: _abliterate_search.py).
 
 The library lives in :mod:`abliterate` (which knows nothing of the harness); this module wires
 it to the agent's own prompt (:mod:`harness.prompt`), so the contrast set is what the model
@@ -15,20 +15,28 @@ from pathlib import Path
 
 import typer
 
-from harness.errors import AblbenchError, fail
+from ablbench.errors import AblbenchError
+from harness.errors import fail
 
 abl_app = typer.Typer(help="Find, choose, bake and evaluate a refusal direction.", no_args_is_help=True)
 
 
 def _errors(fn: Callable) -> Callable:
-    """Turn library errors into ``error: ...`` + exit 1."""
+    """Check the [abliterate] extra, then turn library errors into ``error: ...`` + exit 1."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from abliterate.errors import AbliterationError
+        from harness.extras import require
 
+        verb = fn.__name__.removesuffix("_cmd")
         try:
-            return fn(*args, **kwargs)
+            require("abliterate", f"abliterate {verb}")
+            from ablbench.paths import cache_dir
+            from abliterate.progress import warnings_to_file
+
+            with warnings_to_file(cache_dir() / "logs" / f"abliterate-{verb}.log"):
+                return fn(*args, **kwargs)
         except (AblbenchError, AbliterationError) as exc:
             raise fail(str(exc)) from exc
 
@@ -99,12 +107,16 @@ _DTYPE = typer.Option("auto", "--dtype", help="auto (fp32 on CPU, stored dtype o
 _BATCH = typer.Option(8, "--batch-size", help="Prompts per forward pass (memory is bounded by this).")
 _LAYERS_PATH = typer.Option(None, "--layers-path", help="Dotted path of the decoder layers for an unknown arch.")
 _QUIET = typer.Option(False, "--quiet", help="No progress bars.")
+_JUDGE = typer.Option(None, "--judge", metavar="URL MODEL",
+                      help="Also judge refusals with an LLM behind an OpenAI-compatible URL (pinned prompt).")
 
 
 @abl_app.command("contrast")
 @_errors
 def contrast_cmd(
-    model: Path = typer.Option(..., "--model", help="HF model folder (its chat template renders the prompts)."),
+    model: Path = typer.Option(
+        ..., "--model", help="HF model folder or .gguf file (its chat template renders the prompts)."
+    ),
     out: Path = typer.Option(..., "--out", help="Run folder to write contrast_refuse/comply.jsonl into."),
     prompts: Path | None = _PROMPTS, refuse_prompts: Path | None = _REFUSE, comply_prompts: Path | None = _COMPLY,
     limit: int | None = _LIMIT, eval_fraction: float = _EVAL_FRACTION, seed: int = _SEED,
@@ -129,7 +141,7 @@ def contrast_cmd(
 @abl_app.command("capture")
 @_errors
 def capture_cmd(
-    model: Path = typer.Option(..., "--model", help="HF model folder."),
+    model: Path = typer.Option(..., "--model", help="HF model folder or .gguf file (read through transformers)."),
     run: Path = typer.Option(..., "--run", help="Run folder holding the contrast files; writes run/activations."),
     batch_size: int = _BATCH, device: str = _DEVICE, dtype: str = _DTYPE, layers_path: str | None = _LAYERS_PATH,
     no_save_activations: bool = typer.Option(False, "--no-save-activations", help="Keep only the means."),
@@ -197,28 +209,43 @@ def directions_cmd(
 @abl_app.command("evaluate")
 @_errors
 def evaluate_cmd(
-    base: Path = typer.Option(..., "--base", help="The original HF model folder."),
-    edited: Path | None = typer.Option(None, "--edited", help="The edited HF folder (any abliteration)."),
+    base: Path = typer.Option(..., "--base", help="The original HF model folder or .gguf file."),
+    edited: Path | None = typer.Option(None, "--edited", help="The edited HF folder or .gguf (any abliteration)."),
     run: Path | None = typer.Option(None, "--run", help="Use this run's eval split (else the built-in prompts)."),
     out: Path | None = typer.Option(None, "--out", help="Folder for evaluation.json/.md (default: run/reports)."),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Greedy tokens per generation."),
     limit: int | None = typer.Option(None, "--limit", help="At most N prompts per bucket."),
+    benign: int = typer.Option(12, "--benign", help="Everyday prompts for the over-refusal figure (0: none)."),
+    judge: tuple[str, str] | None = _JUDGE,
+    no_rd: bool = typer.Option(False, "--no-rd", help="Skip the SBERT drift (RD) of base vs edited replies."),
     batch_size: int = _BATCH, device: str = _DEVICE, dtype: str = _DTYPE, quiet: bool = _QUIET,
 ) -> None:
-    """Base vs edited side by side: refusal markers, first-token KL, generations."""
+    """Base vs edited side by side: refusal (markers, optional judge) with Wilson intervals, over-refusal,
+    RRR / CE / RD, first-token KL, generations."""
     report, out_dir = run_evaluation(base, edited, run, out, max_new_tokens=max_new_tokens, limit=limit,
-                                     batch_size=batch_size, device=device, dtype=dtype, quiet=quiet)
+                                     batch_size=batch_size, device=device, dtype=dtype, quiet=quiet,
+                                     benign=benign, judge=_judge(judge), rd=not no_rd)
     print_evaluation(report)
     typer.echo(out_dir / "evaluation.md")
 
 
+def _judge(spec: tuple[str, str] | None):
+    """An ``abliterate.judge.Judge`` for ``--judge URL MODEL`` (None when not given)."""
+    if not spec or not spec[0]:
+        return None
+    from abliterate.judge import Judge
+
+    return Judge(spec[0], spec[1])
+
+
 def run_evaluation(base: Path, edited: Path | None, run: Path | None, out: Path | None, *, max_new_tokens: int,
-                   limit: int | None, batch_size: int, device: str, dtype: str, quiet: bool):
-    """Records (run's eval split, or built-in prompts) + smoke prompt -> evaluate()."""
+                   limit: int | None, batch_size: int, device: str, dtype: str, quiet: bool, benign: int = 12,
+                   judge=None, rd: bool = True):
+    """Records (run's eval split, or built-in prompts) + smoke prompt + benign prompts -> evaluate()."""
     from abliterate.contrast import build_contrast, read_contrast, select
     from abliterate.evaluate import evaluate
     from abliterate.model import load_tokenizer
-    from abliterate.pipeline import smoke_records
+    from abliterate.pipeline import benign_records, smoke_records
     from abliterate.prompts import builtin_prompts
 
     rb, cb = agent_builders()
@@ -235,7 +262,8 @@ def run_evaluation(base: Path, edited: Path | None, run: Path | None, out: Path 
     out_dir = out or (run / "reports" if run else Path("."))
     report = evaluate(base, edited, refuse=refuse, comply=comply, smoke=smoke_records(tok, rb, cb),
                       max_new_tokens=max_new_tokens, batch_size=batch_size, device=device, dtype=dtype,
-                      out_dir=out_dir, show_progress=not quiet)
+                      out_dir=out_dir, show_progress=not quiet, benign=benign_records(tok)[:benign] if benign else [],
+                      judge=judge, rd=rd)
     return report, out_dir
 
 
@@ -254,7 +282,9 @@ def print_evaluation(report: dict) -> None:
 @abl_app.command("pipeline")
 @_errors
 def pipeline_cmd(
-    model: Path = typer.Option(..., "--model", help="HF model folder."),
+    model: Path = typer.Option(
+        ..., "--model", help="HF model folder, or a .gguf file (then the bake writes a GGUF: GGUF in, GGUF out)."
+    ),
     out: Path = typer.Option(..., "--out", help="Run folder (created; rerunning resumes)."),
     prompts: Path | None = _PROMPTS, refuse_prompts: Path | None = _REFUSE, comply_prompts: Path | None = _COMPLY,
     limit: int | None = _LIMIT, eval_fraction: float = _EVAL_FRACTION, seed: int = _SEED,
@@ -270,12 +300,30 @@ def pipeline_cmd(
     norm_preserve: bool = typer.Option(False, "--norm-preserve", help="Norm-preserving bake."),
     eval_tokens: int = typer.Option(128, "--eval-tokens", help="Greedy tokens per evaluation generation."),
     eval_limit: int | None = typer.Option(None, "--eval-limit", help="At most N eval prompts per bucket."),
+    search: bool | None = typer.Option(None, "--search/--no-search",
+                                       help="Optuna search instead of the one-layer choice (default: on with a GPU)."),
+    search_trials: int = typer.Option(200, "--search-trials", help="Complete search trials (heretic: 200)."),
+    search_prompts: int | None = typer.Option(None, "--search-prompts", help="Eval prompts per bucket per trial."),
+    search_tokens: int = typer.Option(100, "--search-tokens", help="Greedy tokens of the refusal objective."),
+    search_format_tokens: int = typer.Option(128, "--search-format-tokens", help="Tokens of the first agent reply."),
+    demo_search: bool = typer.Option(False, "--demo-search",
+                                     help="A search small enough for a CPU demo (a few minutes on SmolLM2)."),
+    report_prompts: int = typer.Option(32, "--report-prompts", help="Refuse prompts for the direction report."),
+    report_tokens: int = typer.Option(100, "--report-tokens", help="Greedy tokens for the direction report."),
+    judge: tuple[str, str] | None = _JUDGE,
+    no_rd: bool = typer.Option(False, "--no-rd", help="Skip the SBERT drift (RD) in the evaluation."),
     force: str = typer.Option("", "--force", help="Comma list of steps to rerun (or 'all')."),
     batch_size: int = _BATCH, device: str = _DEVICE, dtype: str = _DTYPE, layers_path: str | None = _LAYERS_PATH,
     quiet: bool = _QUIET,
 ) -> None:
-    """contrast -> capture -> directions -> choose -> bake -> evaluate, resumable."""
+    """contrast -> capture -> directions -> choose | search -> report -> bake -> evaluate, resumable."""
     from abliterate.pipeline import PipelineOptions, run_pipeline
+    from harness.commands._abliterate_search import DEMO_SEARCH, agent_format_ok
+
+    if demo_search:
+        search = True
+        search_trials, search_prompts = DEMO_SEARCH["trials"], DEMO_SEARCH["prompts"]
+        search_tokens, search_format_tokens = DEMO_SEARCH["gen_tokens"], DEMO_SEARCH["format_tokens"]
 
     ri, ci, rb, cb, mode = contrast_inputs(prompts, refuse_prompts, comply_prompts, limit)
     typer.echo(mode)
@@ -285,15 +333,22 @@ def pipeline_cmd(
         candidates=[int(c) for c in candidates.split(",") if c.strip()] if candidates else None,
         n_candidates=n_candidates, kl_bound=kl_bound, choose_gen_tokens=gen_tokens,
         components=tuple(c.strip() for c in components.split(",") if c.strip()), weight=weight,
-        norm_preserve=norm_preserve, eval_tokens=eval_tokens, eval_limit=eval_limit,
+        norm_preserve=norm_preserve, eval_tokens=eval_tokens, eval_limit=eval_limit, search=search,
+        search_trials=search_trials, search_prompts=search_prompts, search_gen_tokens=search_tokens,
+        search_format_tokens=search_format_tokens, report_prompts=report_prompts, report_tokens=report_tokens,
+        judge=tuple(judge) if judge and judge[0] else None, rd=not no_rd,
         force=tuple(s.strip() for s in force.split(",") if s.strip()), show_progress=not quiet,
     )
     summary = run_pipeline(model, out, refuse_items=ri, comply_items=ci, refuse_messages=rb, comply_messages=cb,
-                           options=opts)
-    typer.echo(f"chosen layer {summary['chosen_layer']}")
+                           options=opts, format_check=agent_format_ok)
+    typer.echo(f"chosen layer {summary['chosen_layer']}" + (" (search)" if summary.get("search") else "")
+               + f"; edited model: {summary['edited_model']}")
+    for sentence in summary.get("direction_verdict") or []:
+        typer.echo(sentence)
     for name, rr in summary["refusal_rate"].items():
         kl = summary["kl_first_token"].get(name, {}).get("mean")
-        typer.echo(f"{name}: refusal rate {rr['base']:.3f} -> {rr['edited']:.3f}; first-token KL {kl:.4f}")
+        typer.echo(f"{name}: refusal rate {rr['base']:.3f} -> {rr['edited']:.3f}"
+                   + (f"; first-token KL {kl:.4f}" if kl is not None else ""))
     typer.echo(out)
 
 
@@ -306,5 +361,9 @@ def _register_bake() -> None:
 
 def register(app: typer.Typer) -> None:
     """Add the ``abliterate`` verb group."""
+    from harness.commands import _abliterate_checks, _abliterate_search
+
     _register_bake()
+    _abliterate_search.register(abl_app)
+    _abliterate_checks.register(abl_app)
     app.add_typer(abl_app, name="abliterate")

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from harness.errors import AblbenchError, fail
+from ablbench.errors import AblbenchError
+from harness.errors import fail
 
 
 def _print_summary(res: dict) -> None:
@@ -15,7 +16,7 @@ def _print_summary(res: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from harness.analysis.report import fmt_p, pct, signed_pp
+    from harness.analysis.report import fmt_p, pct
 
     console = Console()
     if not console.is_terminal:  # piped or captured: no width to respect, keep table rows on one line
@@ -51,7 +52,7 @@ def _print_summary(res: dict) -> None:
         for p in res["pairs"]:
             lo, hi = p["newcombe95"]
             row = [f"{p['a']} vs {p['b']}", f"{p['both']}/{p['a_only']}/{p['b_only']}/{p['neither']}",
-                   f"{100 * p['diff']:+.1f} ({100 * lo:+.1f}, {100 * hi:+.1f})",
+                   f"{100 * p['diff']:+.1f} ({100 * lo:+.1f}, {100 * hi:+.1f})" if p["n"] else "— (no task left)",
                    f"{fmt_p(p['mcnemar_exact_p'])} (mid {fmt_p(p['mcnemar_midp'])})"]
             row += [fmt_p(p["mcnemar_holm_p"])] if holm else []
             row += [fmt_p(p["sign_flip_p"])] if res["multi_attempt"] else []
@@ -60,9 +61,17 @@ def _print_summary(res: dict) -> None:
         for p in res["pairs"]:
             console.print(f"Fisher (unpaired) {p['a']} vs {p['b']}: p = {fmt_p(p['fisher_two_sided_p'])} two-sided, "
                           f"{fmt_p(p['fisher_one_sided_p'])} one-sided {p['a']} > {p['b']}")
+        if not res["errors_as_failures"]:
+            for p in res["pairs"]:
+                ex = p["excluded_errors"]
+                if ex:
+                    console.print(f"{p['a']} vs {p['b']}: {len(ex)} task(s) left out of the paired test (an infra, "
+                                  "llm or verifier error in either run; --errors-as-failures counts them as failures)")
     if "cochran_q" in res:
         c = res["cochran_q"]
-        console.print(f"Cochran's Q = {c['q']:.3f}, df = {c['df']}, p = {fmt_p(c['p'])}")
+        left = f"; {c['excluded_errors']} task(s) with errors left out" if c["excluded_errors"] else ""
+        console.print(f"Cochran's Q = {c['q']:.3f}, df = {c['df']}, exact p = {fmt_p(c['p_exact'])} "
+                      f"({c['exact_method']}), asymptotic p = {fmt_p(c['p'])}{left}")
     if len(res["runs"]) > 1:
         t = Table(title="overlap of solved tasks (every region)", title_justify="left", box=box.SIMPLE_HEAD)
         t.add_column("region")
@@ -73,12 +82,25 @@ def _print_summary(res: dict) -> None:
         t.add_row("solved by none", str(res["unsolved_by_all"]), "—")
         console.print(t)
         for p in res["pairs"]:
-            d = p["detectable_increase_80"]
-            need = (f"80% power needs {signed_pp(d['nested'])} to {signed_pp(d['independent'])} over {p['b']}"
-                    if d["nested"] is not None and d["independent"] is not None
-                    else f"80% power is out of reach with {p['n']} tasks")
-            console.print(f"power {p['a']} vs {p['b']}: {p['power']['nested']:.2f} (nested) / "
-                          f"{p['power']['independent']:.2f} (independent); {need}")
+            m = p["mde80"]
+            mde = f"{100 * m['mcnemar']:.1f} pp" if m["mcnemar"] is not None else "out of reach"
+            extra = (f"; sign-flip over all attempts {100 * m['sign_flip']:.1f} pp"
+                     if m.get("sign_flip") is not None else "")
+            console.print(f"detectable at 80% power, {p['a']} vs {p['b']}: {mde} (McNemar, {p['n']} tasks, "
+                          f"{m['discordant']} discordant){extra}")
+
+
+def _print_behaviour(res: dict) -> None:
+    """The behaviour sentences (one per metric and pair) and the refusal-marker count."""
+    beh = res.get("behaviour") or {}
+    if not beh.get("available"):
+        return
+    for pair in beh["pairs"]:
+        typer.echo(f"behaviour {pair['a']} vs {pair['b']} ({pair['n_tasks']} tasks):")
+        for m in pair["metrics"]:
+            typer.echo(f"  {m['sentence']}")
+    typer.echo(f"turns with a refusal marker: {len(beh['refusals'])}"
+               + (f" ({beh['judge']['refusals']} judged refusals)" if "judge" in beh else ""))
 
 
 def analyze_command(
@@ -89,16 +111,24 @@ def analyze_command(
     markdown_out: Path | None = typer.Option(None, "--markdown", help="Write the markdown report here "
                                              "('-' = stdout)."),
     plots: Path | None = typer.Option(None, "--plots", help="Folder for the PNG figures."),
+    html_out: Path | None = typer.Option(None, "--html", help="Write one self-contained HTML report here: the "
+                                         "tables, the figures, a task x run matrix and every trajectory."),
     solved: str = typer.Option("first", "--solved", help="With several attempts per task, what counts as "
                                "solved for rates, paired tests and overlap: first | any | majority."),
+    errors_as_failures: bool = typer.Option(False, "--errors-as-failures", help="Count tasks with infra/llm/"
+                                            "verifier errors as failures in the paired tests (default: they leave "
+                                            "the pair's test, with the count stated)."),
+    judge: tuple[str, str] | None = typer.Option(None, "--judge", metavar="URL MODEL", help="Also ask an LLM judge "
+                                                 "(OpenAI-compatible server URL, model name) about every turn where "
+                                                 "a refusal marker fired."),
     allow_mixed_structured: bool = typer.Option(
         False, "--allow-mixed-structured", help="Compare runs even when only some used --structured."
     ),
 ) -> None:
     """Compare runs on their shared tasks: pass rates, exact paired tests, overlap, power, plots."""
+    from ablbench.results import write_text_atomic
     from harness.analysis import analyze, load_run
     from harness.analysis.report import to_json, to_markdown
-    from runners.results import write_text_atomic
 
     try:
         labels = [n.strip() for n in names.split(",")] if names else [None] * len(runs)
@@ -112,10 +142,15 @@ def analyze_command(
 
         for note in check_structured_pairing(loaded, allow_mixed_structured):
             typer.secho(f"warning: {note}", err=True, fg=typer.colors.YELLOW)
-        res = analyze(loaded, solved_rule=solved)
+        res = analyze(loaded, solved_rule=solved, errors_as_failures=errors_as_failures)
+        if judge is not None and judge[0] is not None:
+            from harness.analysis.refusal_judge import judge_refusals
+
+            judge_refusals(res["behaviour"], *judge)
         to_stdout = "-" in (str(json_out), str(markdown_out))
         if not to_stdout:
             _print_summary(res)
+            _print_behaviour(res)
         for out, text in ((json_out, to_json), (markdown_out, to_markdown)):
             if out is None:
                 continue
@@ -125,12 +160,20 @@ def analyze_command(
                 write_text_atomic(Path(out), text(res))
                 if not to_stdout:
                     typer.echo(f"wrote {out}")
+        made: list[Path] | None = None
         if plots is not None:
             from harness.analysis.plots import make_plots
 
-            for made in make_plots(res, plots):
+            made = make_plots(res, plots)
+            for path in made:
                 if not to_stdout:
-                    typer.echo(f"wrote {made}")
+                    typer.echo(f"wrote {path}")
+        if html_out is not None:
+            from harness.analysis.html import build_report
+
+            write_text_atomic(Path(html_out), build_report(res, loaded, made))
+            if not to_stdout:
+                typer.echo(f"wrote {html_out}")
     except AblbenchError as exc:
         raise fail(str(exc)) from exc
 

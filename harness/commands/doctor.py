@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import typer
 from rich.console import Console
 
-from harness.paths import BASE_IMAGE, embedded_model_dir
+from ablbench.paths import BASE_IMAGE, embedded_model_dir
 
 SGLANG_IMAGE_PREFIX = "lmsysorg/sglang"
 
@@ -95,8 +95,8 @@ def _llama_cpp_check() -> Check:
 
 
 def _bundled_gguf_check() -> Check:
+    from ablbench.errors import AblbenchError
     from harness.embedded_model import gguf_path
-    from harness.errors import AblbenchError
 
     try:
         return Check("bundled GGUF", True, str(gguf_path()))

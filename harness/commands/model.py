@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from harness.errors import AblbenchError, fail
+from ablbench.errors import AblbenchError
+from harness.errors import fail
 
 
 def register(app: typer.Typer) -> None:

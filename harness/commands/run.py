@@ -14,9 +14,13 @@ from typing import Any
 
 import typer
 
-from harness.errors import AblbenchError, fail
+from ablbench.errors import AblbenchError
+from harness.commands._run_options import RunOptions
+from harness.errors import fail
 
 AGENTS = ("terminus", "oracle", "nop")
+#: agent-settings entries that record a server probe's answer, not a setting: never fingerprinted
+PROBED_AGENT_FACTS = frozenset({"seed_supported"})
 
 
 def register(app: typer.Typer) -> None:
@@ -40,7 +44,12 @@ def run_command(
     out: Path | None = typer.Option(None, "--out", help="Results folder (default: results/<timestamp>)."),
     resume: bool = typer.Option(False, "--resume", help="Keep finished trials in --out, rerun the rest."),
     rerun_errors: bool = typer.Option(
-        False, "--rerun-errors", help="With --resume: also rerun trials that ended in infra/llm/verifier errors."
+        False, "--rerun-errors", help="With --resume: also rerun trials that ended in infra or llm errors."
+    ),
+    rerun: list[str] = typer.Option(
+        [],
+        "--rerun",
+        help="With --resume: also rerun finished trials with this outcome, e.g. verifier_error (repeatable).",
     ),
     infra_retries: int = typer.Option(
         1, "--infra-retries", min=0, help="Retries of a trial that hits an infrastructure error."
@@ -63,7 +72,9 @@ def run_command(
     max_tokens: int = typer.Option(4096, "--max-tokens", min=1, help="Tokens per model reply (terminus)."),
     temperature: float = typer.Option(0.7, "--temperature", min=0.0, help="Sampling temperature (terminus)."),
     top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling (terminus)."),
-    seed: int = typer.Option(0, "--seed", help="Sampling seed (terminus)."),
+    seed: int = typer.Option(
+        0, "--seed", help="Run seed (terminus): each request's seed derives from it, the task, the attempt and "
+        "the turn, so attempts differ and runs of two models share seeds."),
     context_length: int | None = typer.Option(
         None,
         "--context-length",
@@ -79,8 +90,35 @@ def run_command(
     quiet: bool = typer.Option(False, "--quiet", help="No live progress display."),
 ) -> None:
     """Run tasks with an agent (N trials in parallel); results go to results/<run>/."""
+    opts = RunOptions(
+        agent=agent,
+        tasks=tasks,
+        include=tuple(include),
+        exclude=tuple(exclude),
+        model_url=model_url,
+        model=model,
+        attempts=attempts,
+        timeout_multiplier=timeout_multiplier,
+        base_image_map=tuple(base_image_map),
+        offline=offline,
+        no_network=no_network,
+        max_turns=max_turns,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        context_length=context_length,
+        structured=structured,
+        parallel=parallel,
+        out=out,
+        resume=resume,
+        rerun_errors=rerun_errors,
+        rerun=tuple(rerun),
+        infra_retries=infra_retries,
+        quiet=quiet,
+    )
     try:
-        code = _run(**locals())
+        code = _run(opts)
     except AblbenchError as exc:
         raise fail(str(exc)) from exc
     except KeyboardInterrupt:
@@ -89,82 +127,87 @@ def run_command(
         raise typer.Exit(code)
 
 
-def _run(**o: Any) -> int:
+def _run(o: RunOptions) -> int:
     import docker
     from rich.console import Console
 
-    from harness.paths import BASE_IMAGE, BUNDLED_TASKS, RESULTS_ROOT
+    from ablbench.paths import BASE_IMAGE, BUNDLED_TASKS, RESULTS_ROOT
+    from ablbench.results import scan_results
     from harness.tasks import discover_tasks
     from runners.images import ImageOptions, ImageResolver, parse_image_map
-    from runners.results import scan_results
+    from runners.runtime_image import AGENT_TOOLS
     from runners.scheduler import RunConfig, RunError, Scheduler, stop_on_signals
     from runners.trial import TrialConfig
 
     console = Console(stderr=True)
-    if o["agent"] not in AGENTS:
-        raise AblbenchError(f"--agent {o['agent']!r} is unknown; use one of {', '.join(AGENTS)}")
-    if o["resume"] and o["out"] is None:
+    if o.agent not in AGENTS:
+        raise AblbenchError(f"--agent {o.agent!r} is unknown; use one of {', '.join(AGENTS)}")
+    if o.resume and o.out is None:
         raise AblbenchError("--resume needs --out pointing at the results folder of the run to continue")
+    _check_rerun(o)
     try:
-        image_map = parse_image_map(o["base_image_map"])
+        image_map = parse_image_map(o.base_image_map)
     except ValueError as exc:
         raise AblbenchError(str(exc)) from None
-    specs = discover_tasks(o["tasks"] or BUNDLED_TASKS, include=tuple(o["include"]), exclude=tuple(o["exclude"]))
+    specs = discover_tasks(o.tasks or BUNDLED_TASKS, include=o.include, exclude=o.exclude)
     if not specs:
         raise AblbenchError("no task matches --include/--exclude; run `ablbench tasks list` to see the names")
 
-    out_dir = (o["out"] or RESULTS_ROOT / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")).resolve()
+    out_dir = (o.out or RESULTS_ROOT / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")).resolve()
     run_id = re.sub(r"[^a-zA-Z0-9_.-]+", "-", out_dir.name)[:60] or "run"
-    if scan_results(out_dir) and not o["resume"]:
+    if scan_results(out_dir) and not o.resume:
         raise AblbenchError(
             f"{out_dir} already holds finished trials: pass --resume to continue that run, or choose another --out"
         )
     agent_factory, agent_settings, identity = _agent(o, lambda m: console.print(f"[yellow]warning: {m}[/]"))
-
-    if o["resume"]:
-        _check_same_run(out_dir, agent_settings, identity)
     try:
-        client = docker.from_env(timeout=600, max_pool_size=max(10, 3 * o["parallel"]))
+        client = docker.from_env(timeout=600, max_pool_size=max(10, 3 * o.parallel))
         client.ping()
     except Exception as exc:  # noqa: BLE001 - any failure means "no engine"
         raise AblbenchError(f"cannot reach the Docker engine ({exc}); start docker or set DOCKER_HOST") from None
 
     provenance = {
         "command": sys.argv,
-        "tasks_root": str((o["tasks"] or BUNDLED_TASKS).resolve()),
+        "tasks_root": str((o.tasks or BUNDLED_TASKS).resolve()),
         "agent": agent_settings,
         "structured": bool(agent_settings.get("response_format")),
         "model": identity,
         "git": _git(),
         "versions": _versions(client),
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in o.items()},
+        "options": o.as_dict(),
     }
     images = ImageResolver(
         client,
         ImageOptions(
             base_image_map=image_map,
-            offline=o["offline"],
+            offline=o.offline,
             fallback_image=BASE_IMAGE,
             warn=lambda m: console.print(f"[yellow]warning: {m}[/]"),
+            # the terminus agent drives tmux: images without it get a cached derived image (issue 12)
+            runtime_tools=AGENT_TOOLS if o.agent == "terminus" else (),
         ),
     )
     trial_config = TrialConfig(
-        run_id=run_id, out_dir=out_dir, timeout_multiplier=o["timeout_multiplier"], no_network=o["no_network"]
+        run_id=run_id, out_dir=out_dir, timeout_multiplier=o.timeout_multiplier, no_network=o.no_network
     )
     config = RunConfig(
-        attempts=o["attempts"],
-        parallel=o["parallel"],
-        resume=o["resume"],
-        rerun_errors=o["rerun_errors"],
-        infra_retries=o["infra_retries"],
+        attempts=o.attempts,
+        parallel=o.parallel,
+        resume=o.resume,
+        rerun_errors=o.rerun_errors,
+        rerun=frozenset(o.rerun),
+        infra_retries=o.infra_retries,
         provenance=provenance,
-        show_progress=not o["quiet"],
+        fingerprint=experiment_fingerprint(o, specs, agent_settings, identity, trial_config),
+        experiment={"agent": agent_settings, "model": identity, "tasks_root": provenance["tasks_root"],
+                    "structured": provenance["structured"]},
+        show_progress=not o.quiet,
     )
     try:
         scheduler = Scheduler(client, specs, agent_factory, images, trial_config, config, console=console)
         console.print(
-            f"ablbench run: {len(specs)} task(s) x {o['attempts']} attempt(s), agent {o['agent']}, "
-            f"-n {o['parallel']} -> {out_dir}"
+            f"ablbench run: {len(specs)} task(s) x {o.attempts} attempt(s), agent {o.agent}, "
+            f"-n {o.parallel} -> {out_dir}"
         )
         with stop_on_signals(scheduler, console) as state:
             summary = scheduler.run()
@@ -184,71 +227,98 @@ def _run(**o: Any) -> int:
     return 0
 
 
-def _agent(o: dict, warn: Any) -> tuple[Any, dict, dict | None]:
+def _agent(o: RunOptions, warn: Any) -> tuple[Any, dict, dict | None]:
     """(factory of a fresh agent per trial, agent settings for run.json, model identity)."""
-    from runners.simple_agents import NopAgent, OracleAgent
+    from harness.agents.simple import NopAgent, OracleAgent
 
-    if o["agent"] == "oracle":
+    if o.agent == "oracle":
         return OracleAgent, {"name": "oracle"}, None
-    if o["agent"] == "nop":
+    if o.agent == "nop":
         return NopAgent, {"name": "nop"}, None
-    if not o["model_url"] or not o["model"]:
+    if not o.model_url or not o.model:
         raise AblbenchError("--agent terminus needs --model-url and --model (start a server with `ablbench serve`)")
     from dataclasses import asdict
 
-    from harness.agent import AgentConfig, TerminusAgent
+    from harness.agents.terminus import AgentConfig, TerminusAgent
     from harness.llm_client import LLMClient
 
-    identity = model_identity(o["model_url"], o["model"], warn)
+    identity = model_identity(o.model_url, o.model, warn)
     served_len = (identity.get("server_entry") or {}).get("max_model_len")
-    if not served_len and Path(o["model"]).is_dir():
+    if not served_len and Path(o.model).is_dir():
         # transformers serve names the model by its folder and reports no context length
         from runners.servers.process import config_context_length
 
-        served_len = config_context_length(Path(o["model"]))
+        served_len = config_context_length(Path(o.model))
+    # seeds (issue 12): does the server take `seed`? One 1-token request; run.json records the answer
+    seed_ok = LLMClient(o.model_url, o.model, max_retries=1).probe_seed()
+    if seed_ok is False:
+        warn(f"{o.model_url} rejects the `seed` field: requests are sent without it (run.json says so)")
     cfg = AgentConfig(
-        max_turns=o["max_turns"],
-        max_tokens=o["max_tokens"],
-        temperature=o["temperature"],
-        top_p=o["top_p"],
-        seed=o["seed"],
-        context_length=o["context_length"] or (int(served_len) if served_len else None),
+        send_seed=seed_ok is not False,
+        max_turns=o.max_turns,
+        max_tokens=o.max_tokens,
+        temperature=o.temperature,
+        top_p=o.top_p,
+        seed=o.seed,
+        context_length=o.context_length or (int(served_len) if served_len else None),
     )
-    if o["structured"]:  # --structured: the server must honour the action schema (preflight)
+    if o.structured:  # --structured: the server must honour the action schema (preflight)
         from harness.action_schema import action_schema, bounds_for, response_format
         from harness.structured_check import check_structured
 
-        style = check_structured(o["model_url"], o["model"])
-        cfg.response_format = response_format(action_schema(bounds_for(o["max_tokens"])), style)
+        style = check_structured(o.model_url, o.model)
+        cfg.response_format = response_format(action_schema(bounds_for(o.max_tokens)), style)
 
     def factory() -> Any:
-        return TerminusAgent(LLMClient(o["model_url"], o["model"]), cfg)
+        return TerminusAgent(LLMClient(o.model_url, o.model), cfg)
 
-    return factory, {"name": "terminus", **asdict(cfg)}, identity
+    from harness.seeds import SEED_RULE
+
+    settings = {"name": "terminus", **asdict(cfg), "seed_rule": SEED_RULE, "seed_supported": seed_ok}
+    return factory, settings, identity
 
 
-def _check_same_run(out_dir: Path, agent_settings: dict, identity: dict | None) -> None:
-    """--resume must continue the same agent and model, or the results folder would mix two runs."""
-    import json
+def _check_rerun(o: RunOptions) -> None:
+    from ablbench.agent_api import Outcome
 
-    try:
-        old = json.loads((out_dir / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return
-    was_agent = (old.get("agent") or {}).get("name")
-    was_model = (old.get("model") or {}).get("model")
-    now_model = (identity or {}).get("model")
-    if was_agent and was_agent != agent_settings["name"] or was_model != now_model:
-        raise AblbenchError(
-            f"{out_dir} was run with agent {was_agent} and model {was_model}; resume it with "
-            f"the same --agent/--model, or choose another --out"
-        )
-    was_structured, now_structured = bool(old.get("structured")), bool(agent_settings.get("response_format"))
-    if was_structured != now_structured:
-        raise AblbenchError(
-            f"{out_dir} was run {'with' if was_structured else 'without'} --structured; resume it the same way, "
-            "or choose another --out"
-        )
+    known = {x.value for x in Outcome}
+    unknown = [x for x in o.rerun if x not in known]
+    if unknown:
+        raise AblbenchError(f"--rerun {unknown[0]!r} is not an outcome; use one of {', '.join(sorted(known))}")
+    if (o.rerun or o.rerun_errors) and not o.resume:
+        raise AblbenchError("--rerun/--rerun-errors only make sense with --resume (they pick trials to run again)")
+
+
+def experiment_fingerprint(
+    o: RunOptions, specs: list, agent_settings: dict, identity: dict | None, trial_config: Any
+) -> dict[str, Any]:
+    """Everything that defines the experiment; ``--resume`` refuses a run whose fingerprint differs.
+
+    The options whose role is ``experiment``, the agent's full settings, the served model's
+    identity (not its URL: a restarted server gets another port), every task's name and content
+    hash, the local fallback image and the trial limits.
+    """
+    from ablbench.paths import BASE_IMAGE
+    from runners.fingerprint import tree_hash
+
+    def task_hash(spec: Any) -> str:
+        roots = [spec.path] + [
+            p for p in (spec.tests_dir, spec.test_script_path, spec.build_context)
+            if p is not None and not Path(p).resolve().is_relative_to(Path(spec.path).resolve())
+        ]
+        return tree_hash(*roots)
+
+    entry = (identity or {}).get("server_entry") or {}
+    model = {"name": identity.get("model"), "root": entry.get("root")} if identity else {}
+    return {
+        "options": o.with_role("experiment"),
+        # not what the server happened to answer to a probe (a busy server can time out on it)
+        "agent": {k: v for k, v in agent_settings.items() if k not in PROBED_AGENT_FACTS},
+        "model": model,
+        "tasks": {spec.name: task_hash(spec) for spec in specs},
+        "images": {"fallback_image": BASE_IMAGE},
+        "trial": {"agent_grace_s": trial_config.agent_grace_s, "pids_limit": trial_config.pids_limit},
+    }
 
 
 def model_identity(base_url: str, model: str, warn: Any = None) -> dict:
@@ -299,7 +369,7 @@ def model_identity(base_url: str, model: str, warn: Any = None) -> dict:
 
 
 def _git() -> dict:
-    from harness.paths import REPO_ROOT
+    from ablbench.paths import REPO_ROOT
 
     def git(*args: str) -> str | None:
         try:

@@ -18,9 +18,10 @@ from typing import Any
 
 import typer
 
-from harness.errors import AblbenchError, fail
-from harness.paths import cache_dir
-from runners.results import write_json_atomic
+from ablbench.errors import AblbenchError
+from ablbench.paths import cache_dir
+from ablbench.results import write_json_atomic
+from harness.errors import fail
 
 BACKEND_NAMES = ("llamacpp", "transformers", "sglang", "vllm")
 
@@ -225,6 +226,7 @@ def _serve(
 
     console = Console(stderr=True)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    detached = False  # a --detach server interrupted before it was recorded must not be left running
     try:
         try:
             server.start()
@@ -247,6 +249,7 @@ def _serve(
                 "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "detach": server.detach(),
             }
             path = _write_state(server.name, record)
+            detached = True
             typer.echo(f"detached; recorded in {path}; stop with `ablbench serve stop {server.name}`", err=True)
             return
         typer.echo("serving; Ctrl-C stops it", err=True)
@@ -260,7 +263,7 @@ def _serve(
         typer.echo("stopping...", err=True)
     finally:
         signal.signal(signal.SIGTERM, previous)
-        if not detach:
+        if not detached:
             server.stop()
     typer.echo(f"stopped {server.name}", err=True)
 

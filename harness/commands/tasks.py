@@ -6,8 +6,9 @@ from pathlib import Path
 
 import typer
 
-from harness.errors import AblbenchError, fail
-from harness.paths import BUNDLED_TASKS
+from ablbench.errors import AblbenchError
+from ablbench.paths import BUNDLED_TASKS
+from harness.errors import fail
 
 
 def _fmt_s(seconds: float) -> str:
@@ -53,6 +54,12 @@ def register(app: typer.Typer) -> None:
     @tasks_app.command("check")
     def check(
         path: Path = typer.Argument(BUNDLED_TASKS, help="A folder of tasks, or one task folder."),
+        images: bool = typer.Option(
+            False, "--images", help="Also say, per task, whether its image can host the agent (tmux, bash): "
+            "ready, needs bootstrap, cannot run. Nothing is pulled or built."),
+        base_image_map: list[str] = typer.Option(
+            [], "--base-image-map", help="FROM=TO, as for `ablbench run` (with --images; repeatable)."),
+        offline: bool = typer.Option(False, "--offline", help="As for `ablbench run` (with --images)."),
     ) -> None:
         """Validate every task under PATH; print each problem with its file; exit 1 if any."""
         from harness.tasks import check_tasks, discover_tasks
@@ -62,7 +69,55 @@ def register(app: typer.Typer) -> None:
             for p in problems:
                 typer.secho(f"{p.path}: {p.message}", err=True, fg=typer.colors.RED)
             raise fail(f"{len(problems)} problem(s) in {path}; fix them and rerun `ablbench tasks check`")
-        n = len(discover_tasks(path))
-        typer.echo(f"ok: {n} task(s) in {path}")
+        specs = discover_tasks(path)
+        typer.echo(f"ok: {len(specs)} task(s) in {path}")
+        if images:
+            _check_images(specs, base_image_map, offline)
 
     app.add_typer(tasks_app, name="tasks")
+
+
+def _check_images(specs: list, base_image_map: list[str], offline: bool) -> None:
+    """``tasks check --images``: one row per task (runners.runtime_image, rule 5); exit 1 if any cannot run."""
+    from collections import Counter
+
+    import docker
+    from rich.console import Console
+    from rich.table import Table
+
+    from ablbench.paths import BASE_IMAGE
+    from runners.images import ImageError, ImageOptions, ImageResolver, parse_image_map
+    from runners.runtime_image import AgentRuntime, check_task
+
+    try:
+        mapping = parse_image_map(base_image_map)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means "no engine"
+        raise fail(f"--images needs the Docker engine ({exc}); start docker or set DOCKER_HOST") from None
+    resolver = ImageResolver(client, ImageOptions(base_image_map=mapping, offline=offline, fallback_image=BASE_IMAGE))
+    runtime = AgentRuntime(client)
+    table = Table(title="agent runtime (tmux, bash) per task image")
+    for col in ("task", "image", "status", "detail"):
+        table.add_column(col, overflow="fold")
+    colour = {"ready": "green", "needs bootstrap": "yellow", "cannot run": "red", "unknown": "magenta"}
+    counts: Counter = Counter()
+    for spec in specs:
+        try:
+            row = check_task(spec, resolver, runtime)
+            status, image, detail = row.status, row.image, "; ".join([row.detail, *row.notes])
+        except (ImageError, docker.errors.DockerException) as exc:
+            status, image, detail = "unknown", spec.docker_image or "-", str(exc).splitlines()[0]
+        counts[status] += 1
+        table.add_row(spec.name, image, f"[{colour[status]}]{status}[/]", detail)
+    Console().print(table)
+    typer.echo(", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if counts["needs bootstrap"]:
+        typer.echo("needs bootstrap: `ablbench run` adds tmux/bash in a cached derived image (the build needs "
+                   "network to the image's package mirror)")
+    if counts["cannot run"]:
+        raise fail(f"{counts['cannot run']} task image(s) cannot host the agent: add tmux and bash to their "
+                   "Dockerfiles, or map them with --base-image-map FROM=IMAGE_WITH_TMUX")

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from docker.models.containers import Container
 
-from runners.agent_api import AgentResult, AgentStop
+from ablbench.agent_api import AgentResult, AgentStop
+from ablbench.task_spec import TaskSpec
 from runners.environment import ContainerError, ExecResult, TaskEnvironment
-from runners.task_spec import TaskSpec
 
 SOLUTION_DIR = "/solution"
 

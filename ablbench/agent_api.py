@@ -52,12 +52,19 @@ class AgentResult:
     context_events: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
+    #: replies cut off at the token limit (finish_reason "length"), whether or not a part ran
+    cut_off: int = 0
     error: str | None = None
     extra: dict = field(default_factory=dict)
 
 
 class Agent(Protocol):
-    """Anything that can work on a task inside a running container."""
+    """Anything that can work on a task inside a running container.
+
+    Optional hooks a trial calls before ``run`` when the agent has them: ``for_task(spec)``
+    (returns the agent for that TaskSpec) and ``for_trial(task, attempt)`` (returns the agent
+    for that attempt; the terminus agent derives its sampling seeds from them).
+    """
 
     name: str
 

@@ -2,9 +2,11 @@
 
 Layout (``results/<run>/``)::
 
-    run.json                 provenance (command line, model identity, agent settings, sessions)
+    run.json                 the experiment (fingerprint, agent settings, model, tasks) and one
+                             ``invocations`` entry per ``ablbench run`` (command, versions, times)
     master_summary.csv       one row per finished trial, sorted by (task, attempt)
     <task>/<attempt>/        trace.jsonl, reward.txt, runner.stdout, verifier.log, result.json
+    .lock, .lock.owner       the writer's lock and who holds it (runners.run_lock)
 
 A trial is *finished* when its ``result.json`` exists and says ``"finished": true``; only
 finished trials are kept by ``--resume`` and listed in the summary.
@@ -20,6 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ablbench.errors import AblbenchError
+
 SUMMARY_COLUMNS = (
     "task",
     "attempt",
@@ -34,8 +38,24 @@ SUMMARY_COLUMNS = (
     "verifier_s",
     "total_s",
     "error",
+    "cut_off",
+    "leftover_procs",  # processes the agent left running when the verifier started (issue 13)
+    # behaviour (harness.trial_behaviour; blank when the agent kept no trajectory, e.g. oracle):
+    "commands",
+    "distinct_commands",
+    "refusal_turns",
+    "task_complete_claimed",
+    "false_completion",
+    "first_cmd_s",
 )
+#: the appended behaviour columns, filled from result.json's ``agent_extra.behaviour``
+BEHAVIOUR_COLUMNS = ("commands", "distinct_commands", "refusal_turns", "task_complete_claimed",
+                     "false_completion", "first_cmd_s")
+#: outcomes where the verifier graded the final state as not passed (an errored trial is not graded)
+GRADED_FAILURES = frozenset({"failed", "agent_timeout", "context_exceeded", "parse_fail_exhausted"})
 RESULT_FILE = "result.json"
+SUMMARY_FILE = "master_summary.csv"
+RUN_FILE = "run.json"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -92,7 +112,33 @@ def summary_row(result: dict) -> dict[str, Any]:
         "verifier_s": round(float(timings.get("verifier") or 0.0), 3),
         "total_s": round(float(timings.get("total") or 0.0), 3),
         "error": " ".join(str(error).split())[:300],
+        "cut_off": counters.get("cut_off", 0),
+        "leftover_procs": int(result.get("leftover_procs") or 0),
+        **behaviour_cells(result),
     }
+
+
+def false_completion(claimed: bool | int | None, outcome: str) -> int | None:
+    """1 when the agent claimed ``task_complete`` and the verifier graded the trial as not passed;
+    0 when it made no claim or passed; None when unknown (no claim data, or a claim on a trial
+    that errored before it could be graded)."""
+    if claimed is None:
+        return None
+    if not claimed or outcome == "passed":
+        return 0
+    return 1 if outcome in GRADED_FAILURES else None
+
+
+def behaviour_cells(result: dict) -> dict[str, Any]:
+    """The :data:`BEHAVIOUR_COLUMNS` of a trial: from ``agent_extra.behaviour`` (the agent computes it
+    from its trace), plus ``false_completion`` from the claim and the outcome; "" where unknown."""
+    extra = result.get("agent_extra") or {}
+    behaviour = extra.get("behaviour") if isinstance(extra, dict) else None
+    if not isinstance(behaviour, dict):
+        return dict.fromkeys(BEHAVIOUR_COLUMNS, "")
+    cells: dict[str, Any] = {k: behaviour.get(k) for k in BEHAVIOUR_COLUMNS}
+    cells["false_completion"] = false_completion(behaviour.get("task_complete_claimed"), str(result.get("outcome")))
+    return {k: "" if v is None else v for k, v in cells.items()}
 
 
 def write_summary(out_dir: Path, results: list[dict]) -> Path:
@@ -102,7 +148,7 @@ def write_summary(out_dir: Path, results: list[dict]) -> Path:
     writer = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    path = out_dir / "master_summary.csv"
+    path = out_dir / SUMMARY_FILE
     write_text_atomic(path, buf.getvalue())
     return path
 
@@ -117,3 +163,26 @@ def scan_results(out_dir: Path) -> dict[tuple[str, int], dict]:
         if result is not None:
             found[(str(result["task"]), int(result["attempt"]))] = result
     return found
+
+
+def read_summary_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and rows of a ``master_summary.csv`` (or any CSV of that shape), as text.
+
+    Readers must tolerate columns they do not know and columns that are missing: the format
+    only grows (new columns are appended), and other tools write summaries with fewer columns.
+    """
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            return list(reader.fieldnames or []), list(reader)
+    except UnicodeDecodeError as exc:
+        raise AblbenchError(f"{path}: not a text CSV ({exc.reason}); pass the run's {SUMMARY_FILE}") from exc
+
+
+def read_run_meta(out_dir: Path) -> dict[str, Any]:
+    """The run's ``run.json`` as a dict ({} when absent or unreadable)."""
+    try:
+        meta = json.loads((out_dir / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}

@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 
+#: the source checkout (meaningful only when running from one: git sha, scripts)
 REPO_ROOT = Path(__file__).resolve().parent.parent
-BUNDLED_TASKS = REPO_ROOT / "tasks"
-RESULTS_ROOT = REPO_ROOT / "results"
+
+
+def _bundled_tasks() -> Path:
+    """The bundled tasks: package data in an installed wheel, ``tasks/`` in a checkout."""
+    try:
+        found = Path(str(resources.files("ablbench.bundled_tasks")))
+    except ModuleNotFoundError:
+        found = REPO_ROOT / "tasks"
+    return found if found.is_dir() else REPO_ROOT / "tasks"
+
+
+BUNDLED_TASKS = _bundled_tasks()
+#: default results root, relative: a run writes to ./results/<run> in the current directory
+RESULTS_ROOT = Path("results")
 
 #: Debian bookworm imported from debootstrap (no registry needed).
 DEBIAN_IMAGE = os.environ.get("ABLBENCH_DEBIAN_IMAGE", "ablbench/debian:bookworm")

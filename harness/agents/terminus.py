@@ -18,8 +18,17 @@ One episode (``TerminusAgent.run``):
   task plus the latest exchange cannot fit with a useful reply budget, or the server reports an
   overflow that trimming cannot fix, the episode ends with CONTEXT_EXCEEDED.
 * ``LLMError`` ends it with LLM_ERROR; any other exception with ERROR (an infrastructure fault).
+* Seeds: each request carries ``harness.seeds.request_seed(run seed, task, attempt, turn)``
+  (task and attempt come from :meth:`TerminusAgent.for_trial`); the trace records it and whether
+  it was sent (``seed_sent``: False when ``send_seed`` is off or the server rejected seeds).
+* Cut-off replies (``finish_reason == "length"``), as Terminus-2: none of their commands run
+  unless a complete action object closed before the cut (``harness.parser`` rule 8; the trace's
+  ``cut_off`` says "dropped" or "salvaged"). The next message says the reply was cut off and asks
+  for a shorter one. They are counted in ``cut_off``, not in ``parse_fail``/``no_cmd``; a dropped
+  one counts toward the ``max_parse_failures`` consecutive-failure cap.
 
-``trace.jsonl`` gets one line per turn (see ``_turn_record``) and a final ``{"event": "end"}``.
+``trace.jsonl`` gets a ``start`` record (settings, model, instruction, the first request's messages),
+one line per turn and a final ``{"event": "end"}``.
 """
 
 from __future__ import annotations
@@ -32,11 +41,13 @@ from typing import Any, Protocol
 
 from docker.models.containers import Container
 
+from ablbench.agent_api import AgentResult, AgentStop
 from harness.llm_types import ChatResult, ContextOverflowError, LLMError, SamplingParams
 from harness.parser import ParsedAction, parse_action, strip_reasoning
 from harness.prompt import initial_messages
+from harness.seeds import request_seed
 from harness.trace import TraceWriter
-from runners.agent_api import AgentResult, AgentStop
+from harness.trial_behaviour import metrics_from_file
 from runners.terminal import TerminalError, TmuxTerminal
 
 CONFIRM_MESSAGE = (
@@ -66,7 +77,10 @@ class AgentConfig:
     max_tokens: int = 4096
     temperature: float = 0.7
     top_p: float = 0.95
+    #: the run seed every request's seed derives from (harness.seeds); None: send no seed
     seed: int | None = 0
+    #: False when the server rejects ``seed`` (seeds are then derived and traced, not sent)
+    send_seed: bool = True
     max_parse_failures: int = 5
     enable_thinking: bool | None = None
     observation_bytes: int = 10_000
@@ -96,11 +110,21 @@ def _chars(messages: list[dict]) -> int:
     return sum(len(str(m.get("content") or "")) for m in messages)
 
 
-def _feedback(parsed: ParsedAction, observation: str, confirm: bool, cut_off: bool = False) -> str:
+def _cut_off_message(parsed: ParsedAction, max_tokens: int) -> str:
+    if parsed.cut_off == "salvaged":
+        return (f"WARNING: your previous response was cut off at the token limit ({max_tokens} tokens). Only the "
+                "commands of the complete JSON object before the cut were run; the rest was ignored. Keep your "
+                "replies shorter.")
+    return (f"ERROR: your previous response was cut off at the token limit ({max_tokens} tokens) before its JSON "
+            "object was complete, so NONE of its commands were run. Reply again with a shorter response: less "
+            "analysis, fewer commands, and long files written in several smaller commands.")
+
+
+def _feedback(parsed: ParsedAction, observation: str, confirm: bool, max_tokens: int = 0) -> str:
     parts = []
-    if cut_off:
-        parts.append("Your previous response was cut off at the token limit; keep replies shorter.")
-    if parsed.status == "parse_fail":
+    if parsed.cut_off is not None:
+        parts.append(_cut_off_message(parsed, max_tokens))
+    if parsed.status == "parse_fail" and parsed.cut_off is None:
         parts.append(
             f"Previous response had parsing errors:\nERROR: {parsed.error}\n\n"
             "Please fix these issues and reply with one proper JSON object."
@@ -116,7 +140,7 @@ def _feedback(parsed: ParsedAction, observation: str, confirm: bool, cut_off: bo
 
 
 class TerminusAgent:
-    """The Terminus-style agent (``harness.agent`` module doc)."""
+    """The Terminus-style agent (``harness.agents.terminus`` module doc)."""
 
     name = "terminus"
     #: the terminal class (benchmarks swap in a fixed-sleep variant for comparison)
@@ -125,6 +149,14 @@ class TerminusAgent:
     def __init__(self, client: ChatClient, config: AgentConfig | None = None) -> None:
         self.client = client
         self.config = config or AgentConfig()
+        #: the trial this agent works on (seeds derive from them); set by :meth:`for_trial`
+        self.task = ""
+        self.attempt = 1
+
+    def for_trial(self, task: str, attempt: int) -> TerminusAgent:
+        """This agent for attempt ``attempt`` of ``task`` (the trial calls it before ``run``)."""
+        self.task, self.attempt = task, int(attempt)
+        return self
 
     # ------------------------------------------------------------------ public
     def run(
@@ -144,7 +176,10 @@ class TerminusAgent:
             )
             screen = terminal.start()
             trace.write({"event": "start", "config": asdict(self.config), "screen": screen,
-                         "idle_detection": terminal.counter_ok})
+                         "idle_detection": terminal.counter_ok,
+                         # for the report and the ATIF export (ablbench.atif): who answered, and the first request
+                         "model": getattr(self.client, "model", None), "instruction": instruction,
+                         "messages": initial_messages(instruction, screen, with_system=self.config.with_system_prompt)})
             result = self._loop(terminal, trace, instruction, screen, deadline)
         except TerminalError as exc:
             result = AgentResult(stop=AgentStop.ERROR, error=str(exc))
@@ -163,6 +198,10 @@ class TerminusAgent:
                          "counters": {k: v for k, v in asdict(result).items() if k not in ("extra",)},
                          "extra": result.extra})
             trace.close()
+            try:  # the behaviour columns of master_summary.csv (harness.trial_behaviour)
+                result.extra["behaviour"] = metrics_from_file(trace.path)
+            except Exception as exc:  # noqa: BLE001 - metrics must never cost a trial; analyze recomputes them
+                result.extra["behaviour_error"] = f"{type(exc).__name__}: {exc}"
         return result
 
     # ------------------------------------------------------------------ the loop
@@ -192,8 +231,9 @@ class TerminusAgent:
                 res.stop = AgentStop.CONTEXT_EXCEEDED
                 res.error = f"conversation no longer fits the context window ({ctx_len} tokens)"
                 return res
+            seed = None if cfg.seed is None else request_seed(cfg.seed, self.task, self.attempt, res.turns + 1)
             params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=max_tokens,
-                                    seed=cfg.seed, enable_thinking=cfg.enable_thinking,
+                                    seed=seed if cfg.send_seed else None, enable_thinking=cfg.enable_thinking,
                                     response_format=cfg.response_format)
             req_chars = _chars(ep.messages)
             t_request = time.monotonic()
@@ -231,14 +271,16 @@ class TerminusAgent:
             content = reply.content or ""
             visible, inline_reasoning, _ = strip_reasoning(content)
             reasoning = "\n".join(r for r in (reply.reasoning, inline_reasoning) if r)
-            parsed = parse_action(content)
-            if parsed.status == "parse_fail":
+            parsed = parse_action(content, cut_off=reply.finish_reason == "length")
+            if parsed.cut_off is not None:
+                res.cut_off += 1
+            elif parsed.status == "parse_fail":
                 res.parse_fail += 1
-                consecutive_fail += 1
-            else:
-                consecutive_fail = 0
-            if parsed.status == "no_cmd":
+            elif parsed.status == "no_cmd":
                 res.no_cmd += 1
+            consecutive_fail = consecutive_fail + 1 if parsed.status == "parse_fail" else 0
+            if seed is not None and cfg.send_seed and not reply.seed_sent:
+                res.extra["seed_rejected"] = True
 
             # execute
             t_term = time.monotonic()
@@ -258,7 +300,7 @@ class TerminusAgent:
             confirm = parsed.task_complete and not confirm_pending
             confirm_pending = confirm
             exhausted = consecutive_fail >= cfg.max_parse_failures
-            next_user = _feedback(parsed, observation, confirm, cut_off=reply.finish_reason == "length")
+            next_user = _feedback(parsed, observation, confirm, max_tokens)
             ep.messages.append({"role": "assistant", "content": visible.strip() or "(empty reply)"})
             ep.messages.append({"role": "user", "content": next_user})
             harness_turn = time.monotonic() - t_reply - terminal_prev
@@ -268,6 +310,7 @@ class TerminusAgent:
                             "approx_tokens": round(req_chars * ep.tokens_per_char), "max_tokens": max_tokens,
                             "trimmed_turns": ep.trimmed},
                 "reply": content, "reasoning": reasoning or None, "finish_reason": reply.finish_reason,
+                "seed": seed, "seed_sent": reply.seed_sent, "cut_off": parsed.cut_off,
                 "usage": asdict(reply.usage), "retries": reply.retries,
                 "parse": {"status": parsed.status, "error": parsed.error, "warnings": parsed.warnings,
                           "task_complete": parsed.task_complete, "analysis": parsed.analysis,

@@ -1,0 +1,1 @@
+"""Package data: the labelled refusal set (refusal_labelled.jsonl)."""
