@@ -16,8 +16,8 @@
 # skips steps 1-2), DEMO_PARALLEL (2), DEMO_MAX_TURNS (4), DEMO_MAX_TOKENS (256),
 # DEMO_STRUCTURED (1: schema-constrained actions in both arms; 0: free-form replies),
 # DEMO_TIMEOUT_MULTIPLIER (0.5), DEMO_ABLITERATE_ARGS (default: 4 candidate layers, 16
-# evaluation prompts per bucket of 64 tokens, to keep the demo near 20 minutes on 2 cores) and
-# DEMO_BENCH_ARGS (extra arguments).
+# evaluation and 16 report prompts of 64 tokens, to keep the demo within 20 minutes on 2 cores)
+# and DEMO_BENCH_ARGS (extra arguments).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ABL=.venv/bin/ablbench
@@ -51,7 +51,7 @@ else
   step "abliterate: contrast -> capture -> directions -> ${search:+search -> }choose -> bake (HF copy) -> evaluate"
   # shellcheck disable=SC2086 # DEMO_ABLITERATE_ARGS is a list of arguments
   "$ABL" abliterate pipeline --model "$SOURCE" --out "$OUT/abliteration" ${search[@]+"${search[@]}"} \
-    ${DEMO_ABLITERATE_ARGS:---n-candidates 4 --eval-limit 16 --eval-tokens 64}
+    ${DEMO_ABLITERATE_ARGS:---n-candidates 4 --eval-limit 16 --eval-tokens 64 --report-prompts 16 --report-tokens 64}
   DIRECTION="$OUT/abliteration/vectors/refusal_dir.pt"
   EDITED="$OUT/abliterated/abliterated.gguf"
   # the search's partial strengths leave a residual that Q8_0 rejects: store edited tensors as F16
