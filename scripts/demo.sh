@@ -2,7 +2,7 @@
 # The main job (run by `make demo` after set-up), on the bundled SmolLM2-135M-Instruct GGUF or
 # on your own model with DEMO_MODEL=FILE.gguf:
 #   1. find the refusal direction with the abliteration pipeline (contrast set, capture,
-#      directions, behavioural layer choice, or a small Optuna search with DEMO_SEARCH=1; it also
+#      directions, a small Optuna search (8 trials; DEMO_SEARCH=0: the one-layer choice); it also
 #      bakes and evaluates an HF copy: refusal markers and first-token KL, base vs edited),
 #   2. bake that direction into a GGUF copy of the model (`ablbench abliterate bake`), and with
 #      DEMO_CONTROL=1 a control: a random direction orthogonal to it, same strengths,
@@ -47,7 +47,7 @@ if [ -n "${DEMO_EDITED:-}" ]; then
   [ -f "$EDITED" ] || die "DEMO_EDITED=$EDITED is not a file -- pass an edited .gguf file"
   step "edited model given (DEMO_EDITED): skipping abliteration"
 else
-  search=(); [ "${DEMO_SEARCH:-0}" = 1 ] && search=(--demo-search)
+  search=(); [ "${DEMO_SEARCH:-1}" = 1 ] && search=(--demo-search)
   step "abliterate: contrast -> capture -> directions -> ${search:+search -> }choose -> bake (HF copy) -> evaluate"
   # shellcheck disable=SC2086 # DEMO_ABLITERATE_ARGS is a list of arguments
   "$ABL" abliterate pipeline --model "$SOURCE" --out "$OUT/abliteration" ${search[@]+"${search[@]}"} \
@@ -55,7 +55,7 @@ else
   DIRECTION="$OUT/abliteration/vectors/refusal_dir.pt"
   EDITED="$OUT/abliterated/abliterated.gguf"
   # the search's partial strengths leave a residual that Q8_0 rejects: store edited tensors as F16
-  gtype=(); [ "${DEMO_SEARCH:-0}" = 1 ] && gtype=(--gguf-type f16)
+  gtype=(); [ "${DEMO_SEARCH:-1}" = 1 ] && gtype=(--gguf-type f16)
   step "bake the run's edit (direction, components, strengths) into a GGUF"
   if [ -f "$EDITED" ] && [ "$EDITED" -nt "$DIRECTION" ]; then
     echo "up to date: $EDITED"
