@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ablbench.errors import AblbenchError
-from harness.analysis import analyze, load_run
+from harness.analysis import AnalyzeOptions, analyze, load_run
 
 FIX = Path(__file__).parent / "fixtures" / "analysis"
 HARBOR_JOB = FIX / "harbor_job" / "2025-11-01__10-00-00"
@@ -111,7 +111,7 @@ def test_runs_sharing_no_task_or_a_name_are_refused(tmp_path):
 
 
 def test_harbor_and_tb_runs_analyse_with_attempts():
-    res = analyze([load_run(TB_RUN, "tb")], solved_rule="any")
+    res = analyze([load_run(TB_RUN, "tb")], AnalyzeOptions(solved="any"))
     run = res["runs"][0]
     assert (run["n"], run["passes"], run["trials"], run["trial_passes"]) == (3, 2, 6, 3)
     assert run["mean_pass_at_1"] == pytest.approx(0.5)

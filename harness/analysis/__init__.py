@@ -9,5 +9,6 @@
 from harness.analysis.compare import SOLVED_RULES, analyze
 from harness.analysis.loaders import load_run
 from harness.analysis.model import Run, Trial
+from harness.analysis.options import AnalyzeOptions
 
-__all__ = ["SOLVED_RULES", "Run", "Trial", "analyze", "load_run"]
+__all__ = ["SOLVED_RULES", "AnalyzeOptions", "Run", "Trial", "analyze", "load_run"]

@@ -27,6 +27,7 @@ from ablbench.errors import AblbenchError
 from harness.analysis import power, stats
 from harness.analysis.behaviour import analyze_behaviour
 from harness.analysis.model import Run, Trial
+from harness.analysis.options import AnalyzeOptions
 from harness.analysis.overlap import regions, unsolved_by_all
 
 SOLVED_RULES = {
@@ -151,8 +152,12 @@ def _pair(a: dict, b: dict, sa: set[str], sb: set[str], shared: list[str], multi
     return out
 
 
-def analyze(runs: Sequence[Run], solved_rule: str = "first", errors_as_failures: bool = False) -> dict:
-    """Analyse runs on the tasks they all share (the rules in this module's docstring)."""
+def analyze(runs: Sequence[Run], options: AnalyzeOptions = AnalyzeOptions()) -> dict:
+    """Analyse runs on the tasks they all share (the rules in this module's docstring).
+
+    Reads ``options.solved`` and ``options.errors_as_failures``; the other fields are the command's.
+    """
+    solved_rule, errors_as_failures = options.solved, options.errors_as_failures
     if not runs:
         raise AblbenchError("no runs given; pass at least one results folder")
     if solved_rule not in SOLVED_RULES:

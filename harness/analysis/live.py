@@ -22,6 +22,7 @@ import hashlib
 import json
 import tempfile
 import threading
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,16 @@ from ablbench.results import RUN_FILE, SUMMARY_FILE, read_run_meta
 from harness.analysis.model import Run
 
 HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class ViewOptions:
+    """The options of one ``ablbench view`` invocation."""
+
+    names: str | None = None  # comma-separated, one per run (harness.analysis.options.run_labels)
+    port: int = 8765  # on 127.0.0.1; 0 picks a free port
+    solved: str = "first"  # a key of harness.analysis.compare.SOLVED_RULES
+    poll: float = 3.0  # seconds between the page's checks for finished trials
 
 
 def _stamp(path: Path) -> str:
@@ -53,12 +64,10 @@ def _name_of(path: Path) -> str:
 class LiveReport:
     """The runs behind one served page; every method is safe to call from several threads."""
 
-    def __init__(self, paths: list[Path], names: list[str | None], solved_rule: str = "first",
-                 poll_s: float = 3.0) -> None:
+    def __init__(self, paths: list[Path], names: list[str | None], options: ViewOptions = ViewOptions()) -> None:
         self.paths = [Path(p) for p in paths]
         self.names = names
-        self.solved_rule = solved_rule
-        self.poll_s = poll_s
+        self.options = options
         self._lock = threading.Lock()
         self._plots_dir = tempfile.TemporaryDirectory(prefix="ablbench-view-")
         self._summary_sig: str | None = None
@@ -102,11 +111,11 @@ class LiveReport:
         return runs, problems
 
     def _analyse(self, runs: list[Run], problems: list[str]) -> tuple[dict | None, str | None, list[Path]]:
-        from harness.analysis import analyze
+        from harness.analysis import AnalyzeOptions, analyze
         from harness.analysis.html import draw_plots
 
         try:
-            res = analyze(runs, solved_rule=self.solved_rule)
+            res = analyze(runs, AnalyzeOptions(solved=self.options.solved))
         except AblbenchError as exc:
             waiting = [r.name for r in runs if not r.trials]
             why = f"no finished trial yet in {', '.join(waiting)}" if waiting else str(exc)
@@ -129,7 +138,7 @@ class LiveReport:
                     self._analysis = self._analyse(runs, problems)
                     self._summary_sig = summary_sig
                 res, error, plots = self._analysis
-                data = page_data(runs, res, plots, live=True, analysis_error=error, poll_s=self.poll_s,
+                data = page_data(runs, res, plots, live=True, analysis_error=error, poll_s=self.options.poll,
                                  plots_note=self._plots_note)
                 data["version"] = version
                 self._runs, self._data, self._version = runs, data, version

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from ablbench.errors import AblbenchError
 from harness.errors import fail
+
+if TYPE_CHECKING:
+    from harness.analysis.options import AnalyzeOptions
 
 
 def _print_summary(res: dict) -> None:
@@ -126,56 +130,63 @@ def analyze_command(
     ),
 ) -> None:
     """Compare runs on their shared tasks: pass rates, exact paired tests, overlap, power, plots."""
-    from ablbench.results import write_text_atomic
-    from harness.analysis import analyze, load_run
-    from harness.analysis.report import to_json, to_markdown
+    from harness.analysis.options import AnalyzeOptions
 
+    options = AnalyzeOptions(names=names, json_out=json_out, markdown_out=markdown_out, plots=plots,
+                             html_out=html_out, solved=solved, errors_as_failures=errors_as_failures, judge=judge,
+                             allow_mixed_structured=allow_mixed_structured)
     try:
-        labels = [n.strip() for n in names.split(",")] if names else [None] * len(runs)
-        if len(labels) != len(runs) or any(label == "" for label in labels):
-            raise AblbenchError(f"--names has {len(labels)} name(s) for {len(runs)} run(s); give one non-empty "
-                                "name per RUN, comma-separated")
-        if str(json_out) == "-" and str(markdown_out) == "-":
-            raise AblbenchError("--json - and --markdown - both want stdout; send one of them to a file")
-        loaded = [load_run(path, label) for path, label in zip(runs, labels, strict=True)]
-        from harness.analysis.structured import check_structured_pairing
-
-        for note in check_structured_pairing(loaded, allow_mixed_structured):
-            typer.secho(f"warning: {note}", err=True, fg=typer.colors.YELLOW)
-        res = analyze(loaded, solved_rule=solved, errors_as_failures=errors_as_failures)
-        if judge is not None and judge[0] is not None:
-            from harness.analysis.refusal_judge import judge_refusals
-
-            judge_refusals(res["behaviour"], *judge)
-        to_stdout = "-" in (str(json_out), str(markdown_out))
-        if not to_stdout:
-            _print_summary(res)
-            _print_behaviour(res)
-        for out, text in ((json_out, to_json), (markdown_out, to_markdown)):
-            if out is None:
-                continue
-            if str(out) == "-":
-                typer.echo(text(res), nl=False)
-            else:
-                write_text_atomic(Path(out), text(res))
-                if not to_stdout:
-                    typer.echo(f"wrote {out}")
-        made: list[Path] | None = None
-        if plots is not None:
-            from harness.analysis.plots import make_plots
-
-            made = make_plots(res, plots)
-            for path in made:
-                if not to_stdout:
-                    typer.echo(f"wrote {path}")
-        if html_out is not None:
-            from harness.analysis.html import build_report
-
-            write_text_atomic(Path(html_out), build_report(res, loaded, made))
-            if not to_stdout:
-                typer.echo(f"wrote {html_out}")
+        _analyze(runs, options)
     except AblbenchError as exc:
         raise fail(str(exc)) from exc
+
+
+def _analyze(runs: list[Path], o: AnalyzeOptions) -> None:
+    """Load, analyse, print and write what ``o`` asks for."""
+    from ablbench.results import write_text_atomic
+    from harness.analysis import analyze, load_run
+    from harness.analysis.options import run_labels
+    from harness.analysis.report import to_json, to_markdown
+    from harness.analysis.structured import check_structured_pairing
+
+    labels = run_labels(o.names, len(runs))
+    if str(o.json_out) == "-" and str(o.markdown_out) == "-":
+        raise AblbenchError("--json - and --markdown - both want stdout; send one of them to a file")
+    loaded = [load_run(path, label) for path, label in zip(runs, labels, strict=True)]
+    for note in check_structured_pairing(loaded, o.allow_mixed_structured):
+        typer.secho(f"warning: {note}", err=True, fg=typer.colors.YELLOW)
+    res = analyze(loaded, o)
+    if o.judge is not None and o.judge[0] is not None:
+        from harness.analysis.refusal_judge import judge_refusals
+
+        judge_refusals(res["behaviour"], *o.judge)
+    to_stdout = "-" in (str(o.json_out), str(o.markdown_out))
+    if not to_stdout:
+        _print_summary(res)
+        _print_behaviour(res)
+    for out, text in ((o.json_out, to_json), (o.markdown_out, to_markdown)):
+        if out is None:
+            continue
+        if str(out) == "-":
+            typer.echo(text(res), nl=False)
+        else:
+            write_text_atomic(Path(out), text(res))
+            if not to_stdout:
+                typer.echo(f"wrote {out}")
+    made: list[Path] | None = None
+    if o.plots is not None:
+        from harness.analysis.plots import make_plots
+
+        made = make_plots(res, o.plots)
+        for path in made:
+            if not to_stdout:
+                typer.echo(f"wrote {path}")
+    if o.html_out is not None:
+        from harness.analysis.html import build_report
+
+        write_text_atomic(Path(o.html_out), build_report(res, loaded, made))
+        if not to_stdout:
+            typer.echo(f"wrote {o.html_out}")
 
 
 def register(app: typer.Typer) -> None:

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from ablbench.errors import AblbenchError
 from harness.errors import fail
+
+if TYPE_CHECKING:
+    from http.server import ThreadingHTTPServer
+
+    from harness.analysis.live import LiveReport, ViewOptions
 
 
 def _stop(signum: int, frame: object) -> None:
@@ -26,25 +32,11 @@ def view_command(
     poll: float = typer.Option(3.0, "--poll", help="Seconds between the page's checks for finished trials."),
 ) -> None:
     """Serve the same page as `analyze --html` on 127.0.0.1; it updates itself as trials finish (Ctrl-C stops)."""
-    from harness.analysis import SOLVED_RULES
-    from harness.analysis.live import HOST, LiveReport, make_server
+    from harness.analysis.live import HOST, ViewOptions
 
+    options = ViewOptions(names=names, port=port, solved=solved, poll=poll)
     try:
-        labels = [n.strip() for n in names.split(",")] if names else [None] * len(runs)
-        if len(labels) != len(runs) or any(label == "" for label in labels):
-            raise AblbenchError(f"--names has {len(labels)} name(s) for {len(runs)} run(s); give one non-empty "
-                                "name per RUN, comma-separated")
-        if solved not in SOLVED_RULES:
-            raise AblbenchError(f"unknown --solved rule {solved!r}; use one of {', '.join(SOLVED_RULES)}")
-        if poll <= 0:
-            raise AblbenchError(f"--poll {poll} must be above 0 seconds")
-        missing = [str(p) for p in runs if not p.exists()]
-        if missing:
-            raise AblbenchError(f"{', '.join(missing)}: no such file or folder; pass results folders written by "
-                                "`ablbench run` (they may still be running)")
-        report = LiveReport(runs, labels, solved, poll)
-        report.state()  # fail now, not in the browser, on a folder that cannot be read
-        server = make_server(report, port)
+        report, server = _prepare(runs, options)
     except AblbenchError as exc:
         raise fail(str(exc)) from exc
     url = f"http://{HOST}:{server.server_address[1]}/"
@@ -57,6 +49,26 @@ def view_command(
     finally:
         server.server_close()
         report.close()
+
+
+def _prepare(runs: list[Path], o: ViewOptions) -> tuple[LiveReport, ThreadingHTTPServer]:
+    """The checked runs and the (not yet started) server of ``o``."""
+    from harness.analysis import SOLVED_RULES
+    from harness.analysis.live import LiveReport, make_server
+    from harness.analysis.options import run_labels
+
+    labels = run_labels(o.names, len(runs))
+    if o.solved not in SOLVED_RULES:
+        raise AblbenchError(f"unknown --solved rule {o.solved!r}; use one of {', '.join(SOLVED_RULES)}")
+    if o.poll <= 0:
+        raise AblbenchError(f"--poll {o.poll} must be above 0 seconds")
+    missing = [str(p) for p in runs if not p.exists()]
+    if missing:
+        raise AblbenchError(f"{', '.join(missing)}: no such file or folder; pass results folders written by "
+                            "`ablbench run` (they may still be running)")
+    report = LiveReport(runs, labels, o)
+    report.state()  # fail now, not in the browser, on a folder that cannot be read
+    return report, make_server(report, o.port)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,41 @@
+"""The options of ``ablbench analyze`` as one frozen, typed object, and the ``--names`` rule.
+
+Rules, in order:
+
+1. The CLI (``harness/commands/analyze.py``) builds one :class:`AnalyzeOptions` from its flags;
+   :func:`harness.analysis.analyze` reads ``solved`` and ``errors_as_failures`` from it, the
+   command the output fields.
+2. ``--names`` gives one non-empty name per run, comma-separated (:func:`run_labels`); without
+   it every run is named by its folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ablbench.errors import AblbenchError
+
+
+@dataclass(frozen=True)
+class AnalyzeOptions:
+    """The options of one ``ablbench analyze`` invocation (paths ``-`` mean stdout)."""
+
+    names: str | None = None  # comma-separated, one per run
+    json_out: Path | None = None
+    markdown_out: Path | None = None
+    plots: Path | None = None
+    html_out: Path | None = None
+    solved: str = "first"  # a key of harness.analysis.compare.SOLVED_RULES
+    errors_as_failures: bool = False
+    judge: tuple[str, str] | None = None  # (OpenAI-compatible URL, model name)
+    allow_mixed_structured: bool = False
+
+
+def run_labels(names: str | None, n_runs: int) -> list[str | None]:
+    """One label per run from ``--names`` (rule 2); None leaves the run its own name."""
+    labels: list[str | None] = [n.strip() for n in names.split(",")] if names else [None] * n_runs
+    if len(labels) != n_runs or any(label == "" for label in labels):
+        raise AblbenchError(f"--names has {len(labels)} name(s) for {n_runs} run(s); give one non-empty "
+                            "name per RUN, comma-separated")
+    return labels
