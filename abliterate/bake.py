@@ -38,7 +38,7 @@ from abliterate.bake_io import (
 )
 from abliterate.bake_keys import POSTNORM_AFTER, POSTNORM_FAMILIES, TRANSPOSED_FUSED, KeyClass, classify
 from abliterate.bake_math import EditStats, Workspace, make_editor, math_threads
-from abliterate.bake_profile import COMPONENTS, FLAT, StrengthProfile, coerce_profile
+from abliterate.bake_profile import COMPONENTS, FLAT, StrengthProfile, coerce_profile, parse_profile_specs
 from abliterate.bake_stream import StreamTiming
 from abliterate.fsio import write_json
 from abliterate.hash_cache import cached_sha256, remember_sha256
@@ -52,6 +52,25 @@ REPORT_NAME = "abliteration.json"
 #: them up and silently serve the unedited model)
 _OTHER_WEIGHTS = {".bin", ".pth", ".pt", ".ckpt", ".gguf", ".h5", ".msgpack", ".safetensors", ".onnx"}
 _SKIP_DIRS = {".git", ".cache", "__pycache__"}
+
+
+@dataclass(frozen=True)
+class BakeOptions:
+    """The options of ``ablbench abliterate bake`` (see :func:`bake` for each knob)."""
+
+    model: Path
+    direction: Path
+    out: Path
+    layer: float | None = None
+    components: tuple[str, ...] = COMPONENTS
+    weight: float = 1.0
+    profile: tuple[str, ...] = ()  # COMPONENT:peak=W,pos=P,edge=E,width=H or COMPONENT=W specs
+    norm_preserve: bool = False
+    postnorm_correction: str = "auto"
+    skip_unknown_writers: bool = False
+    gguf_type: str = "auto"
+    q8_bound: float | None = None
+    dry_run: bool = False
 
 
 @dataclass
@@ -358,6 +377,15 @@ def bake(model: Path, direction: Path | torch.Tensor | np.ndarray, out: Path, *,
         raise
     remember_sha256({out / s.path.name: report["output"]["files"][s.path.name] for s in shards})
     return report
+
+
+def run_bake(options: BakeOptions) -> dict:
+    """:func:`bake` as ``options`` asks for it, its profile specs parsed first."""
+    o = options
+    return bake(o.model, o.direction, o.out, layer=o.layer, components=o.components, weight=o.weight,
+                norm_preserve=o.norm_preserve, dry_run=o.dry_run, progress=True,
+                postnorm_correction=o.postnorm_correction, skip_unknown_writers=o.skip_unknown_writers,
+                gguf_type=o.gguf_type, q8_bound=o.q8_bound, **parse_profile_specs(list(o.profile)))
 
 
 def _write_all(model: Path, out: Path, shards: list[ShardHeader], plan: list[PlannedEdit],

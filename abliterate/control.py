@@ -17,6 +17,7 @@ Rules, in order:
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,31 @@ from abliterate.errors import AbliterationError
 from abliterate.fsio import atomic_path, write_json
 
 REFERENCE_BAKE = Path("abliterated_model") / "abliteration.json"
+
+
+@dataclass(frozen=True)
+class ControlOptions:
+    """The options of ``ablbench abliterate control``: bake a control edit of ``run`` into ``out``."""
+
+    model: Path
+    run: Path
+    out: Path
+    seed: int = 0  # of the random direction (rule 2)
+    direction: Path | None = None  # a second contrast's direction instead (rule 3)
+    layer: float | None = None  # row of ``direction`` when it is a per-layer stack
+    gguf_type: str = "auto"  # a .gguf model: how edited tensors are stored
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
+class BakeRunOptions:
+    """The options of ``ablbench abliterate bake-run``: the run's own edit baked into another copy."""
+
+    model: Path
+    run: Path
+    out: Path
+    gguf_type: str = "auto"
+    quiet: bool = False
 
 
 def random_orthogonal(reference, seed: int) -> np.ndarray:
@@ -72,14 +98,15 @@ def reference_edit(run: Path) -> dict:
                             "(`ablbench abliterate pipeline`) so the control can copy its strengths")
 
 
-def bake_control(model: Path, run: Path, out: Path, *, seed: int = 0, direction: Path | None = None,
-                 layer: float | None = None, progress: bool = True, gguf_type: str = "auto") -> dict:
-    """Bake the control edit of ``run`` into ``out``; returns its abliteration.json content."""
+def bake_control(options: ControlOptions) -> dict:
+    """Bake the control edit of ``options.run`` into ``options.out``; returns its abliteration.json content."""
     import torch
 
     from abliterate.bake import REPORT_NAME, bake
     from abliterate.bake_direction import load_direction
 
+    model, run, out, seed, direction, layer = (options.model, options.run, options.out, options.seed,
+                                               options.direction, options.layer)
     ref = reference_edit(run)
     r = ref["direction"]
     if direction is None:
@@ -98,7 +125,7 @@ def bake_control(model: Path, run: Path, out: Path, *, seed: int = 0, direction:
     kw = dict(ref["bake"])
     kw["layer"] = None  # a single vector: the reference's layer is recorded in the control section
     target = bake_target(model, out, "control")
-    report = bake(model, vec_path, target, progress=progress, **_gguf_kw(model, gguf_type), **kw)
+    report = bake(model, vec_path, target, progress=not options.quiet, **_gguf_kw(model, options.gguf_type), **kw)
     report["control"] = {
         "kind": kind, "seed": seed if direction is None else None, "direction_source": source,
         "direction_file": str(vec_path.resolve()), "reference": ref["source"],
@@ -131,19 +158,20 @@ def _gguf_kw(model: Path, gguf_type: str) -> dict:
     return {"gguf_type": gguf_type} if is_gguf(model) else {}
 
 
-def bake_run(model: Path, run: Path, out: Path, *, progress: bool = True, gguf_type: str = "auto") -> dict:
+def bake_run(options: BakeRunOptions) -> dict:
     """Bake the run's own edit (direction, components, strengths) into another copy of the model,
     e.g. its GGUF, so every arm of a benchmark carries the same edit; returns abliteration.json."""
     import torch
 
     from abliterate.bake import REPORT_NAME, bake
 
-    ref = reference_edit(run)
+    model = options.model
+    ref = reference_edit(options.run)
     kw = dict(ref["bake"])
     layer = kw.pop("layer", None)
-    target = bake_target(model, out, "abliterated")
-    report = bake(model, torch.from_numpy(ref["direction"]), target, progress=progress, layer=None,
-                  **_gguf_kw(model, gguf_type), **kw)
+    target = bake_target(model, options.out, "abliterated")
+    report = bake(model, torch.from_numpy(ref["direction"]), target, progress=not options.quiet, layer=None,
+                  **_gguf_kw(model, options.gguf_type), **kw)
     report["same_edit_as"] = {"reference": ref["source"], "reference_direction_sha256": ref.get("sha256"),
                               "reference_layer": layer}
     write_json(_report_dir(target) / REPORT_NAME, report)

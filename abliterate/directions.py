@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,26 @@ DIR_FILE = "refusal_dir.pt"
 RANKING_FILE = "refusal_ranking.csv"
 PLOT_FILE = "refusal_layers.png"
 VARIANTS = ("diff", "projected")
+
+
+@dataclass(frozen=True)
+class DirectionsOptions:
+    """The options of ``ablbench abliterate directions``: per-layer directions, then the layer choice."""
+
+    run: Path
+    model: Path | None = None  # for the behavioural choice; default: the captured one
+    variant: str = "diff"
+    layer: float | None = None  # use this layer, skip the search
+    candidates: tuple[int, ...] | None = None
+    n_candidates: int = 6
+    kl_bound: float = 0.1
+    gen_tokens: int = 24
+    no_choose: bool = False
+    batch_size: int = 8
+    device: str = "auto"
+    dtype: str = "auto"
+    layers_path: str | None = None
+    quiet: bool = False
 
 
 def unit_rows(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 from abliterate.errors import AbliterationError
 from abliterate.judge_prompt import JUDGE_PROMPT_VERSION, LABELS, is_refused, judge_messages, parse_label
@@ -23,6 +24,15 @@ from abliterate.refusal_stats import cohens_kappa
 
 LABELLED_FILE = "refusal_labelled.jsonl"
 UNPARSED = "UNPARSED"
+
+
+@dataclass(frozen=True)
+class JudgeCheckOptions:
+    """The options of ``ablbench abliterate judge-check``: the judge's agreement with the labelled set."""
+
+    judge: tuple[str, str] | None = None  # (OpenAI-compatible URL, model name); required
+    out: Path | None = None  # the agreement as JSON, every item included
+    workers: int = 4  # requests in flight at once
 
 
 @dataclass

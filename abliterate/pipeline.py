@@ -39,7 +39,7 @@ from abliterate.prompts import SMOKE_PROMPT, PromptItem
 STEPS = ("contrast", "capture", "directions", "choose", "search", "report", "bake", "evaluate")
 
 
-@dataclass
+@dataclass(frozen=True)
 class PipelineOptions:
     """Every knob of the pipeline (each step's key hashes the ones it uses)."""
 

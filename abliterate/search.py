@@ -42,7 +42,7 @@ CHOSEN_DIRECTION = "chosen_direction.pt"
 BASE_FILE = "base.json"
 
 
-@dataclass
+@dataclass(frozen=True)
 class SearchOptions:
     """Every knob of the search (the budgets and prompts key the stored study)."""
 
@@ -60,6 +60,10 @@ class SearchOptions:
     device: str = "auto"
     dtype: str = "auto"
     layers_path: str | None = None
+
+
+#: ``abliterate pipeline --demo-search``: a few minutes on SmolLM2 on two CPU cores
+DEMO_SEARCH = SearchOptions(trials=8, prompts=4, gen_tokens=48, format_tokens=64)
 
 
 def search_prompts(run: Path, limit: int | None) -> tuple[list[dict], list[dict]]:

@@ -91,7 +91,7 @@ def main() -> None:
         from harness.embedded_model import materialize
 
         args.model = materialize()
-    from harness.commands._abliterate_search import DEMO_SEARCH
+    from abliterate.search import DEMO_SEARCH
 
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp)
@@ -110,16 +110,16 @@ def main() -> None:
         print(f"run folder ready in {time.perf_counter() - t0:.0f} s ({lm.architecture}, {lm.n_layers} layers)")
         full = time_trials(args.model, run, lm, trials=args.trials, prompts=args.prompts, gen=args.gen_tokens,
                            fmt=args.format_tokens, bs=args.batch_size, tag="default budget")
-        demo = time_trials(args.model, run, lm, trials=min(args.trials, DEMO_SEARCH["trials"]),
-                           prompts=DEMO_SEARCH["prompts"], gen=DEMO_SEARCH["gen_tokens"],
-                           fmt=DEMO_SEARCH["format_tokens"], bs=args.batch_size, tag="demo budget")
+        demo = time_trials(args.model, run, lm, trials=min(args.trials, DEMO_SEARCH.trials),
+                           prompts=DEMO_SEARCH.prompts, gen=DEMO_SEARCH.gen_tokens,
+                           fmt=DEMO_SEARCH.format_tokens, bs=args.batch_size, tag="demo budget")
     print(f"\n{args.model.name} on this machine ({os.cpu_count()} CPUs, "
           f"{os.environ['ABLBENCH_TORCH_THREADS']} torch thread(s), load {os.getloadavg()[0]:.1f}):")
     print(f"  default budget (up to {args.prompts}+{args.prompts} eval prompts, {args.gen_tokens}+{args.format_tokens} tokens): "
           f"{full:.1f} s/trial = {60 / full:.2f} trials/min; {HERETIC_TRIALS} trials = {HERETIC_TRIALS * full / 3600:.1f} h")
-    print(f"  demo budget ({DEMO_SEARCH['prompts']}+{DEMO_SEARCH['prompts']} prompts, {DEMO_SEARCH['gen_tokens']}+"
-          f"{DEMO_SEARCH['format_tokens']} tokens): {demo:.1f} s/trial = {60 / demo:.2f} trials/min; "
-          f"{DEMO_SEARCH['trials']} trials = {DEMO_SEARCH['trials'] * demo / 60:.1f} min")
+    print(f"  demo budget ({DEMO_SEARCH.prompts}+{DEMO_SEARCH.prompts} prompts, {DEMO_SEARCH.gen_tokens}+"
+          f"{DEMO_SEARCH.format_tokens} tokens): {demo:.1f} s/trial = {60 / demo:.2f} trials/min; "
+          f"{DEMO_SEARCH.trials} trials = {DEMO_SEARCH.trials * demo / 60:.1f} min")
     steps = args.gen_tokens + args.format_tokens + 5
     print(f"\nExtrapolation: {HERETIC_TRIALS} trials on a 4B dense bf16 model, one GPU, {steps} decode steps a trial "
           f"(each bucket's {args.prompts} prompts in one batch):")

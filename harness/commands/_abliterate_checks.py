@@ -6,10 +6,15 @@ Library: :mod:`abliterate.control`, :mod:`abliterate.direction_report`, :mod:`ab
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from harness.commands.abliterate import _BATCH, _DEVICE, _DTYPE, _JUDGE, _LAYERS_PATH, _errors
+
+if TYPE_CHECKING:
+    from abliterate.direction_report import DirectionReportOptions
+    from abliterate.judge import JudgeCheckOptions
 
 
 def control_cmd(
@@ -26,10 +31,10 @@ def control_cmd(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Bake a control: a seeded random direction orthogonal to the run's, same layers, strengths, components."""
-    from abliterate.control import bake_control
+    from abliterate.control import ControlOptions, bake_control
 
-    rep = bake_control(model, run, out, seed=seed, direction=direction, layer=layer, progress=not quiet,
-                       gguf_type=gguf_type)
+    rep = bake_control(ControlOptions(model=model, run=run, out=out, seed=seed, direction=direction, layer=layer,
+                                      gguf_type=gguf_type, quiet=quiet))
     c = rep["control"]
     typer.echo(f"control ({c['kind']}, seed {c['seed']}): {len(rep['edited'])} tensor(s) edited, "
                f"cos to the run's direction {c['cos_to_reference']:.2e}")
@@ -48,9 +53,9 @@ def bake_run_cmd(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Bake the run's edit (its direction, components and strengths, search profile included) into another copy."""
-    from abliterate.control import bake_run
+    from abliterate.control import BakeRunOptions, bake_run
 
-    rep = bake_run(model, run, out, progress=not quiet, gguf_type=gguf_type)
+    rep = bake_run(BakeRunOptions(model=model, run=run, out=out, gguf_type=gguf_type, quiet=quiet))
     typer.echo(f"baked {len(rep['edited'])} tensor(s), the same edit as {rep['same_edit_as']['reference']}")
     typer.echo(out)
 
@@ -64,15 +69,23 @@ def direction_report_cmd(
     batch_size: int = _BATCH, device: str = _DEVICE, dtype: str = _DTYPE, layers_path: str | None = _LAYERS_PATH,
 ) -> None:
     """Does the base refuse the refuse bucket, and is the direction mostly 'a system prompt is present'?"""
+    from abliterate.direction_report import DirectionReportOptions
+
+    _direction_report(DirectionReportOptions(model=model, run=run, prompts=prompts, gen_tokens=gen_tokens,
+                                             floor=floor, batch_size=batch_size, device=device, dtype=dtype,
+                                             layers_path=layers_path))
+
+
+def _direction_report(o: DirectionReportOptions) -> None:
     from abliterate.direction_report import MD_FILE, direction_report
     from abliterate.model import load_model
 
-    lm = load_model(model, device=device, dtype=dtype, layers_path=layers_path)
-    rep = direction_report(lm, run, n_prompts=prompts, gen_tokens=gen_tokens, refusal_floor=floor,
-                           batch_size=batch_size)
+    lm = load_model(o.model, device=o.device, dtype=o.dtype, layers_path=o.layers_path)
+    rep = direction_report(lm, o.run, n_prompts=o.prompts, gen_tokens=o.gen_tokens, refusal_floor=o.floor,
+                           batch_size=o.batch_size)
     for sentence in rep["verdict"]:
         typer.echo(sentence)
-    typer.echo(run / "reports" / MD_FILE)
+    typer.echo(o.run / "reports" / MD_FILE)
 
 
 def judge_check_cmd(
@@ -81,19 +94,25 @@ def judge_check_cmd(
     workers: int = typer.Option(4, "--workers", help="Requests in flight at once."),
 ) -> None:
     """Cohen's kappa of an LLM judge against the shipped labelled set (64 replies, four kinds)."""
+    from abliterate.judge import JudgeCheckOptions
+
+    _judge_check(JudgeCheckOptions(judge=judge, out=out, workers=workers))
+
+
+def _judge_check(o: JudgeCheckOptions) -> None:
     from abliterate.errors import AbliterationError
     from abliterate.fsio import write_json
     from abliterate.judge import Judge, agreement
 
-    if not judge or not judge[0]:
+    if not o.judge or not o.judge[0]:
         raise AbliterationError("judge-check needs --judge URL MODEL (an OpenAI-compatible server)")
-    ag = agreement(Judge(judge[0], judge[1], workers=workers))
+    ag = agreement(Judge(o.judge[0], o.judge[1], workers=o.workers))
     typer.echo(f"judge {ag['model']} ({ag['prompt_version']}): kappa {ag['kappa_binary']:.3f} binary, "
                f"{ag['kappa_4_labels']:.3f} on four labels, binary accuracy {ag['accuracy_binary']:.3f}, "
                f"unparsed {ag['unparsed']} of {ag['n']}; refusal markers: kappa {ag['markers_kappa_binary']:.3f}")
-    if out:
-        write_json(out, ag)
-        typer.echo(out)
+    if o.out:
+        write_json(o.out, ag)
+        typer.echo(o.out)
 
 
 def register(abl_app: typer.Typer) -> None:

@@ -12,9 +12,6 @@ import typer
 
 from harness.commands.abliterate import _DEVICE, _DTYPE, _LAYERS_PATH, _errors
 
-#: ``abliterate pipeline --demo-search``: a few minutes on SmolLM2 on two CPU cores
-DEMO_SEARCH = {"trials": 8, "prompts": 4, "gen_tokens": 48, "format_tokens": 64}
-
 
 def agent_format_ok(text: str) -> bool:
     """True when ``text`` parses as an agent action (``harness.parser``; "no commands" still parses)."""

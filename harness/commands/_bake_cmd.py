@@ -66,22 +66,20 @@ def bake_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would change; write nothing."),
 ) -> None:
     """Orthogonalize every residual-stream writer of MODEL against a direction, streaming tensor by tensor."""
-    from abliterate.bake import bake
+    from abliterate.bake import BakeOptions, run_bake
     from abliterate.bake_errors import BakeError
-    from abliterate.bake_profile import parse_profile_specs
 
+    options = BakeOptions(
+        model=model, direction=direction, out=out, layer=layer,
+        components=tuple(c.strip() for c in components.split(",") if c.strip()), weight=weight,
+        profile=tuple(profile), norm_preserve=norm_preserve, postnorm_correction=postnorm_correction,
+        skip_unknown_writers=skip_unknown_writers, gguf_type=gguf_type, q8_bound=q8_bound, dry_run=dry_run,
+    )
     try:
-        comps = tuple(c.strip() for c in components.split(",") if c.strip())
-        profiles = parse_profile_specs(profile)
-        report = bake(
-            model, direction, out, layer=layer, components=comps, weight=weight,
-            norm_preserve=norm_preserve, dry_run=dry_run, progress=True,
-            postnorm_correction=postnorm_correction, skip_unknown_writers=skip_unknown_writers,
-            gguf_type=gguf_type, q8_bound=q8_bound, **profiles,
-        )
+        report = run_bake(options)
     except (AblbenchError, BakeError) as exc:  # BakeError is an AbliterationError
         raise fail(str(exc)) from exc
-    _print_summary(report, out, dry_run)
+    _print_summary(report, options.out, options.dry_run)
 
 
 def _print_summary(report: dict, out: Path, dry_run: bool) -> None:

@@ -12,11 +12,18 @@ import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from ablbench.errors import AblbenchError
 from harness.errors import fail
+
+if TYPE_CHECKING:
+    from abliterate.capture import CaptureOptions
+    from abliterate.contrast import ContrastOptions
+    from abliterate.directions import DirectionsOptions
+    from abliterate.evaluate import EvaluationOptions
 
 abl_app = typer.Typer(help="Find, choose, bake and evaluate a refusal direction.", no_args_is_help=True)
 
@@ -123,15 +130,23 @@ def contrast_cmd(
     disjoint_categories: bool = _DISJOINT,
 ) -> None:
     """Render the contrast set with the model's chat template and split it (seeded)."""
+    from abliterate.contrast import ContrastOptions
+
+    _contrast(ContrastOptions(model=model, out=out, prompts=prompts, refuse_prompts=refuse_prompts,
+                              comply_prompts=comply_prompts, limit=limit, eval_fraction=eval_fraction, seed=seed,
+                              disjoint_categories=disjoint_categories))
+
+
+def _contrast(o: ContrastOptions) -> None:
     from abliterate.contrast import build_contrast, select, write_contrast
     from abliterate.model import load_tokenizer
 
-    ri, ci, rb, cb, mode = contrast_inputs(prompts, refuse_prompts, comply_prompts, limit)
+    ri, ci, rb, cb, mode = contrast_inputs(o.prompts, o.refuse_prompts, o.comply_prompts, o.limit)
     refuse, comply = build_contrast(
-        load_tokenizer(model), refuse_items=ri, comply_items=ci, refuse_messages=rb, comply_messages=cb,
-        eval_fraction=eval_fraction, seed=seed, disjoint_categories=disjoint_categories,
+        load_tokenizer(o.model), refuse_items=ri, comply_items=ci, refuse_messages=rb, comply_messages=cb,
+        eval_fraction=o.eval_fraction, seed=o.seed, disjoint_categories=o.disjoint_categories,
     )
-    paths = write_contrast(out, refuse, comply)
+    paths = write_contrast(o.out, refuse, comply)
     typer.echo(f"{mode}: {len(refuse)} refuse ({len(select(refuse, 'eval'))} eval), "
                f"{len(comply)} comply ({len(select(comply, 'eval'))} eval)")
     for p in paths:
@@ -148,18 +163,25 @@ def capture_cmd(
     quiet: bool = _QUIET,
 ) -> None:
     """Last-prompt-token residual stream of every decoder layer, for both buckets."""
+    from abliterate.capture import CaptureOptions
+
+    _capture(CaptureOptions(model=model, run=run, batch_size=batch_size, device=device, dtype=dtype,
+                            layers_path=layers_path, no_save_activations=no_save_activations, quiet=quiet))
+
+
+def _capture(o: CaptureOptions) -> None:
     from abliterate.capture import capture
     from abliterate.contrast import read_contrast
     from abliterate.model import load_model
 
-    refuse, comply = read_contrast(run)
-    lm = load_model(model, device=device, dtype=dtype, layers_path=layers_path)
+    refuse, comply = read_contrast(o.run)
+    lm = load_model(o.model, device=o.device, dtype=o.dtype, layers_path=o.layers_path)
     typer.echo(f"{lm.architecture}: {lm.n_layers} layers at {lm.layers_path}, d_model {lm.d_model}")
-    meta = capture(lm, refuse, comply, run / "activations", batch_size=batch_size,
-                   save_activations=not no_save_activations, show_progress=not quiet)
+    meta = capture(lm, refuse, comply, o.run / "activations", batch_size=o.batch_size,
+                   save_activations=not o.no_save_activations, show_progress=not o.quiet)
     for b, info in meta["buckets"].items():
         typer.echo(f"{b}: {info['n']} prompts, {info['tokens']} tokens, {info['seconds']} s")
-    typer.echo(run / "activations")
+    typer.echo(o.run / "activations")
 
 
 @abl_app.command("directions")
@@ -178,29 +200,45 @@ def directions_cmd(
     quiet: bool = _QUIET,
 ) -> None:
     """Per-layer directions, eval-split diagnostics, and the behavioural layer choice."""
+    from abliterate.directions import DirectionsOptions
+
+    _directions(DirectionsOptions(
+        run=run, model=model, variant=variant, layer=layer, candidates=_layer_list(candidates),
+        n_candidates=n_candidates, kl_bound=kl_bound, gen_tokens=gen_tokens, no_choose=no_choose,
+        batch_size=batch_size, device=device, dtype=dtype, layers_path=layers_path, quiet=quiet,
+    ))
+
+
+def _layer_list(candidates: str | None) -> tuple[int, ...] | None:
+    """``--candidates 1,2`` as layer numbers (None when not given)."""
+    return tuple(int(c) for c in candidates.split(",") if c.strip()) if candidates else None
+
+
+def _directions(o: DirectionsOptions) -> None:
     from abliterate.contrast import read_contrast
     from abliterate.directions import write_directions
     from abliterate.fsio import write_json
     from abliterate.model import load_model
     from abliterate.pipeline import PipelineOptions, StepLog, choose_step
 
+    run = o.run
     acts, vectors, reports = run / "activations", run / "vectors", run / "reports"
-    res = write_directions(acts, vectors, variant=variant)
+    res = write_directions(acts, vectors, variant=o.variant)
     write_json(reports / "directions.json", res)
     for row in res["layers"]:
         typer.echo(f"layer {row['layer']:3d}  auc {row['auc']:.3f}  sep {row['separation']:7.2f}  "
                    f"norm {row['norm']:9.3f}  cos_prev {row['cos_prev']:.3f}")
-    if no_choose:
+    if o.no_choose:
         return
     refuse, comply = read_contrast(run)
-    if model is None:
-        model = Path(json.loads((acts / "meta.json").read_text())["model"])
+    model = o.model or Path(json.loads((acts / "meta.json").read_text())["model"])
     opts = PipelineOptions(
-        variant=variant, layer=layer, n_candidates=n_candidates, kl_bound=kl_bound, choose_gen_tokens=gen_tokens,
-        candidates=[int(c) for c in candidates.split(",") if c.strip()] if candidates else None,
-        batch_size=batch_size, device=device, dtype=dtype, layers_path=layers_path, show_progress=not quiet,
+        variant=o.variant, layer=o.layer, n_candidates=o.n_candidates, kl_bound=o.kl_bound,
+        choose_gen_tokens=o.gen_tokens, candidates=None if o.candidates is None else list(o.candidates),
+        batch_size=o.batch_size, device=o.device, dtype=o.dtype, layers_path=o.layers_path,
+        show_progress=not o.quiet,
     )
-    rep = choose_step(lambda: load_model(model, device=device, dtype=dtype, layers_path=layers_path),
+    rep = choose_step(lambda: load_model(model, device=o.device, dtype=o.dtype, layers_path=o.layers_path),
                       acts, vectors, reports, refuse, comply, opts, StepLog(run / "notes", "choose"))
     typer.echo(f"chosen layer {rep['chosen_layer']}: {rep['reason']}")
     typer.echo(vectors / "refusal_dir.pt")
@@ -222,9 +260,12 @@ def evaluate_cmd(
 ) -> None:
     """Base vs edited side by side: refusal (markers, optional judge) with Wilson intervals, over-refusal,
     RRR / CE / RD, first-token KL, generations."""
-    report, out_dir = run_evaluation(base, edited, run, out, max_new_tokens=max_new_tokens, limit=limit,
-                                     batch_size=batch_size, device=device, dtype=dtype, quiet=quiet,
-                                     benign=benign, judge=_judge(judge), rd=not no_rd)
+    from abliterate.evaluate import EvaluationOptions
+
+    report, out_dir = run_evaluation(EvaluationOptions(
+        base=base, edited=edited, run=run, out=out, max_new_tokens=max_new_tokens, limit=limit, benign=benign,
+        judge=judge, no_rd=no_rd, batch_size=batch_size, device=device, dtype=dtype, quiet=quiet,
+    ))
     print_evaluation(report)
     typer.echo(out_dir / "evaluation.md")
 
@@ -238,9 +279,7 @@ def _judge(spec: tuple[str, str] | None):
     return Judge(spec[0], spec[1])
 
 
-def run_evaluation(base: Path, edited: Path | None, run: Path | None, out: Path | None, *, max_new_tokens: int,
-                   limit: int | None, batch_size: int, device: str, dtype: str, quiet: bool, benign: int = 12,
-                   judge=None, rd: bool = True):
+def run_evaluation(o: EvaluationOptions) -> tuple[dict, Path]:
     """Records (run's eval split, or built-in prompts) + smoke prompt + benign prompts -> evaluate()."""
     from abliterate.contrast import build_contrast, read_contrast, select
     from abliterate.evaluate import evaluate
@@ -249,21 +288,22 @@ def run_evaluation(base: Path, edited: Path | None, run: Path | None, out: Path 
     from abliterate.prompts import builtin_prompts
 
     rb, cb = agent_builders()
-    tok = load_tokenizer(base)
-    if run is not None:
-        refuse, comply = read_contrast(run)
+    tok = load_tokenizer(o.base)
+    if o.run is not None:
+        refuse, comply = read_contrast(o.run)
         refuse, comply = select(refuse, "eval") or refuse, select(comply, "eval") or comply
     else:
-        items = _spread(builtin_prompts(), limit or 12)
+        items = _spread(builtin_prompts(), o.limit or 12)
         refuse, comply = build_contrast(tok, refuse_items=items, comply_items=items, refuse_messages=rb,
                                         comply_messages=cb, eval_fraction=0.0)
-    if limit:
-        refuse, comply = refuse[:limit], comply[:limit]
-    out_dir = out or (run / "reports" if run else Path("."))
-    report = evaluate(base, edited, refuse=refuse, comply=comply, smoke=smoke_records(tok, rb, cb),
-                      max_new_tokens=max_new_tokens, batch_size=batch_size, device=device, dtype=dtype,
-                      out_dir=out_dir, show_progress=not quiet, benign=benign_records(tok)[:benign] if benign else [],
-                      judge=judge, rd=rd)
+    if o.limit:
+        refuse, comply = refuse[:o.limit], comply[:o.limit]
+    out_dir = o.out or (o.run / "reports" if o.run else Path("."))
+    report = evaluate(o.base, o.edited, refuse=refuse, comply=comply, smoke=smoke_records(tok, rb, cb),
+                      max_new_tokens=o.max_new_tokens, batch_size=o.batch_size, device=o.device, dtype=o.dtype,
+                      out_dir=out_dir, show_progress=not o.quiet,
+                      benign=benign_records(tok)[:o.benign] if o.benign else [], judge=_judge(o.judge),
+                      rd=not o.no_rd)
     return report, out_dir
 
 
@@ -318,20 +358,22 @@ def pipeline_cmd(
 ) -> None:
     """contrast -> capture -> directions -> choose | search -> report -> bake -> evaluate, resumable."""
     from abliterate.pipeline import PipelineOptions, run_pipeline
-    from harness.commands._abliterate_search import DEMO_SEARCH, agent_format_ok
+    from abliterate.search import DEMO_SEARCH
+    from harness.commands._abliterate_search import agent_format_ok
 
     if demo_search:
         search = True
-        search_trials, search_prompts = DEMO_SEARCH["trials"], DEMO_SEARCH["prompts"]
-        search_tokens, search_format_tokens = DEMO_SEARCH["gen_tokens"], DEMO_SEARCH["format_tokens"]
+        search_trials, search_prompts = DEMO_SEARCH.trials, DEMO_SEARCH.prompts
+        search_tokens, search_format_tokens = DEMO_SEARCH.gen_tokens, DEMO_SEARCH.format_tokens
 
     ri, ci, rb, cb, mode = contrast_inputs(prompts, refuse_prompts, comply_prompts, limit)
     typer.echo(mode)
+    layers = _layer_list(candidates)
     opts = PipelineOptions(
         eval_fraction=eval_fraction, seed=seed, disjoint_categories=disjoint_categories, batch_size=batch_size,
         device=device, dtype=dtype, layers_path=layers_path, variant=variant, layer=layer,
-        candidates=[int(c) for c in candidates.split(",") if c.strip()] if candidates else None,
-        n_candidates=n_candidates, kl_bound=kl_bound, choose_gen_tokens=gen_tokens,
+        candidates=None if layers is None else list(layers), n_candidates=n_candidates, kl_bound=kl_bound,
+        choose_gen_tokens=gen_tokens,
         components=tuple(c.strip() for c in components.split(",") if c.strip()), weight=weight,
         norm_preserve=norm_preserve, eval_tokens=eval_tokens, eval_limit=eval_limit, search=search,
         search_trials=search_trials, search_prompts=search_prompts, search_gen_tokens=search_tokens,

@@ -20,17 +20,10 @@ def register(app: typer.Typer) -> None:
         fmt: str = typer.Option("hf", "--format", help="hf: a bf16 safetensors folder | gguf: the bundled GGUF file."),
     ) -> None:
         """Print the bundled SmolLM2-135M-Instruct: an HF folder (materialized once) or its GGUF file."""
-        from harness.embedded_model import gguf_path, materialize
+        from harness.embedded_model import EmbeddedModelOptions, embedded_model
 
         try:
-            if fmt not in {"hf", "gguf"}:
-                raise AblbenchError(f"--format {fmt!r} is unknown: use hf or gguf")
-            if fmt == "gguf":
-                if out is not None:
-                    raise AblbenchError("--out applies to --format hf only: the GGUF is used in place (copy it if needed)")
-                typer.echo(gguf_path())
-                return
-            typer.echo(materialize(out))
+            typer.echo(embedded_model(EmbeddedModelOptions(out=out, fmt=fmt)))
         except AblbenchError as exc:
             raise fail(str(exc)) from exc
 

@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,25 @@ from ablbench.results import write_json_atomic
 from harness.errors import fail
 
 BACKEND_NAMES = ("llamacpp", "transformers", "sglang", "vllm")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """The options of one ``ablbench serve`` invocation (``serve stop`` reads ``all_`` only)."""
+
+    model: Path | None = None  # None: the bundled SmolLM2
+    backend: str | None = None  # None: default_backend() picks one
+    port: int | None = None
+    name: str | None = None
+    detach: bool = False
+    check: bool = False
+    base: Path | None = None
+    health_budget: float | None = None
+    image: str | None = None
+    gpus: str = "all"
+    force: bool = False
+    all_: bool = False
+    extra_args: tuple[str, ...] = ()  # what follows `--`, for the server itself
 
 
 def state_dir() -> Path:
@@ -133,14 +153,17 @@ def register(app: typer.Typer) -> None:
         all_: bool = typer.Option(False, "--all", help="With `stop`: every detached or leftover server."),
     ) -> None:
         args = list(ctx.args)
+        options = ServeOptions(model=model, backend=backend, port=port, name=name, detach=detach, check=check,
+                               base=base, health_budget=health_budget, image=image, gpus=gpus, force=force,
+                               all_=all_, extra_args=tuple(args))
         if model is None and args and args[0] in {"stop", "list"}:
             if args[0] == "stop":
-                _stop(args[1:], all_)
+                _stop(args[1:], options.all_)
             else:
                 _list()
             return
         try:
-            _serve(model, backend, port, name, detach, check, base, health_budget, image, gpus, force, args)
+            _serve(options)
         except AblbenchError as exc:
             raise fail(str(exc)) from exc
 
@@ -193,32 +216,26 @@ def _resolve_model(model: Path | None, backend: str | None) -> tuple[Path, str, 
     return model, chosen, why
 
 
-def _serve(
-    model_arg: Path | None, backend_arg: str | None, port: int | None, name: str | None, detach: bool, check: bool,
-    base: Path | None, health_budget: float | None, image: str | None, gpus: str, force: bool,
-    extra_args: list[str],
-) -> None:
+def _serve(o: ServeOptions) -> None:
     from rich.console import Console
 
     from runners.servers import ServerError, make_server
     from runners.servers.base import default_name
     from runners.servers.detached import detached_alive
 
-    model, backend, why = _resolve_model(model_arg, backend_arg)
-    _preflight(model, base.expanduser().resolve() if base else None, check, force)
-    if backend_arg is None:
+    model, backend, why = _resolve_model(o.model, o.backend)
+    _preflight(model, o.base.expanduser().resolve() if o.base else None, o.check, o.force)
+    if o.backend is None:
         typer.echo(f"backend: {backend} ({why})", err=True)
 
-    opts: dict[str, Any] = {"health_budget_s": health_budget}
     if backend in {"transformers", "llamacpp"}:
-        opts["die_with_parent"] = not detach
-        if detach:  # the log must outlive this command
-            opts["log_path"] = state_dir() / f"{name or default_name(model)}.log"
+        log_path = state_dir() / f"{o.name or default_name(model)}.log" if o.detach else None  # outlives the command
+        server = make_server(backend, model, name=o.name, port=o.port, extra_args=o.extra_args,
+                             health_budget_s=o.health_budget, die_with_parent=not o.detach, log_path=log_path)
     else:
-        opts["gpus"] = None if gpus in {"none", ""} else (int(gpus) if gpus.isdigit() else gpus)
-        if image:
-            opts["image"] = image
-    server = make_server(backend, model, name=name, port=port, extra_args=extra_args, **opts)
+        gpus = None if o.gpus in {"none", ""} else (int(o.gpus) if o.gpus.isdigit() else o.gpus)
+        server = make_server(backend, model, name=o.name, port=o.port, extra_args=o.extra_args,
+                             health_budget_s=o.health_budget, gpus=gpus, image=o.image)
     existing = _read_states().get(server.name)
     if existing and detached_alive(existing.get("detach", {})):
         raise AblbenchError(f"a server named {server.name} is already running: `ablbench serve stop {server.name}` "
@@ -242,7 +259,7 @@ def _serve(
         typer.echo(f"url: {server.base_url}")
         typer.echo(f"model: {server.model_name}")
         typer.echo(json.dumps(identity, indent=2))
-        if detach:
+        if o.detach:
             record = {
                 "name": server.name, "backend": backend, "base_url": server.base_url,
                 "model_name": server.model_name, "model_dir": str(model), "identity": identity,

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 
 from ablbench.errors import AblbenchError
 from harness.errors import fail
+
+
+@dataclass(frozen=True)
+class SmokeOptions:
+    """The options of ``ablbench smoke``: a quick look at a base (and an edited) model."""
+
+    base: Path | None = None  # None: the bundled SmolLM2
+    edited: Path | None = None  # None: base only
+    run: Path | None = None  # its eval prompts instead of the built-ins
+    limit: int = 4  # prompts per bucket (benign ones too)
+    max_new_tokens: int = 100
+    out: Path | None = None  # default: the current folder
+    device: str = "auto"
+    dtype: str = "auto"
+    quiet: bool = False
 
 
 def register(app: typer.Typer) -> None:
@@ -26,24 +42,33 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     ) -> None:
         """Generations for "List files in /tmp" and a few shell tasks, refusal markers, first-token KL."""
-        from abliterate.errors import AbliterationError
-        from harness.commands.abliterate import print_evaluation, run_evaluation
-        from harness.extras import require
+        _smoke(SmokeOptions(base=base, edited=edited, run=run, limit=limit, max_new_tokens=max_new_tokens, out=out,
+                            device=device, dtype=dtype, quiet=quiet))
 
-        try:
-            require("abliterate", "smoke")
-            if base is None:
-                from harness.embedded_model import materialize
 
-                base = materialize()
-            from ablbench.paths import cache_dir
-            from abliterate.progress import warnings_to_file
+def _smoke(o: SmokeOptions) -> None:
+    """The evaluation ``o`` asks for, with smoke's fixed choices: 8 per batch, ``limit`` benign prompts, no RD."""
+    from abliterate.errors import AbliterationError
+    from harness.commands.abliterate import print_evaluation, run_evaluation
+    from harness.extras import require
 
-            with warnings_to_file(cache_dir() / "logs" / "smoke.log"):
-                report, out_dir = run_evaluation(base, edited, run, out, max_new_tokens=max_new_tokens,
-                                                 limit=limit, batch_size=8, device=device, dtype=dtype, quiet=quiet,
-                                                 benign=limit, rd=False)
-        except (AblbenchError, AbliterationError) as exc:
-            raise fail(str(exc)) from exc
-        print_evaluation(report)
-        typer.echo(out_dir / "evaluation.md")
+    try:
+        require("abliterate", "smoke")
+        base = o.base
+        if base is None:
+            from harness.embedded_model import materialize
+
+            base = materialize()
+        from ablbench.paths import cache_dir
+        from abliterate.evaluate import EvaluationOptions
+        from abliterate.progress import warnings_to_file
+
+        with warnings_to_file(cache_dir() / "logs" / "smoke.log"):
+            report, out_dir = run_evaluation(EvaluationOptions(
+                base=base, edited=o.edited, run=o.run, out=o.out, max_new_tokens=o.max_new_tokens, limit=o.limit,
+                benign=o.limit, no_rd=True, batch_size=8, device=o.device, dtype=o.dtype, quiet=o.quiet,
+            ))
+    except (AblbenchError, AbliterationError) as exc:
+        raise fail(str(exc)) from exc
+    print_evaluation(report)
+    typer.echo(out_dir / "evaluation.md")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
@@ -9,6 +10,25 @@ import typer
 from ablbench.errors import AblbenchError
 from ablbench.paths import BUNDLED_TASKS
 from harness.errors import fail
+
+
+@dataclass(frozen=True)
+class TasksListOptions:
+    """The options of ``ablbench tasks list``."""
+
+    path: Path = BUNDLED_TASKS  # a folder of tasks, or one task folder
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TasksCheckOptions:
+    """The options of ``ablbench tasks check`` (``base_image_map`` and ``offline`` apply with ``images``)."""
+
+    path: Path = BUNDLED_TASKS
+    images: bool = False
+    base_image_map: tuple[str, ...] = ()
+    offline: bool = False
 
 
 def _fmt_s(seconds: float) -> str:
@@ -27,29 +47,7 @@ def register(app: typer.Typer) -> None:
         exclude: list[str] = typer.Option([], "--exclude", "-e", help="Skip tasks matching this glob."),
     ) -> None:
         """Show the tasks under PATH with format, difficulty, timeouts and environment."""
-        from rich.console import Console
-        from rich.table import Table
-
-        from harness.tasks import discover_tasks
-
-        try:
-            specs = discover_tasks(path, tuple(include), tuple(exclude))
-        except AblbenchError as exc:
-            raise fail(str(exc)) from exc
-        table = Table(title=f"{len(specs)} tasks in {path}", caption="timeouts: agent / verifier")
-        table.add_column("name", no_wrap=True)
-        for col in ("fmt", "level", "category", "timeouts", "image", "net"):
-            table.add_column(col, overflow="fold", min_width=4 if col == "net" else None)
-        for s in specs:
-            env = s.docker_image or ""
-            if s.dockerfile is not None:
-                rel = s.dockerfile.relative_to(s.path).as_posix()
-                build = "build" if rel in {"environment/Dockerfile", "Dockerfile"} else f"build {rel}"
-                env = f"{env} | {build}" if env else build
-            table.add_row(s.name, s.format, s.difficulty or "-", s.category or "-",
-                          f"{_fmt_s(s.agent_timeout_s)} / {_fmt_s(s.verifier_timeout_s)}", env,
-                          "yes" if s.allow_internet else "no")
-        Console().print(table)
+        _list(TasksListOptions(path=path, include=tuple(include), exclude=tuple(exclude)))
 
     @tasks_app.command("check")
     def check(
@@ -62,22 +60,54 @@ def register(app: typer.Typer) -> None:
         offline: bool = typer.Option(False, "--offline", help="As for `ablbench run` (with --images)."),
     ) -> None:
         """Validate every task under PATH; print each problem with its file; exit 1 if any."""
-        from harness.tasks import check_tasks, discover_tasks
-
-        problems = check_tasks(path)
-        if problems:
-            for p in problems:
-                typer.secho(f"{p.path}: {p.message}", err=True, fg=typer.colors.RED)
-            raise fail(f"{len(problems)} problem(s) in {path}; fix them and rerun `ablbench tasks check`")
-        specs = discover_tasks(path)
-        typer.echo(f"ok: {len(specs)} task(s) in {path}")
-        if images:
-            _check_images(specs, base_image_map, offline)
+        _check(TasksCheckOptions(path=path, images=images, base_image_map=tuple(base_image_map), offline=offline))
 
     app.add_typer(tasks_app, name="tasks")
 
 
-def _check_images(specs: list, base_image_map: list[str], offline: bool) -> None:
+def _list(o: TasksListOptions) -> None:
+    """``tasks list``: one table row per task."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from harness.tasks import discover_tasks
+
+    try:
+        specs = discover_tasks(o.path, o.include, o.exclude)
+    except AblbenchError as exc:
+        raise fail(str(exc)) from exc
+    table = Table(title=f"{len(specs)} tasks in {o.path}", caption="timeouts: agent / verifier")
+    table.add_column("name", no_wrap=True)
+    for col in ("fmt", "level", "category", "timeouts", "image", "net"):
+        table.add_column(col, overflow="fold", min_width=4 if col == "net" else None)
+    for s in specs:
+        env = s.docker_image or ""
+        if s.dockerfile is not None:
+            rel = s.dockerfile.relative_to(s.path).as_posix()
+            build = "build" if rel in {"environment/Dockerfile", "Dockerfile"} else f"build {rel}"
+            env = f"{env} | {build}" if env else build
+        table.add_row(s.name, s.format, s.difficulty or "-", s.category or "-",
+                      f"{_fmt_s(s.agent_timeout_s)} / {_fmt_s(s.verifier_timeout_s)}", env,
+                      "yes" if s.allow_internet else "no")
+    Console().print(table)
+
+
+def _check(o: TasksCheckOptions) -> None:
+    """``tasks check``: every problem with its file, exit 1 if any; then the images with ``o.images``."""
+    from harness.tasks import check_tasks, discover_tasks
+
+    problems = check_tasks(o.path)
+    if problems:
+        for p in problems:
+            typer.secho(f"{p.path}: {p.message}", err=True, fg=typer.colors.RED)
+        raise fail(f"{len(problems)} problem(s) in {o.path}; fix them and rerun `ablbench tasks check`")
+    specs = discover_tasks(o.path)
+    typer.echo(f"ok: {len(specs)} task(s) in {o.path}")
+    if o.images:
+        _check_images(specs, o)
+
+
+def _check_images(specs: list, o: TasksCheckOptions) -> None:
     """``tasks check --images``: one row per task (runners.runtime_image, rule 5); exit 1 if any cannot run."""
     from collections import Counter
 
@@ -90,7 +120,7 @@ def _check_images(specs: list, base_image_map: list[str], offline: bool) -> None
     from runners.runtime_image import AgentRuntime, check_task
 
     try:
-        mapping = parse_image_map(base_image_map)
+        mapping = parse_image_map(o.base_image_map)
     except ValueError as exc:
         raise fail(str(exc)) from None
     try:
@@ -98,7 +128,7 @@ def _check_images(specs: list, base_image_map: list[str], offline: bool) -> None
         client.ping()
     except Exception as exc:  # noqa: BLE001 - any failure means "no engine"
         raise fail(f"--images needs the Docker engine ({exc}); start docker or set DOCKER_HOST") from None
-    resolver = ImageResolver(client, ImageOptions(base_image_map=mapping, offline=offline, fallback_image=BASE_IMAGE))
+    resolver = ImageResolver(client, ImageOptions(base_image_map=mapping, offline=o.offline, fallback_image=BASE_IMAGE))
     runtime = AgentRuntime(client)
     table = Table(title="agent runtime (tmux, bash) per task image")
     for col in ("task", "image", "status", "detail"):
