@@ -48,3 +48,14 @@ def test_generation_advances_progress_per_token_step_and_totals_one_per_prompt(t
     assert len(texts) == 5
     assert len(prog.advances) > 3  # many small steps, not one per batch
     assert abs(sum(prog.advances) - len(records)) < 1e-9
+
+
+def test_model_loading_shows_no_library_bar_inside_the_block_and_the_bar_returns_after(tmp_path: Path,
+                                                                                      capfd) -> None:
+    from transformers.utils import logging as transformers_logging
+
+    folder = build_tiny("llama", tmp_path / "llama")
+    with warnings_to_file(tmp_path / "load.log"):
+        load_model(folder, device="cpu")
+    assert "Loading weights" not in "".join(capfd.readouterr())
+    assert transformers_logging.is_progress_bar_enabled()  # restored for code outside the step

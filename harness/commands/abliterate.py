@@ -383,7 +383,7 @@ def pipeline_cmd(
     )
     summary = run_pipeline(model, out, refuse_items=ri, comply_items=ci, refuse_messages=rb, comply_messages=cb,
                            options=opts, format_check=agent_format_ok)
-    typer.echo(f"chosen layer {summary['chosen_layer']}" + (" (search)" if summary.get("search") else "")
+    typer.echo(f"chosen layer {summary['chosen_layer']:g}" + (" (search)" if summary.get("search") else "")
                + f"; edited model: {summary['edited_model']}")
     for sentence in summary.get("direction_verdict") or []:
         typer.echo(sentence)
