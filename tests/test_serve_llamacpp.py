@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -81,9 +82,12 @@ def assert_gone(pid: int | None, port: int) -> None:
         httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2)
 
 
-def test_health_and_identity(llama_server, bundled_gguf):
+def test_health_and_identity(llama_server, bundled_gguf, tmp_path):
     models = httpx.get(f"{llama_server.base_url}/v1/models", timeout=30).json()
-    assert [m["id"] for m in models["data"]] == ["smol-gguf"] == [llama_server.model_name]
+    alias = llama_server.model_name
+    assert [m["id"] for m in models["data"]] == [alias] and alias.startswith("SmolLM2-135M-Instruct.Q4_1@")
+    # the alias names the weights, not the server: another server object of the same file agrees
+    assert LlamaCppServer(bundled_gguf, name="another", warmup=False).model_name == alias
     ident = llama_server.identity()
     assert ident["backend"] == "llamacpp" and ident["model_path"] == str(bundled_gguf.resolve())
     assert ident["max_model_len"] == 8192  # the file's trained context (= the default cap)
@@ -92,9 +96,11 @@ def test_health_and_identity(llama_server, bundled_gguf):
     argv = Path(f"/proc/{llama_server.pid}/cmdline").read_bytes().split(b"\0")
     assert argv[argv.index(b"--n_threads") + 1] == b"1" and argv[argv.index(b"--n_ctx") + 1] == b"8192"
 
-    # a server object expecting another alias on this port fails its identity check
-    impostor = LlamaCppServer(bundled_gguf, name="other", port=llama_server.port, warmup=False)
-    with pytest.raises(ServerError, match=r"serves \['smol-gguf'\], not 'other'"):
+    # a server object expecting another file on this port fails its identity check
+    other = tmp_path / "other.gguf"
+    shutil.copyfile(bundled_gguf, other)
+    impostor = LlamaCppServer(other, name="other", port=llama_server.port, warmup=False)
+    with pytest.raises(ServerError, match=rf"serves \['{re.escape(alias)}'\], not 'other@[0-9a-f]{{12}}'"):
         impostor.identity()
 
 
@@ -168,7 +174,9 @@ def test_command_sets_threads_and_context_explicitly(bundled_gguf):
     argv = make_server("llamacpp", bundled_gguf, port=40005).command()
     assert argv[:3] == [sys.executable, "-m", "llama_cpp.server"]
     flags = dict(zip(argv[3::2], argv[4::2], strict=True))
-    assert flags == {"--model": str(bundled_gguf.resolve()), "--model_alias": "SmolLM2-135M-Instruct.Q4_1",
+    alias = flags["--model_alias"]
+    assert alias.startswith("SmolLM2-135M-Instruct.Q4_1@") and len(alias.split("@")[1]) == 12
+    assert flags == {"--model": str(bundled_gguf.resolve()), "--model_alias": alias,
                      "--host": "127.0.0.1", "--port": "40005", "--n_threads": str(default_threads()),
                      "--n_threads_batch": str(default_threads()), "--n_ctx": "8192"}
     # server arguments after `--` come last, win, and are what the identity reports
@@ -294,3 +302,8 @@ def test_full_bench_serves_gguf_models_with_llamacpp_structured(bundled_gguf, ba
     ports = re.findall(r"^== \w+: http://127\.0\.0\.1:(\d+) ", res.stdout, flags=re.MULTILINE)
     assert len(ports) == 2
     assert all(pids_with_port_arg(int(port)) == [] for port in ports)
+    # rerun: fresh servers (new ports, new script pid) of the same files resume; nothing runs again
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "holds another experiment" not in again.stdout + again.stderr
+    assert (again.stdout + again.stderr).count("1/1 trials finished (1 kept from before)") == 2

@@ -4,7 +4,7 @@ Rules, in order:
 
 1. Only a GGUF file is served. An HF folder is refused with the fix (``--backend transformers``
    or a GGUF); a missing ``llama-cpp-python`` is refused with the fix (``scripts/setup.sh``).
-2. The command is ``python -m llama_cpp.server --model FILE --model_alias NAME`` on 127.0.0.1
+2. The command is ``python -m llama_cpp.server --model FILE --model_alias ALIAS`` on 127.0.0.1
    with the thread count (``--n_threads``, ``--n_threads_batch``) and context size (``--n_ctx``)
    always explicit: threads = half the CPUs this process may use (:func:`default_threads`),
    context = the file's trained length capped at :data:`DEFAULT_MAX_CTX`. Server arguments after ``--`` come last and win;
@@ -12,15 +12,20 @@ Rules, in order:
 3. llama-cpp-python loads the model before it binds the port, has no ``/health``, and holds
    one model behind a lock: concurrent requests queue and run one at a time (no thrashing of
    2 cores between two generations). Readiness is ``/v1/models`` answering 200.
-4. Identity: ``/v1/models`` must list exactly our alias (the server answers any ``model``
-   name with its one model, so the alias proves the port is ours), the process is ours, and a
+4. The alias (the ``model`` clients send) names the weights, not the server instance:
+   ``<file stem>@<12 hex>`` over the file's resolved path, size and modification time. A run
+   fingerprints the served model by it, so it resumes against a restarted server of the same
+   file and refuses a different or rewritten file.
+5. Identity: ``/v1/models`` must list exactly our alias (the server answers any ``model``
+   name with its one model), the process is ours, and a
    one-token generation answers. The file's header facts (name, context, ``abliteration.*``
    keys) and size are recorded.
-5. Start-up fails early on the process exiting or a fatal log line (model load errors).
+6. Start-up fails early on the process exiting or a fatal log line (model load errors).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import sys
@@ -66,6 +71,14 @@ def default_threads() -> int:
     return max(1, cpu_threads() // 2)
 
 
+def weights_alias(gguf: Path) -> str:
+    """``<stem>@<12 hex>``: the file's name, and a key over its resolved path, size and mtime."""
+    path = gguf.resolve()
+    st = path.stat()
+    key = hashlib.sha256(f"{path}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    return f"{path.stem}@{key}"
+
+
 def _arg_value(args: list[str], flag: str) -> str | None:
     """The last value given to ``flag`` (``--flag V`` or ``--flag=V``) in ``args``."""
     value = None
@@ -103,6 +116,11 @@ class LlamaCppServer(LocalProcessServer):
         """The served GGUF file."""
         return self.model_dir
 
+    @property
+    def model_name(self) -> str:
+        """The alias: ``<stem>@<hash of path, size, mtime>`` (the same file keeps it across restarts)."""
+        return weights_alias(self.model_dir)
+
     def _check_model_path(self) -> None:
         if self.model_dir.is_dir():
             raise ServerError(
@@ -137,7 +155,7 @@ class LlamaCppServer(LocalProcessServer):
         return [
             sys.executable, "-m", "llama_cpp.server",
             "--model", str(self.model_dir),
-            "--model_alias", self.name,
+            "--model_alias", self.model_name,
             "--host", "127.0.0.1",
             "--port", str(self.port),
             "--n_threads", str(threads),
@@ -148,16 +166,16 @@ class LlamaCppServer(LocalProcessServer):
 
     def _expected_identity(self, models: dict[str, Any]) -> dict[str, Any]:
         ids = [str(m.get("id")) for m in model_entries(models)]
-        if ids != [self.name]:
+        if ids != [self.model_name]:
             raise ServerError(
-                f"llama.cpp server on port {self.port} serves {ids or 'nothing'}, not '{self.name}' "
+                f"llama.cpp server on port {self.port} serves {ids or 'nothing'}, not '{self.model_name}' "
                 "(another server on this port?)"
             )
         if self._facts is None:
             self._facts = read_facts(self.model_dir)
         threads, ctx = self._effective()
         facts: dict[str, Any] = {
-            "served_model": self.name,
+            "served_model": self.model_name,
             "model_path": str(self.model_dir),
             "file_bytes": self.model_dir.stat().st_size,
             "gguf_name": self._facts.name,
@@ -175,7 +193,7 @@ class LlamaCppServer(LocalProcessServer):
 
     def _warmup(self) -> str | None:
         """One-token generation: the weights answer; returns the reply's ``model``."""
-        body = {"model": self.name, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1,
+        body = {"model": self.model_name, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1,
                 "temperature": 0}
         try:
             resp = httpx.post(f"{self.base_url}/v1/chat/completions", json=body, timeout=120.0)
