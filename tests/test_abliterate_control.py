@@ -91,3 +91,25 @@ def test_bake_run_reproduces_the_runs_edit_in_another_copy(baked_run, tmp_path):
     assert rep["direction"]["unit_vector_sha256"] == ref["direction"]["unit_vector_sha256"]
     assert [(e["key"], e["alpha"]) for e in rep["edited"]] == [(e["key"], e["alpha"]) for e in ref["edited"]]
     assert rep["output"]["files"]["model.safetensors"] == ref["output"]["files"]["model.safetensors"]
+
+
+def test_gguf_control_prints_a_three_arm_command_whose_paths_work(baked_run, tmp_path):
+    from tiny_gguf import hf_to_gguf
+
+    model, run = baked_run
+    gguf_model = hf_to_gguf(model, tmp_path / "tiny.gguf")
+    res = CliRunner().invoke(app, ["abliterate", "control", "--model", str(gguf_model), "--run", str(run),
+                                   "--out", str(tmp_path / "control"), "--gguf-type", "f32", "--quiet"])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    lines = res.output.splitlines()
+    bench = next(line for line in lines if line.startswith("three-arm benchmark:"))
+    arms = dict(arg.split("=", 1) for arg in bench.split() if "=" in arg)
+    assert arms["base"] == str(gguf_model)
+    assert arms["control"].endswith(".control.gguf") and (tmp_path / "control" / "tiny.control.gguf").is_file()
+    assert lines[-1] == arms["control"]
+    # the printed bake-run command makes the abl arm's GGUF
+    hint = next(line for line in lines if line.startswith("the run's edit as a GGUF:"))
+    argv = hint.split(": ablbench ", 1)[1].split() + ["--gguf-type", "f32", "--quiet"]
+    res = CliRunner().invoke(app, argv)
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    assert arms["abl"] == str(tmp_path / "abliterated.gguf") and (tmp_path / "abliterated.gguf").is_file()

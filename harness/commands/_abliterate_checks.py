@@ -31,16 +31,22 @@ def control_cmd(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Bake a control: a seeded random direction orthogonal to the run's, same layers, strengths, components."""
-    from abliterate.control import ControlOptions, bake_control
+    from abliterate.control import ControlOptions, bake_control, bake_target
 
     rep = bake_control(ControlOptions(model=model, run=run, out=out, seed=seed, direction=direction, layer=layer,
                                       gguf_type=gguf_type, quiet=quiet))
     c = rep["control"]
     typer.echo(f"control ({c['kind']}, seed {c['seed']}): {len(rep['edited'])} tensor(s) edited, "
                f"cos to the run's direction {c['cos_to_reference']:.2e}")
+    target = bake_target(model, out, "control")
+    if target.suffix == ".gguf":  # the run's own edit is baked into the HF copy: bake it into a GGUF too
+        abl = out.parent / "abliterated.gguf"
+        typer.echo(f"the run's edit as a GGUF: ablbench abliterate bake-run --model {model} --run {run} --out {abl}")
+    else:
+        abl = run / "abliterated_model"
     typer.echo(f"three-arm benchmark: scripts/full_bench_parallel.sh --model base={model} "
-               f"--model abl={run / 'abliterated_model'} --model control={out}")
-    typer.echo(out)
+               f"--model abl={abl} --model control={target}")
+    typer.echo(target)
 
 
 def bake_run_cmd(
