@@ -121,6 +121,8 @@ def main() -> None:
                     with busy_core(1800):
                         res = measure(server, args.reps, args.prompt_tokens, args.decode_tokens)
                 rows.append((label, condition, load, res))
+                console.print(f"  prefill {res['prefill']:.0f} tok/s, decode {res['decode']:.1f} tok/s, "
+                              f"turn {res['turn_s']:.2f} s")  # shown now: a long run stopped early keeps these
     table = Table(title=f"bundled SmolLM2-135M: {cpu_threads()} CPUs, median of {args.reps}, greedy")
     for col in ("server", "condition", "load before", "prompt tok", "prefill tok/s", "decode tok/s",
                 "reply tok", "turn s"):
