@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -91,8 +92,13 @@ def measure(server: ModelServer, reps: int, prompt_tokens: int, decode_tokens: i
             "out_tokens": statistics.median(n_out)}
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (a `timeout`, a kill) stops the servers like Ctrl-C does
+
+
 def main() -> None:
     """Measure every server in both conditions and print the table."""
+    signal.signal(signal.SIGTERM, _interrupt)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--prompt-tokens", type=int, default=350)
