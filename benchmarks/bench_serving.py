@@ -14,6 +14,7 @@ decoding. llama.cpp runs with all CPUs as threads and with ``ablbench serve``'s 
 of them, at least one); ``transformers serve`` with torch's defaults.
 
     .venv/bin/python benchmarks/bench_serving.py [--reps 3] [--prompt-tokens 350] [--decode-tokens 128]
+        [--threads both|default|all] [--skip-transformers]
 """
 
 from __future__ import annotations
@@ -104,13 +105,17 @@ def main() -> None:
     ap.add_argument("--prompt-tokens", type=int, default=350)
     ap.add_argument("--decode-tokens", type=int, default=128)
     ap.add_argument("--skip-transformers", action="store_true")
+    ap.add_argument("--threads", choices=("both", "default", "all"), default="both",
+                    help="llama.cpp thread counts to measure: ablbench's default, all CPUs, or both (all CPUs "
+                    "beside a busy core can take many minutes: its threads spin at barriers)")
     args = ap.parse_args()
     console = Console(width=160)
     gguf, folder = gguf_path(), materialize()
     servers: list[tuple[str, dict[str, Any]]] = [
         (f"llama.cpp, {n} thread(s){' (default)' if n == default_threads() else ''}",
          {"backend": "llamacpp", "model": gguf, "threads": n})
-        for n in sorted({cpu_threads(), default_threads()}, reverse=True)
+        for n in sorted({*({cpu_threads()} if args.threads != "default" else set()),
+                         *({default_threads()} if args.threads != "all" else set())}, reverse=True)
     ]
     if not args.skip_transformers:
         servers.append(("transformers serve", {"backend": "transformers", "model": folder}))
