@@ -148,7 +148,8 @@ def test_image_without_package_manager_is_an_infra_error(runs):
 def test_install_without_network_names_the_fix(docker_client, debian_image, tmp_path):
     # an image of its own (a fresh id), so no derived image of it can be cached already
     tag = f"ablbench-test-nonet:{uuid.uuid4().hex[:8]}"
-    docker_client.images.build(fileobj=io.BytesIO(f"FROM {debian_image}\nLABEL t={tag}\n".encode()), tag=tag)
+    docker_client.images.build(fileobj=io.BytesIO(f"FROM {debian_image}\nLABEL t={tag}\n".encode()), tag=tag,
+                               rm=True, forcerm=True)  # docker-py keeps the step's container by default
     runtime = AgentRuntime(docker_client, build_network="none", cache_root=tmp_path)
     logs: list[str] = []
     try:
