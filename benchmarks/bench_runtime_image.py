@@ -29,7 +29,8 @@ from runners.runtime_image import AgentRuntime
 def fresh_image(client: docker.DockerClient, base: str) -> str:
     """A new image id on top of ``base`` (one LABEL), so no probe or derived image exists for it."""
     tag = f"ablbench-bench-runtime:{uuid.uuid4().hex[:10]}"
-    client.images.build(fileobj=io.BytesIO(f"FROM {base}\nLABEL bench={tag}\n".encode()), tag=tag)
+    client.images.build(fileobj=io.BytesIO(f"FROM {base}\nLABEL bench={tag}\n".encode()), tag=tag,
+                        rm=True, forcerm=True)  # docker-py keeps the step's container by default
     return tag
 
 
