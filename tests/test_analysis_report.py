@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from matplotlib.image import imread
+from md_tables import assert_rows_match_headers
 from typer.testing import CliRunner
 
 from ablbench.results import SUMMARY_COLUMNS, write_json_atomic, write_summary
@@ -93,15 +94,7 @@ def test_markdown_report_opens_cleanly(cli_out):
         assert heading in md
     assert "solved in attempt 1" in md  # the documented per-task rule for several attempts
     assert "task-05 (7)" in md  # unusual no_cmd flagged with its mean
-    # every table row has as many cells as its header
-    lines = md.splitlines()
-    for i, line in enumerate(lines):
-        if line.startswith("| ---"):
-            width = lines[i - 1].count(" | ")
-            j = i + 1
-            while j < len(lines) and lines[j].startswith("|"):
-                assert lines[j].count(" | ") == width, lines[j]
-                j += 1
+    assert_rows_match_headers(md)
 
 
 def test_plots_are_valid_pngs(cli_out):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from matplotlib.image import imread
+from md_tables import assert_rows_match_headers
 from test_agent_scripted_server import ScriptedServer
 from test_behaviour_metrics import atif, turn
 from typer.testing import CliRunner
@@ -148,14 +149,7 @@ def test_markdown_and_json_carry_a_separate_behaviour_section(result):
     assert "abl refused (a refusal marker in the reply) in 0.0 % (0/14) of turns" in section
     assert "### Turns with a refusal marker" in section and "| base | t3 | 1 | 5 |" in section
     assert "--judge URL MODEL" in section
-    lines = section.splitlines()
-    for i, line in enumerate(lines):  # every table row as wide as its header
-        if line.startswith("| ---"):
-            width = lines[i - 1].count(" | ")
-            j = i + 1
-            while j < len(lines) and lines[j].startswith("|"):
-                assert lines[j].count(" | ") == width, lines[j]
-                j += 1
+    assert_rows_match_headers(section)
     data = json.loads(to_json(result))
     json.dumps(data, allow_nan=False)  # strict JSON for other readers
     assert set(data["behaviour"]) >= {"available", "rules", "runs", "pairs", "refusals"}
