@@ -16,12 +16,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import missing
+from server_helpers import ABLBENCH, assert_gone, pids_with_port_arg, run_cli, serve_in_foreground_then_ctrl_c
 
 from harness.action_schema import action_schema, bounds_for, response_format
 from harness.llm_client import LLMClient
@@ -33,7 +33,6 @@ from runners.servers.llamacpp import llama_cpp_installed
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
-ABLBENCH = str(Path(sys.executable).parent / "ablbench")
 GREEDY = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=24, seed=0)
 
 
@@ -56,30 +55,6 @@ def llama_server(bundled_gguf, tmp_path_factory):
     with server:
         yield server
     assert_gone(server.pid, server.port)
-
-
-def pids_with_port_arg(port: int) -> list[int]:
-    """Processes whose argv carries ``--port port`` (a leftover server)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"--port" in argv and argv[argv.index(b"--port") + 1:][:1] == [str(port).encode()]:
-            found.append(int(entry.name))
-    return found
-
-
-def assert_gone(pid: int | None, port: int) -> None:
-    assert pid is not None
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
-    assert pids_with_port_arg(port) == []
-    with pytest.raises(httpx.HTTPError):
-        httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2)
 
 
 def test_health_and_identity(llama_server, bundled_gguf, tmp_path):
@@ -195,11 +170,6 @@ def test_early_exit_is_reported_with_the_log(bundled_gguf):
         make_server("llamacpp", bundled_gguf, extra_args=["--n_ctx", "lots"]).start()
 
 
-def run_cli(*args: str, home: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ABLBENCH_HOME": str(home)}
-    return subprocess.run([ABLBENCH, *args], capture_output=True, text=True, env=env, timeout=timeout)
-
-
 def test_cli_hf_folder_with_llamacpp_is_one_line(tmp_path):
     folder = tmp_path / "hf-model"
     folder.mkdir()
@@ -211,28 +181,8 @@ def test_cli_hf_folder_with_llamacpp_is_one_line(tmp_path):
 
 
 def test_cli_foreground_gguf_until_ctrl_c(tmp_path, bundled_gguf):
-    env = {**os.environ, "ABLBENCH_HOME": str(tmp_path / "home")}
-    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
-    with open(out, "w") as fo, open(err, "w") as fe:
-        proc = subprocess.Popen([ABLBENCH, "serve", "--model", str(bundled_gguf), "--name", "fg"],
-                                stdout=fo, stderr=fe, env=env)
-    try:
-        deadline = time.monotonic() + 150
-        while "Ctrl-C" not in err.read_text() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert proc.poll() is None, err.read_text()
-        assert "backend: llamacpp (a GGUF file)" in err.read_text()
-        text = out.read_text()
-        ident = json.loads(text[text.index("{"):])
-        pid, port = ident["pid"], int(ident["base_url"].rsplit(":", 1)[1])
-        assert httpx.get(f"{ident['base_url']}/v1/models").status_code == 200
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert "stopped fg" in err.read_text()
-    assert_gone(pid, port)
+    serve_in_foreground_then_ctrl_c(bundled_gguf, tmp_path, backend_line="backend: llamacpp (a GGUF file)",
+                                    probe_path="/v1/models")
 
 
 def test_cli_bundled_model_detached_then_stopped(tmp_path, bundled_gguf):

@@ -9,44 +9,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import httpx
 import pytest
+from server_helpers import assert_gone, pids_with_port_arg, run_cli, serve_in_foreground_then_ctrl_c
 
 from harness.llm_client import LLMClient
 from harness.llm_types import ContextOverflowError, LLMError, SamplingParams
 from runners.servers import ServerError, TransformersServer, make_server
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
-
-ABLBENCH = str(Path(sys.executable).parent / "ablbench")
-
-
-def pids_serving_port(port: int) -> list[int]:
-    """Processes whose command line serves ``--port port`` (any left-over server)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"serve" in argv and b"--port" in argv and str(port).encode() in argv:
-            found.append(int(entry.name))
-    return found
-
-
-def assert_gone(pid: int, port: int) -> None:
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
-    assert pids_serving_port(port) == []
-    with pytest.raises(httpx.HTTPError):
-        httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
 
 
 def test_lifecycle_chat_identity_stop(smollm2_dir, tmp_path):
@@ -86,11 +58,6 @@ def test_missing_folder_fails_clearly(tmp_path):
         server.start()
 
 
-def run_cli(*args: str, home: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ABLBENCH_HOME": str(home)}
-    return subprocess.run([ABLBENCH, *args], capture_output=True, text=True, env=env, timeout=timeout)
-
-
 def test_cli_detach_list_stop(smollm2_dir, tmp_path):
     home = tmp_path / "home"
     started = run_cli("serve", "--backend", "transformers", "--model", str(smollm2_dir), "--name", "det",
@@ -110,7 +77,7 @@ def test_cli_detach_list_stop(smollm2_dir, tmp_path):
         stopped = run_cli("serve", "stop", "det", home=home)
         assert stopped.returncode == 0 and "det: stopped" in stopped.stdout
     finally:
-        if pids_serving_port(port):
+        if pids_with_port_arg(port):
             os.killpg(pid, signal.SIGKILL)
     assert_gone(pid, port)
     assert not (home / "servers" / "det.json").exists()
@@ -119,25 +86,5 @@ def test_cli_detach_list_stop(smollm2_dir, tmp_path):
 
 
 def test_cli_foreground_until_ctrl_c(smollm2_dir, tmp_path):
-    env = {**os.environ, "ABLBENCH_HOME": str(tmp_path / "home")}
-    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
-    with open(out, "w") as fo, open(err, "w") as fe:
-        proc = subprocess.Popen([ABLBENCH, "serve", "--model", str(smollm2_dir), "--name", "fg"],
-                                stdout=fo, stderr=fe, env=env)
-    try:
-        deadline = time.monotonic() + 150
-        while "Ctrl-C" not in err.read_text() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert proc.poll() is None, err.read_text()
-        assert "backend: transformers" in err.read_text()  # default without a GPU
-        text = out.read_text()
-        ident = json.loads(text[text.index("{"):])
-        pid, port = ident["pid"], int(ident["base_url"].rsplit(":", 1)[1])
-        assert httpx.get(f"{ident['base_url']}/health").status_code == 200
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert "stopped fg" in err.read_text()
-    assert_gone(pid, port)
+    serve_in_foreground_then_ctrl_c(smollm2_dir, tmp_path, backend_line="backend: transformers",  # no GPU
+                                    probe_path="/health")
