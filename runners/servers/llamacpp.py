@@ -25,6 +25,7 @@ Rules, in order:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -116,9 +117,11 @@ class LlamaCppServer(LocalProcessServer):
         """The served GGUF file."""
         return self.model_dir
 
-    @property
+    @functools.cached_property
     def model_name(self) -> str:
-        """The alias: ``<stem>@<hash of path, size, mtime>`` (the same file keeps it across restarts)."""
+        """The alias: ``<stem>@<hash of path, size, mtime>`` (the same file keeps it across restarts).
+
+        Taken once per server object, so the alias it serves under cannot drift while it runs."""
         return weights_alias(self.model_dir)
 
     def _check_model_path(self) -> None:
