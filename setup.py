@@ -5,7 +5,7 @@ checkout. Everything else about the distribution is in pyproject.toml."""
 from setuptools import find_packages, setup
 
 setup(
-    packages=[*find_packages(include=["ablbench*", "abliterate*", "harness*", "runners*"]), "ablbench.bundled_tasks"],
+    packages=[*find_packages(include=["ablbench*", "abliterate*", "harness*", "runners*", "sft*"]), "ablbench.bundled_tasks"],
     package_dir={"ablbench.bundled_tasks": "tasks"},
     package_data={
         "ablbench.bundled_tasks": ["**/*"],

@@ -23,6 +23,7 @@ EXTRA_OF = {
     "matplotlib": "plots",
     "matplotlib_venn": "plots",
     "llama_cpp": "llamacpp",
+    "peft": "sft",
 }
 
 
@@ -46,6 +47,7 @@ MODULES_OF = {
     "abliterate": ("torch", "transformers", "safetensors", "optuna", "statsmodels"),
     "plots": ("matplotlib", "matplotlib_venn"),
     "gguf": ("gguf",),
+    "sft": ("peft", "torch", "transformers"),
 }
 
 

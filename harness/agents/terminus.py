@@ -106,6 +106,12 @@ class _Timeout(Exception):
     pass
 
 
+def history_reply(content: str) -> str:
+    """A raw reply as the agent keeps it in its history (reasoning removed); ``ablbench sft`` trains on this."""
+    visible, _, _ = strip_reasoning(content)
+    return visible.strip() or "(empty reply)"
+
+
 def _chars(messages: list[dict]) -> int:
     return sum(len(str(m.get("content") or "")) for m in messages)
 
@@ -269,7 +275,7 @@ class TerminusAgent:
                 ep.tokens_per_char = reply.usage.prompt_tokens / req_chars
 
             content = reply.content or ""
-            visible, inline_reasoning, _ = strip_reasoning(content)
+            _, inline_reasoning, _ = strip_reasoning(content)
             reasoning = "\n".join(r for r in (reply.reasoning, inline_reasoning) if r)
             parsed = parse_action(content, cut_off=reply.finish_reason == "length")
             if parsed.cut_off is not None:
@@ -301,7 +307,7 @@ class TerminusAgent:
             confirm_pending = confirm
             exhausted = consecutive_fail >= cfg.max_parse_failures
             next_user = _feedback(parsed, observation, confirm, max_tokens)
-            ep.messages.append({"role": "assistant", "content": visible.strip() or "(empty reply)"})
+            ep.messages.append({"role": "assistant", "content": history_reply(content)})
             ep.messages.append({"role": "user", "content": next_user})
             harness_turn = time.monotonic() - t_reply - terminal_prev
             trace.write({

@@ -1,0 +1,200 @@
+"""One ``ablbench sft`` run: data -> split -> validation loss -> LoRA training -> merged outputs -> sft.json.
+
+Rules, in order:
+1. ``out`` holds ``sft.json``, ``adapter/``, ``merged/`` (HF), ``merged.gguf`` with ``gguf``, and
+   ``checkpoints/epoch-N/``. Its ``fingerprint.json`` (data hashes + settings) must match a rerun's:
+   a different training into the same folder is an error, the same one resumes after its last
+   finished epoch (or does nothing when sft.json says it is complete).
+2. The validation loss is measured on the held-out tasks' trajectories before training (the base
+   model with a zero-initialized adapter, i.e. the base) and after.
+3. sft.json is written atomically last; it records the data files and hashes, the split, the
+   settings, the loss curve, the validation loss before and after, the seed, versions, timings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+
+from ablbench.results import write_json_atomic
+from sft.errors import SftError
+
+SFT_FILE = "sft.json"
+
+
+@dataclass(frozen=True)
+class SftOptions:
+    """The options of ``ablbench sft``."""
+
+    model: Path | None = None  # HF folder; None: the bundled SmolLM2 (the caller resolves it)
+    traces: tuple[Path, ...] = ()
+    out: Path = Path("results/sft")
+    gguf: Path | None = None  # the base model's GGUF: also write merged.gguf
+    include_failed: bool = False
+    epochs: int = 3
+    lr: float = 1e-3
+    rank: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: str = "all-linear"
+    batch_tokens: int = 4096
+    max_len: int = 2048
+    val_fraction: float = 0.2
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "auto"
+    threads: int = 0  # 0: the CPUs this process may use
+    quiet: bool = False
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("ablbench", "torch", "transformers", "peft", "gguf"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "missing"
+    return out
+
+
+def _progress(quiet: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"),
+                    TimeRemainingColumn(), disable=quiet, transient=False)
+
+
+def run_sft(o: SftOptions, *, history_reply: Callable[[str], str] | None = None,
+            log: Callable[[str], None] = print) -> dict:
+    """Train, merge and describe (module rules); returns the sft.json content."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sft import data, tokens, train
+    from sft.merge import merge_gguf, merge_hf
+
+    t_all = time.monotonic()
+    if o.model is None or not (Path(o.model) / "config.json").is_file():
+        raise SftError(f"--model {o.model}: not an HF model folder (no config.json); pass one "
+                       "(`ablbench model embedded` prints the bundled model's)")
+    if not o.traces:
+        raise SftError("no training data: pass --traces RUN (ablbench run folders or harbor jobs)")
+    if o.epochs < 1 or o.rank < 1 or o.lr <= 0 or o.batch_tokens < 16 or o.max_len < 16:
+        raise SftError("--epochs, --rank, --lr must be positive and --batch-tokens, --max-len at least 16")
+    if o.gguf is not None and not Path(o.gguf).is_file():
+        raise SftError(f"--gguf {o.gguf}: no such file; pass the base model's .gguf")
+    model_dir, out = Path(o.model), Path(o.out)
+    timings: dict[str, float] = {}
+
+    t = time.monotonic()
+    trials, dropped = data.select_trials(o.traces, include_failed=o.include_failed)
+    if not trials:
+        raise SftError(f"no passed trial in {', '.join(map(str, o.traces))} ({dropped} failed ones left out); "
+                       "train on passed trajectories or pass --include-failed")
+    files = data.describe(trials)
+    settings = {k: v for k, v in asdict(o).items() if k not in {"out", "quiet", "threads", "traces"}}
+    fingerprint = hashlib.sha256(json.dumps({"settings": settings, "data": sorted(f["sha256"] for f in files)},
+                                            sort_keys=True, default=str).encode()).hexdigest()
+    out.mkdir(parents=True, exist_ok=True)
+    fp_file = out / "fingerprint.json"
+    if fp_file.is_file():
+        old = json.loads(fp_file.read_text()).get("fingerprint")
+        if old != fingerprint:
+            raise SftError(f"{out} holds another training (other data or settings); choose another --out or delete it")
+        done = out / SFT_FILE
+        if done.is_file() and (out / "merged").is_dir() and (o.gguf is None or (out / "merged.gguf").is_file()):
+            log(f"up to date: {done}")
+            return json.loads(done.read_text())
+    else:
+        write_json_atomic(fp_file, {"fingerprint": fingerprint, "settings": settings})
+
+    threads = train.setup_threads(o.threads)
+    device, dtype = train.pick_device(o.device, o.dtype)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    samples = [s for tr in trials for s in data.samples_from_trial(tr, history_reply or (lambda r: r.strip()))]
+    train_tasks, val_tasks = data.split_tasks([s.task for s in samples], o.val_fraction, o.seed)
+    tr_seqs, drop_tr = tokens.encode_all(tok, [s for s in samples if s.task in train_tasks], o.max_len)
+    va_seqs, drop_va = tokens.encode_all(tok, [s for s in samples if s.task in val_tasks], o.max_len)
+    timings["data_s"] = time.monotonic() - t
+    log(f"data: {len(trials)} trajectories ({dropped} not passed, left out), {len(tr_seqs)} training / "
+        f"{len(va_seqs)} validation sequences, {sum(len(s.input_ids) for s in tr_seqs)} training tokens "
+        f"({sum(s.trained_tokens for s in tr_seqs)} with loss); {device} {str(dtype).removeprefix('torch.')}, "
+        f"{threads} threads")
+
+    t = time.monotonic()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device)
+    s = train.LoraSettings(epochs=o.epochs, lr=o.lr, rank=o.rank, alpha=o.alpha, dropout=o.dropout,
+                           target_modules=o.target_modules, batch_tokens=o.batch_tokens, seed=o.seed)
+    model = train.add_lora(model, s)
+    val_before_file = out / "val_before.json"
+    if val_before_file.is_file():
+        val_before = json.loads(val_before_file.read_text())["loss"]
+    else:
+        val_before = train.evaluate(model, va_seqs, pad_id, device, o.batch_tokens)
+        write_json_atomic(val_before_file, {"loss": val_before})
+    timings["val_before_s"] = time.monotonic() - t
+
+    t = time.monotonic()
+    with _progress(o.quiet) as bar:
+        task = bar.add_task("sft", total=None, loss="-", tps="-")
+
+        def on_epoch_start(epoch: int, n: int) -> None:
+            bar.update(task, description=f"sft epoch {epoch}/{o.epochs}", total=n, completed=0)
+
+        def on_step(st: train.TrainState, loss: float, n_tok: int) -> None:
+            bar.update(task, advance=1, loss=f"{loss:.4f}", tps=f"{st.tokens / max(st.seconds, 1e-9):.0f}")
+
+        state = train.train(model, tr_seqs, s, pad_id=pad_id, device=device, ckpt_dir=out / "checkpoints",
+                            on_step=on_step, on_epoch_start=on_epoch_start)
+    timings["train_s"] = time.monotonic() - t
+
+    t = time.monotonic()
+    val_after = train.evaluate(model, va_seqs, pad_id, device, o.batch_tokens)
+    timings["val_after_s"] = time.monotonic() - t
+    t = time.monotonic()
+    model.save_pretrained(out / "adapter")
+    merge_hf(model, tok, out / "merged", dtype)
+    gguf_report = None
+    if o.gguf is not None:
+        (out / "merged.gguf").unlink(missing_ok=True)
+        gguf_report = merge_gguf(Path(o.gguf), model_dir, out / "merged", out / "merged.gguf",
+                                 provenance={"fingerprint": fingerprint, "val_loss_after": val_after})
+    timings["merge_s"] = time.monotonic() - t
+    timings["total_s"] = time.monotonic() - t_all
+    report = {
+        "tool": "ablbench sft", "format_version": 1,
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "fingerprint": fingerprint,
+        "model": str(model_dir.resolve()),
+        "data": {"sources": [str(p) for p in o.traces], "files": files, "not_passed_left_out": dropped,
+                 "include_failed": o.include_failed,
+                 "sequences": {"train": len(tr_seqs), "validation": len(va_seqs),
+                               "dropped_no_trained_token": drop_tr + drop_va},
+                 "tokens": {"train": sum(len(x.input_ids) for x in tr_seqs),
+                            "train_with_loss": sum(x.trained_tokens for x in tr_seqs),
+                            "validation": sum(len(x.input_ids) for x in va_seqs)}},
+        "split": {"by": "task", "val_fraction": o.val_fraction, "train_tasks": train_tasks,
+                  "validation_tasks": val_tasks},
+        "hyperparameters": {**asdict(s), "max_len": o.max_len, "device": str(device),
+                            "dtype": str(dtype).removeprefix("torch."), "threads": threads,
+                            "optimizer": "AdamW", "schedule": "linear warm-up 5 %, linear decay to 10 %",
+                            "grad_clip": 1.0},
+        "seed": o.seed,
+        "loss_curve": state.curve, "epoch_losses": state.epoch_losses,
+        "validation_loss": {"before": val_before, "after": val_after},
+        "throughput_tokens_per_s": round(state.tokens / max(state.seconds, 1e-9), 1),
+        "resumed_from_epoch": state.resumed_from,
+        "outputs": {"adapter": str((out / "adapter").resolve()), "merged": str((out / "merged").resolve()),
+                    "gguf": gguf_report},
+        "versions": _versions(),
+        "timings": {k: round(v, 2) for k, v in timings.items()},
+    }
+    write_json_atomic(out / SFT_FILE, report)
+    return report

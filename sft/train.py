@@ -1,0 +1,281 @@
+"""The LoRA training loop: length-grouped batches, loss on trained tokens only, per-epoch checkpoints.
+
+Rules, in order:
+1. Device: ``auto`` is CUDA when there is one, else the CPU; dtype ``auto`` is bf16 on a GPU that
+   has it, else fp32. Torch uses as many threads as CPUs this process may run on (``threads``
+   overrides), one inter-op thread, and tokenizers do not fork their own pool.
+2. Batches: sequences sorted by length (ties in seeded order) are cut into batches whose padded
+   size (longest x count) stays within ``batch_tokens``; each epoch shuffles the batch order with
+   ``seed + epoch``. Padding is on the right, masked out of attention and loss.
+3. Loss: the decoder's hidden states are projected to logits only at positions whose next token
+   is trained (most positions are prompt and observation), then mean cross-entropy per batch.
+   The validation loss is the token-weighted mean over all validation tokens.
+4. Schedule: AdamW, linear warm-up over the first 5 % of steps (at least one), then linear decay
+   to 10 % of the learning rate; gradients clipped at norm 1.
+5. After each epoch, ``checkpoints/epoch-N/`` gets the adapter, the optimizer and scheduler
+   state, the RNG states and the loss curve so far, staged then renamed; a new run with the same
+   fingerprint resumes after the last complete epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sft.errors import SftError
+from sft.tokens import IGNORE, Encoded
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """The hyperparameters of one training (all of them go to sft.json)."""
+
+    epochs: int = 3
+    lr: float = 1e-3
+    rank: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: str = "all-linear"
+    batch_tokens: int = 4096
+    weight_decay: float = 0.0
+    seed: int = 0
+
+
+@dataclass
+class TrainState:
+    """What the loop reports back (and checkpoints)."""
+
+    epoch: int = 0
+    step: int = 0
+    curve: list[dict] = field(default_factory=list)
+    epoch_losses: list[float] = field(default_factory=list)
+    tokens: int = 0
+    seconds: float = 0.0
+    resumed_from: int | None = None
+
+
+def setup_threads(threads: int = 0) -> int:
+    """Rule 1's thread settings; returns the thread count used."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    n = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    torch.set_num_threads(max(1, n))
+    with contextlib.suppress(RuntimeError):  # already set once in this process
+        torch.set_num_interop_threads(1)
+    return torch.get_num_threads()
+
+
+def pick_device(device: str = "auto", dtype: str = "auto") -> tuple[torch.device, torch.dtype]:
+    """(device, dtype) per rule 1."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SftError("--device cuda but torch sees no GPU; use --device cpu")
+    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype == "auto":
+        bf16 = dev.type == "cuda" and torch.cuda.is_bf16_supported()
+        return dev, torch.bfloat16 if bf16 else torch.float32
+    if dtype not in names:
+        raise SftError(f"--dtype {dtype!r} is unknown: use auto, float32, bfloat16 or float16")
+    return dev, names[dtype]
+
+
+def make_batches(seqs: list[Encoded], batch_tokens: int, seed: int, epoch: int) -> list[list[int]]:
+    """Rule 2: index batches of ``seqs``, length-grouped under a padded-token budget."""
+    rng = random.Random(seed)
+    order = list(range(len(seqs)))
+    rng.shuffle(order)
+    order.sort(key=lambda i: len(seqs[i].input_ids))
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    for i in order:
+        longest = len(seqs[i].input_ids)  # sorted: the newest is the longest
+        if cur and longest * (len(cur) + 1) > batch_tokens:
+            batches.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        batches.append(cur)
+    random.Random(seed + epoch).shuffle(batches)
+    return batches
+
+
+def collate(seqs: list[Encoded], idx: list[int], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` of one batch."""
+    n = max(len(seqs[i].input_ids) for i in idx)
+    ids = torch.full((len(idx), n), pad_id, dtype=torch.long)
+    labels = torch.full((len(idx), n), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(idx), n), dtype=torch.long)
+    for row, i in enumerate(idx):
+        s = seqs[i]
+        ids[row, : len(s.input_ids)] = torch.tensor(s.input_ids)
+        labels[row, : len(s.labels)] = torch.tensor(s.labels)
+        mask[row, : len(s.input_ids)] = 1
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
+
+
+def _parts(model) -> tuple[Any, Any, float | None]:
+    """(decoder, lm_head, final logit softcap) of a causal LM, PEFT-wrapped or not."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder = getattr(base, base.base_model_prefix)
+    cap = getattr(base.config, "final_logit_softcapping", None)
+    return decoder, base.get_output_embeddings(), cap
+
+
+def batch_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """(summed cross-entropy, trained tokens) of one batch (rule 3)."""
+    decoder, head, cap = _parts(model)
+    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    target = batch["labels"][:, 1:]
+    sel = target != IGNORE
+    logits = head(hidden[:, :-1][sel]).float()
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    n = int(sel.sum())
+    return torch.nn.functional.cross_entropy(logits, target[sel], reduction="sum"), n
+
+
+@torch.no_grad()
+def evaluate(model, seqs: list[Encoded], pad_id: int, device: torch.device, batch_tokens: int) -> float | None:
+    """Token-weighted mean loss over ``seqs`` (None when there are none)."""
+    if not seqs:
+        return None
+    was = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for idx in make_batches(seqs, batch_tokens, 0, 0):
+        loss, n = batch_loss(model, collate(seqs, idx, pad_id, device))
+        total += float(loss)
+        count += n
+    model.train(was)
+    return total / max(count, 1)
+
+
+def _rng_state() -> dict:
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def last_checkpoint(ckpt_dir: Path) -> Path | None:
+    """The newest complete ``epoch-N`` folder, or None."""
+    done = [p for p in ckpt_dir.glob("epoch-*") if (p / "state.json").is_file()]
+    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def _save(ckpt_dir: Path, model, opt, sched, state: TrainState) -> None:
+    final = ckpt_dir / f"epoch-{state.epoch}"
+    stage = ckpt_dir / f".epoch-{state.epoch}.partial-{os.getpid()}"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    model.save_pretrained(stage / "adapter")
+    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": _rng_state()},
+               stage / "trainer.pt")
+    (stage / "state.json").write_text(json.dumps(state.__dict__, indent=1))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(stage, final)
+
+
+def _load(ckpt: Path, model, opt, sched) -> TrainState:
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model, load_file(str(ckpt / "adapter" / "adapter_model.safetensors")))
+    blob = torch.load(ckpt / "trainer.pt", weights_only=False)
+    opt.load_state_dict(blob["optimizer"])
+    sched.load_state_dict(blob["scheduler"])
+    _set_rng_state(blob["rng"])
+    state = TrainState(**json.loads((ckpt / "state.json").read_text()))
+    state.resumed_from = state.epoch
+    return state
+
+
+def _schedule(total: int) -> Callable[[int], float]:
+    warm = max(1, round(0.05 * total))
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return max(0.1, 1.0 - 0.9 * (step - warm) / max(1, total - warm))
+
+    return f
+
+
+def add_lora(model, s: LoraSettings):
+    """``model`` wrapped with fresh LoRA adapters (seeded)."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(s.seed)
+    cfg = LoraConfig(r=s.rank, lora_alpha=s.alpha, lora_dropout=s.dropout, target_modules=s.target_modules,
+                     task_type="CAUSAL_LM")
+    return get_peft_model(model, cfg)
+
+
+def train(model, train_seqs: list[Encoded], s: LoraSettings, *, pad_id: int, device: torch.device,
+          ckpt_dir: Path, on_step: Callable[[TrainState, float, int], None] | None = None,
+          on_epoch_start: Callable[[int, int], None] | None = None) -> TrainState:
+    """Train the PEFT ``model`` for ``s.epochs`` (resuming from ``ckpt_dir``); returns the state."""
+    if not train_seqs:
+        raise SftError("no training sequence: every trial was held out or dropped; add trials or lower --val-fraction")
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
+    per_epoch = len(make_batches(train_seqs, s.batch_tokens, s.seed, 1))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(per_epoch * s.epochs))
+    random.seed(s.seed)
+    torch.manual_seed(s.seed)
+    state = TrainState()
+    ckpt = last_checkpoint(ckpt_dir)
+    if ckpt is not None:
+        state = _load(ckpt, model, opt, sched)
+    model.train()
+    for epoch in range(state.epoch + 1, s.epochs + 1):
+        batches = make_batches(train_seqs, s.batch_tokens, s.seed, epoch)
+        if on_epoch_start:
+            on_epoch_start(epoch, len(batches))
+        ep_loss, ep_tokens = 0.0, 0
+        for idx in batches:
+            t0 = time.perf_counter()
+            batch = collate(train_seqs, idx, pad_id, device)
+            loss_sum, n = batch_loss(model, batch)
+            (loss_sum / max(n, 1)).backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            tokens = int(batch["attention_mask"].sum())
+            state.step += 1
+            state.tokens += tokens
+            state.seconds += time.perf_counter() - t0
+            loss = float(loss_sum.detach()) / max(n, 1)
+            ep_loss += float(loss_sum.detach())
+            ep_tokens += n
+            state.curve.append({"epoch": epoch, "step": state.step, "loss": round(loss, 5), "tokens": tokens,
+                                "lr": sched.get_last_lr()[0]})
+            if on_step:
+                on_step(state, loss, tokens)
+        if not math.isfinite(ep_loss):
+            raise SftError(f"the training loss became {ep_loss} in epoch {epoch}; lower --lr")
+        state.epoch = epoch
+        state.epoch_losses.append(round(ep_loss / max(ep_tokens, 1), 5))
+        _save(ckpt_dir, model, opt, sched, state)
+    return state
