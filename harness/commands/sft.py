@@ -63,7 +63,10 @@ def _sft(o) -> None:
     except AblbenchError as exc:
         raise fail(str(exc)) from exc
     v = report["validation_loss"]
-    fmt = (lambda x: "-" if x is None else f"{x:.4f}")
+
+    def fmt(x: float | None) -> str:
+        return "-" if x is None else f"{x:.4f}"
+
     typer.echo(f"validation loss {fmt(v['before'])} -> {fmt(v['after'])}; "
                f"{report['throughput_tokens_per_s']} tokens/s", err=True)
     typer.echo(Path(o.out) / "sft.json")
