@@ -33,6 +33,7 @@ from harness.commands.serve import ServeOptions
 from harness.commands.smoke import SmokeOptions
 from harness.commands.tasks import TasksCheckOptions, TasksListOptions
 from harness.embedded_model import EmbeddedModelOptions, embedded_model
+from sft.run import SftOptions
 
 TB_RUN = Path(__file__).parent / "fixtures" / "analysis" / "tb_runs" / "2025-06-01__09-30-00"
 
@@ -53,6 +54,7 @@ VERBS = {
     "view": Verb(ViewOptions, beside=frozenset({"runs"})),
     "serve": Verb(ServeOptions, beside=frozenset({"ctx"}), no_flag=frozenset({"extra_args"})),
     "smoke": Verb(SmokeOptions),
+    "sft": Verb(SftOptions),
     "doctor": Verb(None),
     "tasks list": Verb(TasksListOptions),
     "tasks check": Verb(TasksCheckOptions),
