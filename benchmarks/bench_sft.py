@@ -140,7 +140,7 @@ def main() -> None:
         for mode in ("full-naive", "lora-naive"):
             if mode in results:
                 print(f"sft vs {mode}: {results['sft'] / results[mode]:.2f}x")
-    print(f"load average now: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
+    print(f"load average now: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs", flush=True)
 
 
 if __name__ == "__main__":
