@@ -68,8 +68,9 @@ class Task:
 
 
 def _printf(path: str, text: str) -> str:
-    fmt = text.replace("\\", "\\\\").replace("%", "%%").replace("\n", "\\n")
-    return f"printf {shlex.quote(fmt)} > {shlex.quote(path)}"
+    # %b: the text is an argument, not the format (a text starting with "-" is no option)
+    escaped = text.replace("\\", "\\\\").replace("\n", "\\n")
+    return f"printf '%b' {shlex.quote(escaped)} > {shlex.quote(path)}"
 
 
 def _dockerfile(task: Task) -> str:
