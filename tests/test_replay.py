@@ -73,6 +73,20 @@ def test_stand_in_replies_are_one_valid_action_per_step_then_a_confirmation():
     assert client.context_length() is None
 
 
+def test_stand_in_analysis_reads_the_latest_observation():
+    client = ReplayClient([Step("ls /srv"), Step("wc -l f"), Step("true")])
+    prompt = "root@1a2b3c:/srv# "
+    first = client.chat([{"role": "user", "content": f"Task:\nx\n\nCurrent terminal screen:\n{prompt}"}],
+                        SamplingParams())
+    assert parse_action(first.content).analysis.startswith("The shell is at a prompt in /srv")
+    seen = f"New terminal output:\n{prompt}ls /srv\nweb  db\n{prompt}"
+    second = parse_action(client.chat([{"role": "user", "content": seen}], SamplingParams()).content)
+    assert second.analysis == "`ls /srv` printed: web  db."
+    quiet = f"New terminal output:\n{prompt}wc -l f\n{prompt}"
+    assert parse_action(client.chat([{"role": "user", "content": quiet}], SamplingParams()).content).analysis == (
+        "`wc -l f` finished without printing anything.")
+
+
 # ------------------------------------------------------------------ real replays
 
 
@@ -101,6 +115,8 @@ def test_replay_of_a_training_task_passes_and_types_the_solution_steps(base_imag
     assert len(turns) == len(steps) + 1 and turns[-1]["commands"] == []
     assert all(t["parse"]["status"] == "ok" for t in turns)
     assert "a.log" in turns[0]["observation"]  # real terminal output: `ls /app/logs`
+    # the next reply's analysis reads it, from the message the agent sent
+    assert "a.log" in turns[1]["parse"]["analysis"] and "/app" in turns[0]["parse"]["analysis"]
     assert trace[-1]["stop"] == "completed"
 
 

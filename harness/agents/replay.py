@@ -15,6 +15,9 @@ Rules, in order:
    step + newline, ``duration`` = ``STEP_DURATION_S``, a cap: the terminal returns as soon as the
    prompt is back); the last step's reply sets ``task_complete``; the agent then asks for
    confirmation and the next reply confirms with no command. N steps give N + 1 turns.
+   The analysis reads the real observation in the latest message: the working folder on the
+   first turn, then what the previous command printed (nothing; up to 3 short lines quoted;
+   else the line count and the last line). The plan is the step's comment, else "Run `cmd`".
 3. Everything else is :class:`harness.agents.terminus.TerminusAgent` unchanged: the same
    prompt, terminal, observations and ``trace.jsonl``, so a passed replay is SFT data made of
    exactly the messages the agent sent and the replies it got.
@@ -46,6 +49,10 @@ _SET_OPTIONS = re.compile(r"^set(\s+([-+][euxvo]+|pipefail|errexit|nounset|xtrac
 # ``<<EOF``, ``<<-EOF``, ``<< 'EOF'``, ``<<"EOF"``; not the here-string ``<<<``
 _HEREDOC = re.compile(r"(?<!<)<<(-?)\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\2")
 _EARLY_END = ("unexpected end of file", "unexpected EOF")
+# a bash prompt line such as ``root@1a2b3c:/app# ls`` (the echo of a typed command)
+_PROMPT = re.compile(r"^[\w.-]+@[\w.-]+:[^\n]*?[#$](\s|$)")
+_PROMPT_DIR = re.compile(r"^[\w.-]+@[\w.-]+:(\S+?)[#$]\s*$", re.MULTILINE)
+_NEW_OUTPUT = "New terminal output:\n"
 
 
 @dataclass(frozen=True)
@@ -150,22 +157,42 @@ class ReplayClient:
         """The next reply of the replay (the messages are what the agent would send a model)."""
         k = self.replies
         self.replies += 1
+        latest = str(messages[-1].get("content") or "") if messages else ""
+        if k == 0:
+            where = _PROMPT_DIR.search(latest)
+            analysis = (f"The shell is at a prompt in {where.group(1)}" if where else "The shell is at a prompt")
+            analysis += " and nothing has been done yet."
+        else:
+            analysis = _observed(self.steps[min(k, len(self.steps)) - 1].command, latest)
         if k < len(self.steps):
             step = self.steps[k]
             last = k == len(self.steps) - 1
-            if k == 0:
-                analysis = "Nothing has been done yet; the shell is waiting at the prompt."
-            else:
-                analysis = "The previous command ran; its output is shown above."
-            first_line = step.command.splitlines()[0]
-            plan = _sentence(step.comment) if step.comment else f"Run `{first_line}`."
+            plan = _sentence(step.comment) if step.comment else f"Run `{_short(step.command)}`."
             if last:
                 plan += " This is the last step, so the task will be complete."
             content = action_json(analysis, plan, step.command + "\n", last, self.duration)
         else:
-            content = action_json("Every step is done and the output shows the result is in place.",
+            content = action_json(analysis + " Every step of the task is done.",
                                   "Confirm that the task is complete.", None, True, self.duration)
         return ChatResult(content=content, finish_reason="stop", usage=Usage(), model=self.model)
+
+
+def _short(command: str, width: int = 60) -> str:
+    line = command.splitlines()[0] if command else ""
+    return line if len(line) <= width and "\n" not in command else line[:width].rstrip() + " ..."
+
+
+def _observed(command: str, message: str) -> str:
+    """One sentence on what the previous command printed (the new terminal output of ``message``)."""
+    text = message.rsplit(_NEW_OUTPUT, 1)[1] if _NEW_OUTPUT in message else ""
+    out = [line.rstrip() for line in text.splitlines()
+           if line.strip() and not _PROMPT.match(line) and not line.startswith("> ") and line != "(no new output)"]
+    cmd = _short(command)
+    if not out:
+        return f"`{cmd}` finished without printing anything."
+    if len(out) <= 3 and all(len(line) <= 60 for line in out):
+        return f"`{cmd}` printed: " + "; ".join(line.strip() for line in out) + "."
+    return f"`{cmd}` printed {len(out)} lines, the last one `{out[-1].strip()[:60]}`."
 
 
 def replay_config(steps: int) -> AgentConfig:
