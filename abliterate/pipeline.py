@@ -13,7 +13,7 @@ Run folder::
     notes/         <step>.log, state.json
 
 "choose" picks one layer and bakes at full strength; "search" (``search=True``; by default on
-only with a GPU, it is slow on a CPU) replaces it with the Optuna search of abliterate/search.py
+only with a GPU, it is slow on a CPU) replaces it with the Optuna search of abliterate/search/run.py
 and bakes the chosen trial's per-component profile.
 
 A step is skipped when ``notes/state.json`` records it as finished with the same key (a hash of
@@ -283,7 +283,7 @@ def run_pipeline(
     def do_bake(log: StepLog) -> None:
         fn = bake_fn
         if fn is None:
-            from abliterate.bake import bake as fn
+            from abliterate.bake.run import bake as fn
         if edited_dir.exists():
             shutil.rmtree(edited_dir)  # our own output folder from an earlier, different run
         kw = {"components": tuple(opts.components)}
@@ -304,7 +304,7 @@ def run_pipeline(
     eval_key = _hash([bake_key, opts.eval_tokens, opts.eval_limit, edited_id, opts.judge, opts.rd])
 
     def do_evaluate(log: StepLog) -> None:
-        from abliterate.evaluate import evaluate
+        from abliterate.evaluate.run import evaluate
 
         er, ec = select(refuse, "eval") or refuse, select(comply, "eval") or comply
         eb = benign_records(tok)
@@ -313,7 +313,7 @@ def run_pipeline(
         smoke = smoke_records(tok, refuse_messages, comply_messages)
         judge = None
         if opts.judge:
-            from abliterate.judge import Judge
+            from abliterate.evaluate.judge import Judge
 
             judge = Judge(*opts.judge)
         rep = evaluate(model, edited, refuse=er, comply=ec, smoke=smoke, max_new_tokens=opts.eval_tokens,
@@ -351,7 +351,7 @@ def search_step(model: Path, out: Path, lm_factory: Callable, opts: PipelineOpti
     """Run the search and write what the later steps read: vectors/refusal_dir.pt and reports/choice.json."""
     import shutil as _shutil
 
-    from abliterate.search import SearchOptions, run_search
+    from abliterate.search.run import SearchOptions, run_search
 
     sopts = SearchOptions(trials=opts.search_trials, seed=opts.seed, prompts=opts.search_prompts,
                           gen_tokens=opts.search_gen_tokens, format_tokens=opts.search_format_tokens,

@@ -1,6 +1,6 @@
 """``ablbench abliterate control|bake-run|direction-report|judge-check``: controls and the refusal checks.
 
-Library: :mod:`abliterate.control`, :mod:`abliterate.direction_report`, :mod:`abliterate.judge`.
+Library: :mod:`abliterate.control`, :mod:`abliterate.direction_report`, :mod:`abliterate.evaluate.judge`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from harness.commands.abliterate import _BATCH, _DEVICE, _DTYPE, _JUDGE, _LAYERS
 
 if TYPE_CHECKING:
     from abliterate.direction_report import DirectionReportOptions
-    from abliterate.judge import JudgeCheckOptions
+    from abliterate.evaluate.judge import JudgeCheckOptions
 
 
 def control_cmd(
@@ -100,15 +100,15 @@ def judge_check_cmd(
     workers: int = typer.Option(4, "--workers", help="Requests in flight at once."),
 ) -> None:
     """Cohen's kappa of an LLM judge against the shipped labelled set (64 replies, four kinds)."""
-    from abliterate.judge import JudgeCheckOptions
+    from abliterate.evaluate.judge import JudgeCheckOptions
 
     _judge_check(JudgeCheckOptions(judge=judge, out=out, workers=workers))
 
 
 def _judge_check(o: JudgeCheckOptions) -> None:
     from abliterate.errors import AbliterationError
+    from abliterate.evaluate.judge import Judge, agreement
     from abliterate.fsio import write_json
-    from abliterate.judge import Judge, agreement
 
     if not o.judge or not o.judge[0]:
         raise AbliterationError("judge-check needs --judge URL MODEL (an OpenAI-compatible server)")

@@ -42,7 +42,7 @@ def search_cmd(
     device: str = _DEVICE, dtype: str = _DTYPE, layers_path: str | None = _LAYERS_PATH,
 ) -> None:
     """Multi-objective Optuna search over heretic's parameters, with hooks; resumable from SQLite."""
-    from abliterate.search import SearchOptions, run_search
+    from abliterate.search.run import SearchOptions, run_search
 
     opts = SearchOptions(trials=trials, seed=seed, startup=startup, prompts=prompts, gen_tokens=gen_tokens,
                          format_tokens=format_tokens, batch_size=batch_size, kl_bound=kl_bound,

@@ -66,8 +66,8 @@ def bake_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would change; write nothing."),
 ) -> None:
     """Orthogonalize every residual-stream writer of MODEL against a direction, streaming tensor by tensor."""
-    from abliterate.bake import BakeOptions, run_bake
-    from abliterate.bake_errors import BakeError
+    from abliterate.bake.errors import BakeError
+    from abliterate.bake.run import BakeOptions, run_bake
 
     options = BakeOptions(
         model=model, direction=direction, out=out, layer=layer,

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from abliterate.capture import CaptureOptions
     from abliterate.contrast import ContrastOptions
     from abliterate.directions import DirectionsOptions
-    from abliterate.evaluate import EvaluationOptions
+    from abliterate.evaluate.run import EvaluationOptions
 
 abl_app = typer.Typer(help="Find, choose, bake and evaluate a refusal direction.", no_args_is_help=True)
 
@@ -260,7 +260,7 @@ def evaluate_cmd(
 ) -> None:
     """Base vs edited side by side: refusal (markers, optional judge) with Wilson intervals, over-refusal,
     RRR / CE / RD, first-token KL, generations."""
-    from abliterate.evaluate import EvaluationOptions
+    from abliterate.evaluate.run import EvaluationOptions
 
     report, out_dir = run_evaluation(EvaluationOptions(
         base=base, edited=edited, run=run, out=out, max_new_tokens=max_new_tokens, limit=limit, benign=benign,
@@ -271,10 +271,10 @@ def evaluate_cmd(
 
 
 def _judge(spec: tuple[str, str] | None):
-    """An ``abliterate.judge.Judge`` for ``--judge URL MODEL`` (None when not given)."""
+    """An ``abliterate.evaluate.judge.Judge`` for ``--judge URL MODEL`` (None when not given)."""
     if not spec or not spec[0]:
         return None
-    from abliterate.judge import Judge
+    from abliterate.evaluate.judge import Judge
 
     return Judge(spec[0], spec[1])
 
@@ -282,7 +282,7 @@ def _judge(spec: tuple[str, str] | None):
 def run_evaluation(o: EvaluationOptions) -> tuple[dict, Path]:
     """Records (run's eval split, or built-in prompts) + smoke prompt + benign prompts -> evaluate()."""
     from abliterate.contrast import build_contrast, read_contrast, select
-    from abliterate.evaluate import evaluate
+    from abliterate.evaluate.run import evaluate
     from abliterate.model import load_tokenizer
     from abliterate.pipeline import benign_records, smoke_records
     from abliterate.prompts import builtin_prompts
@@ -358,7 +358,7 @@ def pipeline_cmd(
 ) -> None:
     """contrast -> capture -> directions -> choose | search -> report -> bake -> evaluate, resumable."""
     from abliterate.pipeline import PipelineOptions, run_pipeline
-    from abliterate.search import DEMO_SEARCH
+    from abliterate.search.run import DEMO_SEARCH
     from harness.commands._abliterate_search import agent_format_ok
 
     if demo_search:

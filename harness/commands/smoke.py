@@ -60,7 +60,7 @@ def _smoke(o: SmokeOptions) -> None:
 
             base = materialize()
         from ablbench.paths import cache_dir
-        from abliterate.evaluate import EvaluationOptions
+        from abliterate.evaluate.run import EvaluationOptions
         from abliterate.progress import warnings_to_file
 
         with warnings_to_file(cache_dir() / "logs" / "smoke.log"):
