@@ -20,24 +20,18 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import docker
 import docker.errors
 from filelock import FileLock
 
 from ablbench.task_spec import TaskSpec
-
-if TYPE_CHECKING:
-    from runners.runtime_image import AgentRuntime
+from runners.image_errors import ImageError
+from runners.runtime_image import AgentRuntime
 
 Log = Callable[[str], None]
 TAG_REPO = "ablbench-task"
 _FROM = re.compile(r"^(\s*FROM\s+)((?:--\S+\s+)*)(\S+)(.*)$", re.IGNORECASE)
-
-
-class ImageError(RuntimeError):
-    """The task's image could not be found, pulled or built (an infrastructure error)."""
 
 
 def parse_image_map(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
@@ -178,8 +172,6 @@ class ImageResolver:
 
     def runtime(self) -> AgentRuntime:
         """The agent-runtime bootstrap shared by every trial of this resolver."""
-        from runners.runtime_image import AgentRuntime  # here: that module imports this one
-
         with self._guard:
             if self._runtime is None:
                 self._runtime = AgentRuntime(self.client, tools=self.options.runtime_tools)
