@@ -30,7 +30,6 @@ def cli_errors(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from abliterate.errors import AbliterationError
         from harness.extras import require
 
         verb = fn.__name__.removesuffix("_cmd")
@@ -41,7 +40,7 @@ def cli_errors(fn: Callable) -> Callable:
 
             with warnings_to_file(cache_dir() / "logs" / f"abliterate-{verb}.log"):
                 return fn(*args, **kwargs)
-        except (AblbenchError, AbliterationError) as exc:
+        except AblbenchError as exc:  # AbliterationError included
             raise fail(str(exc)) from exc
 
     return wrapper
