@@ -140,10 +140,10 @@ def bake_control(options: ControlOptions) -> dict:
 def bake_target(model: Path, out: Path, tag: str) -> Path:
     """Where a bake of ``model`` goes: ``out`` itself (a folder, or a ``.gguf`` file), or for a GGUF
     model and a folder ``out``, ``out/<stem>.<tag>.gguf`` (the bake puts abliteration.json beside it)."""
-    from abliterate.model import is_gguf
+    from abliterate.model import has_gguf_suffix
 
     out = Path(out)
-    if is_gguf(model) and out.suffix.lower() != ".gguf":
+    if has_gguf_suffix(model) and out.suffix.lower() != ".gguf":
         return out / f"{Path(model).stem}.{tag}.gguf"
     return out
 
@@ -153,9 +153,9 @@ def _report_dir(target: Path) -> Path:
 
 
 def _gguf_kw(model: Path, gguf_type: str) -> dict:
-    from abliterate.model import is_gguf
+    from abliterate.model import has_gguf_suffix
 
-    return {"gguf_type": gguf_type} if is_gguf(model) else {}
+    return {"gguf_type": gguf_type} if has_gguf_suffix(model) else {}
 
 
 def bake_run(options: BakeRunOptions) -> dict:

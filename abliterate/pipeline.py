@@ -32,7 +32,7 @@ from pathlib import Path
 
 from abliterate.contrast import COMPLY_FILE, REFUSE_FILE, MessageBuilder, build_contrast, make_records, select
 from abliterate.errors import AbliterationError
-from abliterate.fsio import file_sha256, read_jsonl, write_json
+from abliterate.fsio import file_sha256, write_json
 from abliterate.progress import console, warnings_to_file
 from abliterate.prompts import SMOKE_PROMPT, PromptItem
 
@@ -148,7 +148,7 @@ def run_pipeline(
     ``format_check`` tells whether a reply is a valid agent action (the search's format-damage
     objective; the CLI passes the harness's parser).
     """
-    from abliterate.model import check_supported, is_gguf, load_model, load_tokenizer
+    from abliterate.model import check_supported, has_gguf_suffix, load_model, load_tokenizer
 
     opts = options or PipelineOptions()
     model, out = Path(model), Path(out)
@@ -275,7 +275,7 @@ def run_pipeline(
 
     # 5. bake (a GGUF model is baked into a GGUF file inside abliterated_model/)
     edited_dir = out / "abliterated_model"
-    edited = edited_dir / f"{model.stem}.abliterated.gguf" if is_gguf(model) else edited_dir
+    edited = edited_dir / f"{model.stem}.abliterated.gguf" if has_gguf_suffix(model) else edited_dir
     searched = "profiles" in choice
     bake_key = _hash([choose_key, file_sha256(vectors / "refusal_dir.pt"), model_fingerprint(model),
                       list(opts.components), opts.weight, opts.norm_preserve, choice.get("profiles")])
@@ -294,7 +294,7 @@ def run_pipeline(
         n_edit = len(report.get("edited", [])) if isinstance(report, dict) else "?"
         log(f"baked {n_edit} tensor(s) into {edited}")
 
-    bake_outputs = [str(edited.relative_to(out)) if is_gguf(model) else "abliterated_model/config.json"]
+    bake_outputs = [str(edited.relative_to(out)) if has_gguf_suffix(model) else "abliterated_model/config.json"]
     step("bake", bake_key, ["abliterated_model/abliteration.json", *bake_outputs], do_bake)
     summary["edited_model"] = str(edited)
 
@@ -440,8 +440,3 @@ def choose_step(lm_factory: Callable, acts: Path, vectors: Path, reports: Path, 
     plot_layers(vectors / PLOT_FILE, rows, chosen=float(report["chosen_layer"]))
     write_json(reports / "choice.json", report)
     return report
-
-
-def read_records(out: Path) -> tuple[list[dict], list[dict]]:
-    """The contrast records of a run folder."""
-    return read_jsonl(Path(out) / REFUSE_FILE), read_jsonl(Path(out) / COMPLY_FILE)

@@ -27,6 +27,7 @@ from filelock import FileLock
 
 from ablbench.task_spec import TaskSpec
 from runners.image_errors import ImageError
+from runners.keyed_locks import KeyedLocks
 from runners.runtime_image import AgentRuntime
 
 Log = Callable[[str], None]
@@ -90,17 +91,13 @@ class ImageResolver:
     def __init__(self, client: docker.DockerClient, options: ImageOptions | None = None) -> None:
         self.client = client
         self.options = options or ImageOptions()
-        self._locks: dict[str, threading.Lock] = {}
+        self._lock_for = KeyedLocks()
         self._guard = threading.Lock()
         self._warned: set[str] = set()
         self._pull_failed: set[str] = set()
         self._runtime: AgentRuntime | None = None
 
     # -- small helpers -------------------------------------------------------------------
-    def _lock_for(self, key: str) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(key, threading.Lock())
-
     def exists(self, ref: str) -> bool:
         """True when ``ref`` is present in the local engine."""
         try:

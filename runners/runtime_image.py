@@ -34,7 +34,6 @@ import io
 import json
 import re
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -47,6 +46,7 @@ from filelock import FileLock
 
 from ablbench.paths import cache_dir
 from runners.image_errors import ImageError
+from runners.keyed_locks import KeyedLocks
 
 Log = Callable[[str], None]
 #: bump when the Dockerfile recipe below changes: every derived image is rebuilt
@@ -144,14 +144,9 @@ class AgentRuntime:
         self.install_timeout_s = install_timeout_s
         self._probes: dict[str, Probe] = {}
         self._failed: dict[str, str] = {}  # tag -> the error of its failed build (this run)
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
+        self._lock_for = KeyedLocks()
 
     # -- probing -------------------------------------------------------------------------
-    def _lock_for(self, key: str) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(key, threading.Lock())
-
     def image_id(self, ref: str) -> str:
         """The local image id of ``ref`` (ImageError when absent)."""
         try:
