@@ -95,9 +95,9 @@ def merge_gguf(base_gguf: Path, base_hf: Path, merged_hf: Path, out: Path, prove
     from gguf import GGMLQuantizationType as Q
     from gguf import GGUFValueType
 
-    from abliterate.bake_gguf import _header, _read_source
-    from abliterate.bake_gguf_codec import row_bytes
-    from abliterate.bake_stream import OutputStream
+    from abliterate.bake.gguf.writer import _header, _read_source
+    from abliterate.bake.gguf.codec import row_bytes
+    from abliterate.bake.stream import OutputStream
 
     t0 = time.monotonic()
     base_gguf, out = Path(base_gguf), Path(out)
@@ -164,7 +164,7 @@ def merge_gguf(base_gguf: Path, base_hf: Path, merged_hf: Path, out: Path, prove
 
 def _merged_tensor(stream, t, hf_name: str, qtype, bf: dict, mf: dict, cfg: dict, gguf_name: str) -> dict:
     """Write ``gguf_base + (merged - base)`` for one tensor (rule 2); its report row (+ bytes written)."""
-    from abliterate.bake_gguf_codec import decode, encode
+    from abliterate.bake.gguf.codec import decode, encode
 
     view = stream.source(t.start, t.nbytes)
     stored = decode(view, t.qtype, math.prod(t.shape[:-1]), t.shape[-1]).reshape(t.shape).clone()

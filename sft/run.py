@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
-from ablbench.results import write_json_atomic
+from ablbench.atomic import write_json_atomic
 from sft.errors import SftError
 
 SFT_FILE = "sft.json"
