@@ -1,23 +1,29 @@
 #!/usr/bin/env bash
-# The main job (run by `make demo` after set-up), on the bundled SmolLM2-135M-Instruct GGUF or
-# on your own model with DEMO_MODEL=FILE.gguf:
-#   1. find the refusal direction with the abliteration pipeline (contrast set, capture,
-#      directions, a small Optuna search (8 trials; DEMO_SEARCH=0: the one-layer choice); it also
-#      bakes and evaluates an HF copy: refusal markers and first-token KL, base vs edited),
-#   2. bake that direction into a GGUF copy of the model (`ablbench abliterate bake`), and with
-#      DEMO_CONTROL=1 a control: a random direction orthogonal to it, same strengths,
-#   3. serve each GGUF in turn with llama.cpp (same server, same settings: the arms differ
-#      only in the weights) and run the bundled tasks with the agent in parallel containers,
-#   4. compare the runs (`ablbench analyze`: pass counts, exact McNemar, overlap, and what the
+# The main job (run by `make demo` after set-up): the user's three arms on the bundled
+# SmolLM2-135M-Instruct (or your own model with DEMO_MODEL=FILE.gguf + DEMO_MODEL_HF=FOLDER):
+#   1. replay the bundled TRAINING tasks (tasks/train, disjoint from the 12 evaluation tasks)
+#      with their reference solutions through the real agent loop (`ablbench run --agent replay`),
+#   2. SFT: LoRA fine-tuning on the passed replays (`ablbench sft`), merged into an HF folder and
+#      a GGUF copy of the base (cached: a rerun with the same data and settings reuses it, a
+#      killed one resumes after its last epoch),
+#   3. abliterate the SFT model with the abliteration pipeline (contrast set, capture,
+#      directions, the one-layer choice; DEMO_SEARCH=1: a small Optuna search) and bake the edit
+#      into the SFT GGUF; DEMO_CONTROL=1 also bakes the control edit of the SFT model (a random
+#      direction orthogonal to the found one, same strengths),
+#   4. serve each GGUF in turn with llama.cpp (same server, same settings: the arms differ only
+#      in the weights) and run the 12 evaluation tasks with the agent in parallel containers,
+#   5. compare the runs (`ablbench analyze`: pass counts, exact McNemar, overlap, and what each
 #      edit changed in the trajectories), writing report.md and report.html.
 # Everything lands in results/demo/ (override with DEMO_OUT); rerunning resumes.
 #
-# Knobs: DEMO_MODEL (a GGUF; default the bundled one), DEMO_EDITED (an already edited GGUF:
-# skips steps 1-2), DEMO_PARALLEL (2), DEMO_MAX_TURNS (4), DEMO_MAX_TOKENS (256),
-# DEMO_STRUCTURED (1: schema-constrained actions in both arms; 0: free-form replies),
-# DEMO_TIMEOUT_MULTIPLIER (0.5), DEMO_ABLITERATE_ARGS (default: 4 candidate layers, 16
-# evaluation and 16 report prompts of 64 tokens, to keep the demo within 20 minutes on 2 cores)
-# and DEMO_BENCH_ARGS (extra arguments).
+# Knobs: DEMO_MODEL (a GGUF; default the bundled one) with DEMO_MODEL_HF (its HF folder),
+# DEMO_EDITED (an already edited GGUF: skips the SFT and abliteration steps, two arms),
+# DEMO_SFT=0 (no SFT: base vs abliterated base, the old demo), DEMO_SFT_ARGS (default
+# `--epochs 3 --batch-tokens 2048 --lr 2e-3 --val-fraction 0.1`), DEMO_PARALLEL (2), DEMO_MAX_TURNS (4), DEMO_MAX_TOKENS (256),
+# DEMO_STRUCTURED (1: schema-constrained actions in every arm; 0: free-form replies),
+# DEMO_TIMEOUT_MULTIPLIER (0.5), DEMO_SEARCH (0), DEMO_ABLITERATE_ARGS (default: 4 candidate
+# layers, 16 evaluation and 16 report prompts of 64 tokens, to keep the demo within 20 minutes
+# on 2 cores) and DEMO_BENCH_ARGS (extra arguments).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ABL=.venv/bin/ablbench
@@ -34,53 +40,69 @@ step "model"
 if [ -n "${DEMO_MODEL:-}" ]; then
   BASE="$(cd "$(dirname "$DEMO_MODEL")" && pwd)/$(basename "$DEMO_MODEL")"
   [ -f "$BASE" ] || die "DEMO_MODEL=$DEMO_MODEL is not a file -- pass a .gguf file"
-  SOURCE="$BASE"                      # the pipeline reads the GGUF through transformers
+  SOURCE="${DEMO_MODEL_HF:-$BASE}"    # the pipeline reads a GGUF through transformers
 else
   BASE=$("$ABL" model embedded --format gguf)
   SOURCE=$("$ABL" model embedded)     # the same weights as an HF folder (materialized once)
 fi
 echo "base GGUF: $BASE"
 
-arms=()
+arms=(--model "base=$BASE")
+TARGET="$BASE"; TARGET_HF="$SOURCE"; NAME=abliterated; CTRL_NAME=control
 if [ -n "${DEMO_EDITED:-}" ]; then
   EDITED="$DEMO_EDITED"
   [ -f "$EDITED" ] || die "DEMO_EDITED=$EDITED is not a file -- pass an edited .gguf file"
-  step "edited model given (DEMO_EDITED): skipping abliteration"
+  step "edited model given (DEMO_EDITED): skipping SFT and abliteration"
 else
-  search=(); [ "${DEMO_SEARCH:-1}" = 1 ] && search=(--demo-search)
-  step "abliterate: contrast -> capture -> directions -> ${search:+search -> }choose -> bake (HF copy) -> evaluate"
+  if [ "${DEMO_SFT:-1}" = 1 ]; then
+    [ -d "$SOURCE" ] || die "SFT needs the model as an HF folder: set DEMO_MODEL_HF=FOLDER (or DEMO_SFT=0)"
+    step "replay the training tasks (tasks/train) with their reference solutions"
+    # shellcheck disable=SC2086 # DEMO_REPLAY_ARGS is a list of arguments
+    "$ABL" run --agent replay --tasks tasks/train -n "$PARALLEL" --out "$OUT/replays" --resume ${DEMO_REPLAY_ARGS:-}
+    step "SFT: LoRA on the passed replays -> merged HF folder + merged GGUF"
+    # shellcheck disable=SC2086 # DEMO_SFT_ARGS is a list of arguments
+    "$ABL" sft --model "$SOURCE" --traces "$OUT/replays" --gguf "$BASE" --out "$OUT/sft" --quiet \
+      ${DEMO_SFT_ARGS:---epochs 3 --batch-tokens 2048 --lr 2e-3 --val-fraction 0.1}
+    TARGET="$OUT/sft/merged.gguf"; TARGET_HF="$OUT/sft/merged"; NAME=sft-abliterated; CTRL_NAME=sft-control
+    arms+=(--model "sft=$TARGET")
+  fi
+  search=(); [ "${DEMO_SEARCH:-0}" = 1 ] && search=(--demo-search)
+  step "abliterate $(basename "$TARGET_HF"): contrast -> capture -> directions -> ${search:+search -> }choose -> bake (HF copy) -> evaluate"
   # shellcheck disable=SC2086 # DEMO_ABLITERATE_ARGS is a list of arguments
-  "$ABL" abliterate pipeline --model "$SOURCE" --out "$OUT/abliteration" ${search[@]+"${search[@]}"} \
+  "$ABL" abliterate pipeline --model "$TARGET_HF" --out "$OUT/abliteration" ${search[@]+"${search[@]}"} \
     ${DEMO_ABLITERATE_ARGS:---n-candidates 4 --eval-limit 16 --eval-tokens 64 --report-prompts 16 --report-tokens 64}
   DIRECTION="$OUT/abliteration/vectors/refusal_dir.pt"
   EDITED="$OUT/abliterated/abliterated.gguf"
   # the search's partial strengths leave a residual that Q8_0 rejects: store edited tensors as F16
-  gtype=(); [ "${DEMO_SEARCH:-1}" = 1 ] && gtype=(--gguf-type f16)
-  step "bake the run's edit (direction, components, strengths) into a GGUF"
-  if [ -f "$EDITED" ] && [ "$EDITED" -nt "$DIRECTION" ]; then
+  gtype=(); [ "${DEMO_SEARCH:-0}" = 1 ] && gtype=(--gguf-type f16)
+  step "bake the run's edit (direction, components, strengths) into $(basename "$TARGET")"
+  if [ -f "$EDITED" ] && [ "$EDITED" -nt "$DIRECTION" ] && [ "$EDITED" -nt "$TARGET" ]; then
     echo "up to date: $EDITED"
   else
     rm -rf "$OUT/abliterated"; mkdir -p "$OUT/abliterated"
-    "$ABL" abliterate bake-run --model "$BASE" --run "$OUT/abliteration" --out "$EDITED" ${gtype[@]+"${gtype[@]}"}
+    "$ABL" abliterate bake-run --model "$TARGET" --run "$OUT/abliteration" --out "$EDITED" ${gtype[@]+"${gtype[@]}"}
   fi
   if [ "${DEMO_CONTROL:-0}" = 1 ]; then
     step "control: a random direction orthogonal to the found one, same layers and strengths"
     [ -f "$OUT/control/abliteration.json" ] \
-      || "$ABL" abliterate control --model "$BASE" --run "$OUT/abliteration" --out "$OUT/control" --seed 0 --quiet \
+      || "$ABL" abliterate control --model "$TARGET" --run "$OUT/abliteration" --out "$OUT/control" --seed 0 --quiet \
            ${gtype[@]+"${gtype[@]}"}
-    arms+=(--model "control=$(ls "$OUT"/control/*.gguf | head -1)")
+    CONTROL="$(ls "$OUT"/control/*.gguf | head -1)"
   fi
 fi
+arms+=(--model "$NAME=$EDITED")
+if [ -n "${CONTROL:-}" ]; then arms+=(--model "$CTRL_NAME=$CONTROL"); fi
 echo "edited GGUF: $EDITED"
 
 structured=(); [ "${DEMO_STRUCTURED:-1}" = 1 ] && structured=(--structured)
 step "benchmark the models on the bundled tasks (llama.cpp, -n $PARALLEL${structured:+, --structured})"
 # shellcheck disable=SC2086 # DEMO_BENCH_ARGS is a list of arguments
-scripts/full_bench_parallel.sh --model "base=$BASE" --model "abliterated=$EDITED" ${arms[@]+"${arms[@]}"} \
+scripts/full_bench_parallel.sh "${arms[@]}" \
   --backend llamacpp -n "$PARALLEL" --max-turns "$MAX_TURNS" --max-tokens "$MAX_TOKENS" \
   --timeout-multiplier "${DEMO_TIMEOUT_MULTIPLIER:-0.5}" "${structured[@]}" --out "$OUT/bench" ${DEMO_BENCH_ARGS:-}
 
 step "done in $(( $(date +%s) - start )) s"
+[ -f "$OUT/sft/sft.json" ] && echo "SFT provenance:      $OUT/sft/sft.json (validation loss before/after, loss curve)"
 [ -d "$OUT/abliteration" ] && echo "abliteration report: $OUT/abliteration/reports/evaluation.md"
 echo "comparison report:   $OUT/bench/report.md (plots in $OUT/bench/plots)"
 echo "HTML report:         $OUT/bench/report.html"

@@ -95,8 +95,8 @@ def merge_gguf(base_gguf: Path, base_hf: Path, merged_hf: Path, out: Path, prove
     from gguf import GGMLQuantizationType as Q
     from gguf import GGUFValueType
 
-    from abliterate.bake.gguf.writer import _header, _read_source
     from abliterate.bake.gguf.codec import row_bytes
+    from abliterate.bake.gguf.writer import _header, _read_source
     from abliterate.bake.stream import OutputStream
 
     t0 = time.monotonic()

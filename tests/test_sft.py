@@ -262,3 +262,30 @@ def test_cli_trains_merges_to_gguf_resumes_and_llamacpp_agrees(tiny, tmp_path):
     second = load_file(str(out / "adapter" / "adapter_model.safetensors"))
     assert first.keys() == second.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_the_demo_trains_on_training_tasks_and_evaluates_on_the_others(tmp_path):
+    """scripts/demo.sh replays tasks/train for SFT and benchmarks the default (evaluation) set: the SFT
+    data's task names, as `ablbench sft` reads them from a run of those tasks, never meet the evaluation's."""
+    import re
+    import shlex
+
+    from ablbench.paths import BUNDLED_TASKS, REPO_ROOT, TRAIN_TASKS
+    from harness.tasks import discover_tasks
+
+    script = (REPO_ROOT / "scripts" / "demo.sh").read_text()
+    replay = next(line for line in script.splitlines() if line.strip().startswith("\"$ABL\" run --agent replay"))
+    words = shlex.split(replay.replace('"$ABL"', "ablbench"))
+    assert (REPO_ROOT / words[words.index("--tasks") + 1]).resolve() == TRAIN_TASKS.resolve()
+    bench = script[script.index("scripts/full_bench_parallel.sh"):]
+    assert not re.search(r"--tasks\b", bench.split("\n\n")[0])  # the benchmark runs the default set
+    assert '--traces "$OUT/replays"' in script
+
+    train = discover_tasks(TRAIN_TASKS)
+    evaluation = {s.name for s in discover_tasks(BUNDLED_TASKS)}
+    # a run folder of the training tasks, laid out as `ablbench run` writes it, read by sft.data
+    run = write_run(tmp_path / "replays", {s.name: (s.instruction, ["true"]) for s in train})
+    trials, _ = data.select_trials([run])
+    sft_tasks = {t.task for t in trials}
+    assert len(sft_tasks) == len(train) >= 40 and len(evaluation) == 12
+    assert not sft_tasks & evaluation
