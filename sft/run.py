@@ -17,6 +17,7 @@ import hashlib
 import json
 import platform
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib import metadata
@@ -114,6 +115,11 @@ def run_sft(o: SftOptions, *, history_reply: Callable[[str], str] | None = None,
     else:
         write_json_atomic(fp_file, {"fingerprint": fingerprint, "settings": settings})
 
+    if o.quiet:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)  # peft's
     threads = train.setup_threads(o.threads)
     device, dtype = train.pick_device(o.device, o.dtype)
     tok = AutoTokenizer.from_pretrained(model_dir)
