@@ -2,9 +2,10 @@
 
 Rules, in order:
 1. ``out`` holds ``sft.json``, ``adapter/``, ``merged/`` (HF), ``merged.gguf`` with ``gguf``, and
-   ``checkpoints/epoch-N/``. Its ``fingerprint.json`` (data hashes + settings) must match a rerun's:
-   a different training into the same folder is an error, the same one resumes after its last
-   finished epoch (or does nothing when sft.json says it is complete).
+   ``checkpoints/epoch-N/``. Its ``fingerprint.json`` (data hashes + settings but the epoch count
+   and outputs) must match a rerun's: a different training into the same folder is an error, the
+   same one resumes after its last finished epoch up to ``epochs`` (or does nothing when sft.json
+   says it is complete with those epochs and outputs).
 2. The validation loss is measured on the held-out tasks' trajectories before training (the base
    model with a zero-initialized adapter, i.e. the base) and after.
 3. sft.json is written atomically last; it records the data files and hashes, the split, the
@@ -50,8 +51,18 @@ class SftOptions:
     seed: int = 0
     device: str = "auto"
     dtype: str = "auto"
-    threads: int = 0  # 0: the CPUs this process may use
+    threads: int = 0  # 0: ABLBENCH_TORCH_THREADS, else the CPUs the load average leaves idle
     quiet: bool = False
+
+
+def training_fingerprint(o: SftOptions, files: list[dict]) -> tuple[dict, str]:
+    """(the settings that define the training, their hash with the data's): rule 1. The epoch count
+    and the outputs asked for are not part of it: more epochs extend a training, fewer pick an
+    earlier checkpoint, and --gguf only adds an output."""
+    skip = {"out", "quiet", "threads", "traces", "epochs", "gguf"}
+    settings = {k: v for k, v in asdict(o).items() if k not in skip}
+    blob = json.dumps({"settings": settings, "data": sorted(f["sha256"] for f in files)}, sort_keys=True, default=str)
+    return settings, hashlib.sha256(blob.encode()).hexdigest()
 
 
 def _versions() -> dict[str, str]:
@@ -99,19 +110,18 @@ def run_sft(o: SftOptions, *, history_reply: Callable[[str], str] | None = None,
         raise SftError(f"no passed trial in {', '.join(map(str, o.traces))} ({dropped} failed ones left out); "
                        "train on passed trajectories or pass --include-failed")
     files = data.describe(trials)
-    settings = {k: v for k, v in asdict(o).items() if k not in {"out", "quiet", "threads", "traces"}}
-    fingerprint = hashlib.sha256(json.dumps({"settings": settings, "data": sorted(f["sha256"] for f in files)},
-                                            sort_keys=True, default=str).encode()).hexdigest()
+    settings, fingerprint = training_fingerprint(o, files)
     out.mkdir(parents=True, exist_ok=True)
     fp_file = out / "fingerprint.json"
     if fp_file.is_file():
         old = json.loads(fp_file.read_text()).get("fingerprint")
         if old != fingerprint:
             raise SftError(f"{out} holds another training (other data or settings); choose another --out or delete it")
-        done = out / SFT_FILE
-        if done.is_file() and (out / "merged").is_dir() and (o.gguf is None or (out / "merged.gguf").is_file()):
-            log(f"up to date: {done}")
-            return json.loads(done.read_text())
+        done = json.loads((out / SFT_FILE).read_text()) if (out / SFT_FILE).is_file() else {}
+        if (done.get("hyperparameters", {}).get("epochs") == o.epochs and (out / "merged").is_dir()
+                and (o.gguf is None or (out / "merged.gguf").is_file())):
+            log(f"up to date: {out / SFT_FILE}")
+            return done
     else:
         write_json_atomic(fp_file, {"fingerprint": fingerprint, "settings": settings})
 
@@ -190,7 +200,7 @@ def run_sft(o: SftOptions, *, history_reply: Callable[[str], str] | None = None,
                   "validation_tasks": val_tasks},
         "hyperparameters": {**asdict(s), "max_len": o.max_len, "device": str(device),
                             "dtype": str(dtype).removeprefix("torch."), "threads": threads,
-                            "optimizer": "AdamW", "schedule": "linear warm-up 5 %, linear decay to 10 %",
+                            "optimizer": "AdamW", "schedule": "linear warm-up over 10 % of an epoch, then constant",
                             "grad_clip": 1.0},
         "seed": o.seed,
         "loss_curve": state.curve, "epoch_losses": state.epoch_losses,

@@ -2,19 +2,21 @@
 
 Rules, in order:
 1. Device: ``auto`` is CUDA when there is one, else the CPU; dtype ``auto`` is bf16 on a GPU that
-   has it, else fp32. Torch uses as many threads as CPUs this process may run on (``threads``
-   overrides), one inter-op thread, and tokenizers do not fork their own pool.
+   has it, else fp32. Torch uses ``threads``, else ``ABLBENCH_TORCH_THREADS``, else the CPUs this
+   process may run on that the load average leaves idle (at least one); one inter-op thread;
+   tokenizers do not fork their own pool. The CLI asks OpenMP to sleep, not spin, while waiting.
 2. Batches: sequences sorted by length (ties in seeded order) are cut into batches whose padded
    size (longest x count) stays within ``batch_tokens``; each epoch shuffles the batch order with
    ``seed + epoch``. Padding is on the right, masked out of attention and loss.
 3. Loss: the decoder's hidden states are projected to logits only at positions whose next token
    is trained (most positions are prompt and observation), then mean cross-entropy per batch.
    The validation loss is the token-weighted mean over all validation tokens.
-4. Schedule: AdamW, linear warm-up over the first 5 % of steps (at least one), then linear decay
-   to 10 % of the learning rate; gradients clipped at norm 1.
+4. Schedule: AdamW, linear warm-up over the first 10 % of the first epoch's steps (at least
+   one), then a constant learning rate, so that epoch N is the same whatever ``epochs`` says and
+   a training can be extended by more epochs; gradients clipped at norm 1.
 5. After each epoch, ``checkpoints/epoch-N/`` gets the adapter, the optimizer and scheduler
    state, the RNG states and the loss curve so far, staged then renamed; a new run with the same
-   fingerprint resumes after the last complete epoch.
+   fingerprint resumes after the last complete epoch up to ``epochs``.
 """
 
 from __future__ import annotations
@@ -65,11 +67,22 @@ class TrainState:
     resumed_from: int | None = None
 
 
+def default_threads() -> int:
+    """``ABLBENCH_TORCH_THREADS``, else the usable CPUs the 1-minute load average leaves idle (at least 1).
+
+    On an oversubscribed CPU, OpenMP threads wait for each other at every barrier: one thread
+    is then many times faster than two (README, "Measured here")."""
+    env = os.environ.get("ABLBENCH_TORCH_THREADS", "")
+    if env.strip().isdigit() and int(env) > 0:
+        return int(env)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cpus, cpus - round(os.getloadavg()[0])))
+
+
 def setup_threads(threads: int = 0) -> int:
     """Rule 1's thread settings; returns the thread count used."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    n = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-    torch.set_num_threads(max(1, n))
+    torch.set_num_threads(max(1, threads or default_threads()))
     with contextlib.suppress(RuntimeError):  # already set once in this process
         torch.set_num_interop_threads(1)
     return torch.get_num_threads()
@@ -177,9 +190,10 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def last_checkpoint(ckpt_dir: Path) -> Path | None:
-    """The newest complete ``epoch-N`` folder, or None."""
-    done = [p for p in ckpt_dir.glob("epoch-*") if (p / "state.json").is_file()]
+def last_checkpoint(ckpt_dir: Path, up_to: int | None = None) -> Path | None:
+    """The newest complete ``epoch-N`` folder (N <= ``up_to``), or None."""
+    done = [p for p in ckpt_dir.glob("epoch-*") if (p / "state.json").is_file()
+            and (up_to is None or int(p.name.split("-")[1]) <= up_to)]
     return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
@@ -210,13 +224,11 @@ def _load(ckpt: Path, model, opt, sched) -> TrainState:
     return state
 
 
-def _schedule(total: int) -> Callable[[int], float]:
-    warm = max(1, round(0.05 * total))
+def _schedule(per_epoch: int) -> Callable[[int], float]:
+    warm = max(1, round(0.1 * per_epoch))
 
     def f(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        return max(0.1, 1.0 - 0.9 * (step - warm) / max(1, total - warm))
+        return min(1.0, (step + 1) / warm)
 
     return f
 
@@ -240,11 +252,11 @@ def train(model, train_seqs: list[Encoded], s: LoraSettings, *, pad_id: int, dev
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
     per_epoch = len(make_batches(train_seqs, s.batch_tokens, s.seed, 1))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(per_epoch * s.epochs))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(per_epoch))
     random.seed(s.seed)
     torch.manual_seed(s.seed)
     state = TrainState()
-    ckpt = last_checkpoint(ckpt_dir)
+    ckpt = last_checkpoint(ckpt_dir, s.epochs)
     if ckpt is not None:
         state = _load(ckpt, model, opt, sched)
     model.train()

@@ -263,6 +263,13 @@ def test_cli_trains_merges_to_gguf_resumes_and_llamacpp_agrees(tiny, tmp_path):
     assert first.keys() == second.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)
 
+    # more epochs extend the same training
+    res = CliRunner().invoke(app, [*args[:args.index("--epochs")], "--epochs", "3", *args[args.index("--epochs") + 2:]])
+    assert res.exit_code == 0, res.output
+    rep3 = json.loads((out / "sft.json").read_text())
+    assert rep3["resumed_from_epoch"] == 2 and rep3["loss_curve"][-1]["epoch"] == 3
+    assert rep3["loss_curve"][: len(rep["loss_curve"])] == rep["loss_curve"]
+
 
 def test_the_demo_trains_on_training_tasks_and_evaluates_on_the_others(tmp_path):
     """scripts/demo.sh replays tasks/train for SFT and benchmarks the default (evaluation) set: the SFT

@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         device: str = typer.Option("auto", "--device", help="auto (GPU when present) | cpu | cuda."),
         dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 on a GPU that has it, else float32)."),
-        threads: int = typer.Option(0, "--threads", help="Torch threads (0: the CPUs this process may use)."),
+        threads: int = typer.Option(0, "--threads", help="Torch threads (0: ABLBENCH_TORCH_THREADS, else the idle CPUs)."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     ) -> None:
         """Train a LoRA adapter on agent trajectories; write the adapter, a merged HF folder (and GGUF), sft.json."""
@@ -46,7 +46,11 @@ def register(app: typer.Typer) -> None:
 
 
 def _sft(o) -> None:
+    import os
     from dataclasses import replace
+
+    # before torch loads OpenMP: idle threads sleep instead of spinning on a shared CPU
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     from harness.extras import require
 
