@@ -234,6 +234,7 @@ class Trial:
                 self._check_stop()
                 self._start_env(image)
                 result["container"] = self.env.spec.name if self.env else None
+                result["network"] = self.env.spec.network if self.env else None  # the pass audit reads it
                 timings["env_setup"] = time.monotonic() - t
                 self.phases["container_start"] = timings["env_setup"] - self.phases["image"]
                 self.log(f"container {result['container']} up in {timings['env_setup']:.2f}s")

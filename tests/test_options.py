@@ -31,7 +31,7 @@ from harness.cli import app
 from harness.commands._run_options import RunOptions
 from harness.commands.serve import ServeOptions
 from harness.commands.smoke import SmokeOptions
-from harness.commands.tasks import TasksCheckOptions, TasksListOptions
+from harness.commands.tasks import TasksCheckOptions, TasksDiffOptions, TasksListOptions
 from harness.embedded_model import EmbeddedModelOptions, embedded_model
 
 TB_RUN = Path(__file__).parent / "fixtures" / "analysis" / "tb_runs" / "2025-06-01__09-30-00"
@@ -56,6 +56,7 @@ VERBS = {
     "doctor": Verb(None),
     "tasks list": Verb(TasksListOptions),
     "tasks check": Verb(TasksCheckOptions),
+    "tasks diff": Verb(TasksDiffOptions),
     "model embedded": Verb(EmbeddedModelOptions),
     "abliterate contrast": Verb(ContrastOptions),
     "abliterate capture": Verb(CaptureOptions),

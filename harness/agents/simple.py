@@ -17,6 +17,8 @@ from ablbench.task_spec import TaskSpec
 from runners.environment import ContainerError, ExecResult, TaskEnvironment
 
 SOLUTION_DIR = "/solution"
+#: the part of the reference solution recorded in trace.jsonl
+SCRIPT_TRACE_CHARS = 65_536
 
 
 def _trace(logs_dir: Path, **event: object) -> None:
@@ -74,7 +76,9 @@ class OracleAgent:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return AgentResult(stop=AgentStop.TIMEOUT)
-            _trace(logs_dir, event="command", command=f"bash {entry}", timeout_s=round(remaining, 1))
+            # the script itself is what the pass audit reads (harness.analysis.audit, rule 2)
+            _trace(logs_dir, event="command", command=f"bash {entry}", timeout_s=round(remaining, 1),
+                   script=script[:SCRIPT_TRACE_CHARS])
             cmd = f"bash {shlex.quote(entry)} > /logs/agent/oracle.txt 2>&1"
             res: ExecResult = env.exec_wait(cmd, timeout_s=remaining)
             out = env.read_file("/logs/agent/oracle.txt") or b""

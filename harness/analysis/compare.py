@@ -11,7 +11,9 @@ Rules, in order:
    against the run with more infrastructure trouble. Each pair states how many tasks left and
    why. ``errors_as_failures=True`` (``--errors-as-failures``) restores the rule of 2.
 4. Cochran's Q comes with its asymptotic (chi-square) and its exact conditional p-value.
-5. What the design can resolve is the minimum detectable effect at 80 % power (power.py), not
+5. Runs are compared like for like first (``drift.py``): differing harness identities are refused
+   and same-named tasks whose content differs leave the analysis; passes are audited (``audit.py``).
+6. What the design can resolve is the minimum detectable effect at 80 % power (power.py), not
    power at the observed rates.
 """
 
@@ -25,7 +27,9 @@ import numpy as np
 
 from ablbench.errors import AblbenchError
 from harness.analysis import power, stats
+from harness.analysis.audit import audit_runs
 from harness.analysis.behaviour import analyze_behaviour
+from harness.analysis.drift import compare_like_for_like
 from harness.analysis.model import Run, Trial
 from harness.analysis.options import AnalyzeOptions
 from harness.analysis.overlap import regions, unsolved_by_all
@@ -160,6 +164,7 @@ def analyze(runs: Sequence[Run], options: AnalyzeOptions = AnalyzeOptions()) -> 
     solved_rule, errors_as_failures = options.solved, options.errors_as_failures
     if not runs:
         raise AblbenchError("no runs given; pass at least one results folder")
+    runs, drift = compare_like_for_like(runs, options.allow_harness_drift, options.allow_task_drift)  # drift.py
     if solved_rule not in SOLVED_RULES:
         raise AblbenchError(f"unknown --solved rule {solved_rule!r}; use one of {', '.join(SOLVED_RULES)}")
     names = [r.name for r in runs]
@@ -210,4 +215,6 @@ def analyze(runs: Sequence[Run], options: AnalyzeOptions = AnalyzeOptions()) -> 
                      "is favoured; prefer --solved first")
     result["notes"] = notes
     result["behaviour"] = analyze_behaviour(runs, tasks)  # a separate section: harness.analysis.behaviour
+    result["harness_drift"], result["task_drift"] = drift["harness"], drift["tasks"]
+    result["audit"] = audit_runs(runs)  # the pass audit: harness.analysis.audit
     return result

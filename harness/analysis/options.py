@@ -3,8 +3,9 @@
 Rules, in order:
 
 1. The CLI (``harness/commands/analyze.py``) builds one :class:`AnalyzeOptions` from its flags;
-   :func:`harness.analysis.analyze` reads ``solved`` and ``errors_as_failures`` from it, the
-   command the output fields.
+   :func:`harness.analysis.analyze` reads ``solved`` and ``errors_as_failures`` from it,
+   :func:`harness.analysis.drift.compare_like_for_like` the ``allow_*`` fields, the command the
+   output fields.
 2. ``--names`` gives one non-empty name per run, comma-separated (:func:`run_labels`); without
    it every run is named by its folder.
 """
@@ -30,6 +31,8 @@ class AnalyzeOptions:
     errors_as_failures: bool = False
     judge: tuple[str, str] | None = None  # (OpenAI-compatible URL, model name)
     allow_mixed_structured: bool = False
+    allow_harness_drift: bool = False  # pair runs whose harness identity differs (harness.analysis.drift)
+    allow_task_drift: bool = False  # keep same-named tasks whose content differs between runs
 
 
 def run_labels(names: str | None, n_runs: int) -> list[str | None]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
+from harness.analysis.audit import audit_section
 from harness.analysis.behaviour_report import section as behaviour_section
+from harness.analysis.drift import drift_section
 
 
 def fmt_p(p: float | None) -> str:
@@ -269,7 +271,7 @@ def _dropped(res: dict) -> list[str]:
 def to_markdown(res: dict) -> str:
     """The full human report."""
     parts = (_intro(res) + _summary(res) + _rates(res) + _pairs(res) + _cochran(res) + _overlap(res) + _power(res)
-             + _failures(res) + _dropped(res) + (behaviour_section(res["behaviour"]) if "behaviour" in res else []))
+             + _failures(res) + _dropped(res) + drift_section(res) + audit_section(res) + (behaviour_section(res["behaviour"]) if "behaviour" in res else []))
     for note in res.get("notes", []):
         parts.append(f"> Note: {note}")
     return "\n".join(parts).rstrip() + "\n"

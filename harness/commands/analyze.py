@@ -128,13 +128,22 @@ def analyze_command(
     allow_mixed_structured: bool = typer.Option(
         False, "--allow-mixed-structured", help="Compare runs even when only some used --structured."
     ),
+    allow_harness_drift: bool = typer.Option(
+        False, "--allow-harness-drift", help="Compare runs even when their harness identity (ablbench version and "
+        "commit, prompt, parser rules, turns, tokens, sampling, timeout multiplier) differs."
+    ),
+    allow_task_drift: bool = typer.Option(
+        False, "--allow-task-drift", help="Keep same-named tasks whose content differs between runs (default: "
+        "they leave the analysis, listed in the report)."
+    ),
 ) -> None:
     """Compare runs on their shared tasks: pass rates, exact paired tests, overlap, power, plots."""
     from harness.analysis.options import AnalyzeOptions
 
     options = AnalyzeOptions(names=names, json_out=json_out, markdown_out=markdown_out, plots=plots,
                              html_out=html_out, solved=solved, errors_as_failures=errors_as_failures, judge=judge,
-                             allow_mixed_structured=allow_mixed_structured)
+                             allow_mixed_structured=allow_mixed_structured,
+                             allow_harness_drift=allow_harness_drift, allow_task_drift=allow_task_drift)
     try:
         _analyze(runs, options)
     except AblbenchError as exc:
@@ -145,6 +154,7 @@ def _analyze(runs: list[Path], o: AnalyzeOptions) -> None:
     """Load, analyse, print and write what ``o`` asks for."""
     from ablbench.results import write_text_atomic
     from harness.analysis import analyze, load_run
+    from harness.analysis.drift import drift_notes
     from harness.analysis.options import run_labels
     from harness.analysis.report import to_json, to_markdown
     from harness.analysis.structured import check_structured_pairing
@@ -156,14 +166,22 @@ def _analyze(runs: list[Path], o: AnalyzeOptions) -> None:
     for note in check_structured_pairing(loaded, o.allow_mixed_structured):
         typer.secho(f"warning: {note}", err=True, fg=typer.colors.YELLOW)
     res = analyze(loaded, o)
+    for note in drift_notes(res["harness_drift"], res["task_drift"]):
+        typer.secho(f"warning: {note}", err=True, fg=typer.colors.YELLOW)
     if o.judge is not None and o.judge[0] is not None:
+        from harness.analysis.pass_judge import judge_passes
         from harness.analysis.refusal_judge import judge_refusals
 
         judge_refusals(res["behaviour"], *o.judge)
+        drifted = frozenset() if res["task_drift"]["kept"] else frozenset(d["task"] for d in res["task_drift"]["tasks"])
+        judge_passes(res["audit"], loaded, *o.judge, skip_tasks=drifted)
     to_stdout = "-" in (str(o.json_out), str(o.markdown_out))
     if not to_stdout:
         _print_summary(res)
         _print_behaviour(res)
+        for r in res["audit"]["runs"]:
+            typer.echo(f"audit {r['run']}: {r['passes']} pass(es), {r['flagged_passes']} flagged; "
+                       f"{r['passes_unflagged']} without flagged passes")
     for out, text in ((o.json_out, to_json), (o.markdown_out, to_markdown)):
         if out is None:
             continue

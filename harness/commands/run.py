@@ -133,6 +133,7 @@ def _run(o: RunOptions) -> int:
 
     from ablbench.paths import BASE_IMAGE, BUNDLED_TASKS, RESULTS_ROOT
     from ablbench.results import scan_results
+    from harness.identity import harness_identity
     from harness.tasks import discover_tasks
     from runners.images import ImageOptions, ImageResolver, parse_image_map
     from runners.runtime_image import AGENT_TOOLS
@@ -200,7 +201,10 @@ def _run(o: RunOptions) -> int:
         provenance=provenance,
         fingerprint=experiment_fingerprint(o, specs, agent_settings, identity, trial_config),
         experiment={"agent": agent_settings, "model": identity, "tasks_root": provenance["tasks_root"],
-                    "structured": provenance["structured"]},
+                    "structured": provenance["structured"],
+                    # what of ablbench itself can move a score: `analyze` pairs only equal ones
+                    "harness": harness_identity(agent_settings, o.timeout_multiplier,
+                                                provenance["versions"]["ablbench"], provenance["git"])},
         show_progress=not o.quiet,
     )
     try:
@@ -299,14 +303,7 @@ def experiment_fingerprint(
     hash, the local fallback image and the trial limits.
     """
     from ablbench.paths import BASE_IMAGE
-    from runners.fingerprint import tree_hash
-
-    def task_hash(spec: Any) -> str:
-        roots = [spec.path] + [
-            p for p in (spec.tests_dir, spec.test_script_path, spec.build_context)
-            if p is not None and not Path(p).resolve().is_relative_to(Path(spec.path).resolve())
-        ]
-        return tree_hash(*roots)
+    from harness.task_versions import task_hash
 
     entry = (identity or {}).get("server_entry") or {}
     model = {"name": identity.get("model"), "root": entry.get("root")} if identity else {}

@@ -1,4 +1,4 @@
-"""``ablbench tasks list|check``: inspect and validate task folders."""
+"""``ablbench tasks list|check|diff``: inspect, validate and compare task folders."""
 
 from __future__ import annotations
 
@@ -31,6 +31,14 @@ class TasksCheckOptions:
     offline: bool = False
 
 
+@dataclass(frozen=True)
+class TasksDiffOptions:
+    """The options of ``ablbench tasks diff`` (two task folders, old then new)."""
+
+    old: Path
+    new: Path
+
+
 def _fmt_s(seconds: float) -> str:
     return f"{seconds:g}s" if seconds < 120 or seconds % 60 else f"{seconds / 60:g}m"
 
@@ -61,6 +69,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Validate every task under PATH; print each problem with its file; exit 1 if any."""
         _check(TasksCheckOptions(path=path, images=images, base_image_map=tuple(base_image_map), offline=offline))
+
+    @tasks_app.command("diff")
+    def diff(
+        old: Path = typer.Argument(..., help="The old folder of tasks (or one task folder).", show_default=False),
+        new: Path = typer.Argument(..., help="The new folder of tasks (or one task folder).", show_default=False),
+    ) -> None:
+        """List the tasks changed (same name, other content), added and removed between OLD and NEW."""
+        _diff(TasksDiffOptions(old=old, new=new))
 
     app.add_typer(tasks_app, name="tasks")
 
@@ -151,3 +167,21 @@ def _check_images(specs: list, o: TasksCheckOptions) -> None:
     if counts["cannot run"]:
         raise fail(f"{counts['cannot run']} task image(s) cannot host the agent: add tmux and bash to their "
                    "Dockerfiles, or map them with --base-image-map FROM=IMAGE_WITH_TMUX")
+
+
+def _diff(o: TasksDiffOptions) -> None:
+    """``tasks diff``: changed tasks with the files that differ, then added and removed ones."""
+    from harness.task_versions import diff_tasks
+    from harness.tasks import discover_tasks
+
+    try:
+        d = diff_tasks(discover_tasks(o.old), discover_tasks(o.new))
+    except AblbenchError as exc:
+        raise fail(str(exc)) from exc
+    for name, files in d.changed.items():
+        typer.echo(f"changed  {name}: {', '.join(files)}")
+    for name in d.added:
+        typer.echo(f"added    {name}")
+    for name in d.removed:
+        typer.echo(f"removed  {name}")
+    typer.echo(f"{len(d.changed)} changed, {len(d.added)} added, {len(d.removed)} removed, {len(d.same)} the same")
