@@ -16,7 +16,11 @@ Rules, in order:
 5. Leftover containers of an earlier crashed run of the same results folder are removed at
    start (found by the ``ablbench.results`` label).
 6. On resume, finished trials are kept, except those whose outcome is in ``rerun``
-   (``--rerun-errors``: infra and LLM errors; ``--rerun OUTCOME``: any outcome, explicitly).
+   (``--rerun-errors``: infra and LLM errors; ``--rerun OUTCOME``: any outcome, explicitly), and,
+   with ``rerun_unscored`` (``--rerun-unscored``), every trial the verifier did not score
+   (:func:`unscored`): infra, LLM and verifier errors and agent-side crashes, whatever the label.
+   It keeps every scored trial, failed or passed: unlike ``--rerun-errors`` it also reruns
+   verifier errors, and it cannot be combined with ``--rerun`` of a scored outcome.
 """
 
 from __future__ import annotations
@@ -64,6 +68,26 @@ ERROR_OUTCOMES = frozenset({Outcome.INFRA_ERROR.value, Outcome.LLM_ERROR.value, 
 RERUN_ERRORS = frozenset({Outcome.INFRA_ERROR.value, Outcome.LLM_ERROR.value})
 
 
+#: outcomes that carry a verifier's score of the agent's work (``--rerun-unscored`` keeps them)
+SCORED_OUTCOMES = frozenset({Outcome.PASSED.value, Outcome.FAILED.value, Outcome.AGENT_TIMEOUT.value,
+                             Outcome.CONTEXT_EXCEEDED.value, Outcome.PARSE_FAIL_EXHAUSTED.value})
+
+
+def unscored(result: dict) -> bool:
+    """True when the verifier gave this finished trial no score (rule 6).
+
+    Its outcome is not a scored one (infra, LLM or verifier error; an agent that crashed is an
+    infra error), or its result.json records no verifier reward (the verifier never ran or
+    wrote none), whatever the outcome says.
+    """
+    if result.get("outcome") not in SCORED_OUTCOMES:
+        return True
+    verifier = result.get("verifier")
+    if "verifier" in result and not (isinstance(verifier, dict) and verifier.get("reward") is not None):
+        return True
+    return False
+
+
 class RunError(RuntimeError):
     """A run cannot start as asked (the message names the fix)."""
 
@@ -78,6 +102,8 @@ class RunConfig:
     rerun_errors: bool = False
     #: outcomes whose finished trials a resume reruns, besides ``RERUN_ERRORS`` with rerun_errors
     rerun: frozenset[str] = frozenset()
+    #: on resume, rerun every trial the verifier did not score (:func:`unscored`)
+    rerun_unscored: bool = False
     infra_retries: int = 1
     #: stop the run after this many LLM errors in a row (the server is likely down); 0: never
     max_llm_errors_in_row: int = 5
@@ -178,7 +204,8 @@ class Scheduler:
             )
         wanted = {(t.name, a) for t in self.tasks for a in range(1, self.config.attempts + 1)}
         rerun = self.config.rerun_outcomes()
-        kept = {k: r for k, r in existing.items() if k in wanted and r.get("outcome") not in rerun}
+        kept = {k: r for k, r in existing.items() if k in wanted and r.get("outcome") not in rerun
+                and not (self.config.rerun_unscored and unscored(r))}
         # attempt by attempt; within one, tasks with the longest time budget first (shorter tail)
         longest_first = sorted(self.tasks, key=lambda t: (-t.agent_timeout_s, t.name))
         pending = [(t, a) for a in range(1, self.config.attempts + 1) for t in longest_first if (t.name, a) not in kept]

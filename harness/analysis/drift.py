@@ -84,6 +84,11 @@ def apply_task_drift(runs: Sequence[Run], allow_drift: bool = False) -> tuple[li
     if not drifted or allow_drift:
         return list(runs), section
     gone = {d["task"] for d in drifted}
+    if all(not (r.tasks() - gone) for r in runs) or not set.intersection(*(r.tasks() - gone for r in runs)):
+        raise AblbenchError(
+            f"every task the runs share differs in content between them ({', '.join(sorted(gone)[:5])}"
+            f"{' ...' if len(gone) > 5 else ''}): they ran different task versions -- rerun on the same tasks "
+            "(`ablbench tasks diff` shows what changed), or pass --allow-task-drift to compare them anyway")
     return [replace(r, trials=[t for t in r.trials if t.task not in gone]) for r in runs], section
 
 

@@ -49,6 +49,7 @@ class RunOptions:
     resume: bool = field(default=False, metadata=RUN)
     rerun_errors: bool = field(default=False, metadata=RUN)
     rerun: tuple[str, ...] = field(default=(), metadata=RUN)
+    rerun_unscored: bool = field(default=False, metadata=RUN)
     infra_retries: int = field(default=1, metadata=RUN)
     quiet: bool = field(default=False, metadata=RUN)
 

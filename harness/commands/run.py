@@ -51,6 +51,9 @@ def run_command(
         "--rerun",
         help="With --resume: also rerun finished trials with this outcome, e.g. verifier_error (repeatable).",
     ),
+    rerun_unscored: bool = typer.Option(
+        False, "--rerun-unscored", help="With --resume: rerun every trial the verifier did not score (infra, llm "
+        "and verifier errors, agent crashes); keep every scored trial, failed or passed."),
     infra_retries: int = typer.Option(
         1, "--infra-retries", min=0, help="Retries of a trial that hits an infrastructure error."
     ),
@@ -114,6 +117,7 @@ def run_command(
         resume=resume,
         rerun_errors=rerun_errors,
         rerun=tuple(rerun),
+        rerun_unscored=rerun_unscored,
         infra_retries=infra_retries,
         quiet=quiet,
     )
@@ -197,6 +201,7 @@ def _run(o: RunOptions) -> int:
         resume=o.resume,
         rerun_errors=o.rerun_errors,
         rerun=frozenset(o.rerun),
+        rerun_unscored=o.rerun_unscored,
         infra_retries=o.infra_retries,
         provenance=provenance,
         fingerprint=experiment_fingerprint(o, specs, agent_settings, identity, trial_config),
@@ -289,8 +294,15 @@ def _check_rerun(o: RunOptions) -> None:
     unknown = [x for x in o.rerun if x not in known]
     if unknown:
         raise AblbenchError(f"--rerun {unknown[0]!r} is not an outcome; use one of {', '.join(sorted(known))}")
-    if (o.rerun or o.rerun_errors) and not o.resume:
-        raise AblbenchError("--rerun/--rerun-errors only make sense with --resume (they pick trials to run again)")
+    if (o.rerun or o.rerun_errors or o.rerun_unscored) and not o.resume:
+        raise AblbenchError("--rerun/--rerun-errors/--rerun-unscored only make sense with --resume (they pick trials "
+                            "to run again)")
+    from runners.scheduler import SCORED_OUTCOMES
+
+    scored = sorted(set(o.rerun) & SCORED_OUTCOMES)
+    if o.rerun_unscored and scored:
+        raise AblbenchError(f"--rerun-unscored keeps every scored trial, but --rerun {scored[0]} reruns scored ones; "
+                            "drop one of the two")
 
 
 def experiment_fingerprint(
