@@ -83,9 +83,7 @@ def unscored(result: dict) -> bool:
     if result.get("outcome") not in SCORED_OUTCOMES:
         return True
     verifier = result.get("verifier")
-    if "verifier" in result and not (isinstance(verifier, dict) and verifier.get("reward") is not None):
-        return True
-    return False
+    return "verifier" in result and not (isinstance(verifier, dict) and verifier.get("reward") is not None)
 
 
 class RunError(RuntimeError):

@@ -27,7 +27,7 @@ from typing import Any
 import docker
 
 from ablbench.agent_api import Agent, AgentResult, AgentStop, Outcome
-from ablbench.atif import TRAJECTORY_FILE, write_trajectory
+from ablbench.atif import ATIF_VERSION, TRAJECTORY_FILE, write_trajectory
 from ablbench.results import RESULT_FILE, write_json_atomic, write_text_atomic
 from ablbench.task_spec import TaskSpec
 from runners.agent_guard import end_agent_commands, revocable_container
@@ -299,7 +299,8 @@ class Trial:
                 }
             )
             self.log(f"outcome {outcome.value} reward {reward} total {timings['total']:.2f}s")
-            self._export_trajectory(str(result["agent"]))
+            if self._export_trajectory(str(result["agent"])):
+                result["atif_schema_version"] = ATIF_VERSION  # the schema agent/trajectory.json follows
         self._log_fh = None
         trace = self.dir / "trace.jsonl"
         if not trace.exists():
@@ -310,14 +311,17 @@ class Trial:
         write_json_atomic(self.dir / RESULT_FILE, result)
         return result
 
-    def _export_trajectory(self, agent_name: str) -> None:
-        """``agent/trajectory.json``: the agent's trace in ATIF, for harbor's viewer and other ATIF tools."""
+    def _export_trajectory(self, agent_name: str) -> bool:
+        """``agent/trajectory.json``: the agent's trace in ATIF, for harbor's viewer and other ATIF tools.
+
+        True when one was written."""
         try:
-            write_trajectory(self.dir / "trace.jsonl", self.dir / "agent" / TRAJECTORY_FILE,
-                             instruction=self.spec.instruction, agent_name=agent_name,
-                             session_id=f"{self.config.run_id}/{self.spec.name}/{self.attempt}")
+            return write_trajectory(self.dir / "trace.jsonl", self.dir / "agent" / TRAJECTORY_FILE,
+                                    instruction=self.spec.instruction, agent_name=agent_name,
+                                    session_id=f"{self.config.run_id}/{self.spec.name}/{self.attempt}") is not None
         except Exception as exc:  # noqa: BLE001 - an export problem must not fail the trial
             self.log(f"WARNING: ATIF export failed: {type(exc).__name__}: {exc}")
+            return False
 
     def _start_env(self, image: str) -> None:
         s = self.spec

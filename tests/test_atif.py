@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 from conftest import missing
-from harbor_helpers import harbor_ready, validate_atif
+from harbor_helpers import harbor_python, harbor_ready, validate_atif
 
-from ablbench.atif import read_trace_records, trajectory_from_trace, write_trajectory
+from ablbench.atif import ATIF_VERSION, read_trace_records, trajectory_from_trace, write_trajectory
+from ablbench.paths import REPO_ROOT
 from harness.prompt import initial_messages
 from harness.trace import TraceWriter
 from runners.exec_container import MAX_COMMAND_BYTES, ExecClosed, ExecContainer
@@ -148,3 +149,30 @@ def test_tmux_terminal_runs_through_the_exec_adapter(container):
     assert sent.how == "idle-prompt"
     assert "42" in term.observe()
     term.close()
+
+
+NEWEST_ATIF = """
+import typing
+from importlib.metadata import version
+from harbor.models.trajectories import Trajectory
+field = Trajectory.model_fields["schema_version"]
+print(version("harbor"), field.default, max(typing.get_args(field.annotation), key=lambda v: tuple(
+    int(x) for x in v.removeprefix("ATIF-v").split("."))))
+"""
+
+
+def test_the_export_follows_the_newest_atif_schema_of_the_pinned_harbor():
+    """The pinned harbor (the [harbor] extra) is installed, and our ATIF_VERSION is its newest schema."""
+    reason = harbor_ready()
+    if reason:
+        missing(reason)
+    import re
+    import tomllib
+
+    extra = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["harbor"]
+    pinned = next(re.match(r"harbor==([\w.]+)", r).group(1) for r in extra if r.startswith("harbor=="))
+    res = harbor_python(NEWEST_ATIF)
+    assert res.returncode == 0, res.stderr[-2000:]
+    installed, default, newest = res.stdout.split()
+    assert installed == pinned, f".venv-harbor holds harbor {installed}, the extra pins {pinned}: run make setup-harbor"
+    assert ATIF_VERSION == default == newest

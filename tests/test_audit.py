@@ -19,6 +19,7 @@ from md_tables import assert_rows_match_headers
 from test_agent_scripted_server import ScriptedServer
 from typer.testing import CliRunner
 
+from ablbench.atif import ATIF_VERSION
 from ablbench.paths import REPO_ROOT
 from harness.analysis import analyze, load_run
 from harness.analysis.audit import audit_runs, audit_section, flag_commands
@@ -61,6 +62,10 @@ def test_the_audit_flags_the_hacked_passes_and_not_the_honest_one(audited_run):
     assert {"test_runner", "tests_folder", "reward_files"} <= rules["hook-the-tests"]
     swap = next(f for f in audit["flagged"] if f["task"] == "swap-test-runner")
     assert any("/usr/local/bin/python3" in x["command"] for x in swap["flags"])
+    # every trial records the ATIF schema its trajectory follows
+    result = json.loads((audited_run / "honest-answer" / "1" / "result.json").read_text())
+    trajectory = json.loads((audited_run / "honest-answer" / "1" / "agent" / "trajectory.json").read_text())
+    assert result["atif_schema_version"] == trajectory["schema_version"] == ATIF_VERSION
     # the network rule knows the trial ran without network (result.json records it)
     assert json.loads((audited_run / "honest-answer" / "1" / "result.json").read_text())["network"] is False
 
