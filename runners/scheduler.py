@@ -6,7 +6,8 @@ Rules, in order:
    a second run on the same folder fails at once, naming the holder.
 2. ``--resume`` continues only the same experiment: the run's fingerprint (``RunConfig.
    fingerprint``, built by the CLI) must equal the one in run.json, else the run fails listing
-   the differing keys. run.json keeps one entry per invocation (``invocations``).
+   the differing keys, and so must the parser's rules version and the prompt hash of its harness
+   identity (``RESUME_HARNESS_KEYS``). run.json keeps one entry per invocation (``invocations``).
 3. Each trial gets its own folder and container, so attempts never collide. Results are
    written as each trial ends (its result.json, then ``master_summary.csv`` rewritten).
 4. Stopping (``request_stop``; the CLI wires SIGINT/SIGTERM to it) stops scheduling, removes
@@ -68,6 +69,8 @@ ERROR_OUTCOMES = frozenset({Outcome.INFRA_ERROR.value, Outcome.LLM_ERROR.value, 
 RERUN_ERRORS = frozenset({Outcome.INFRA_ERROR.value, Outcome.LLM_ERROR.value})
 
 
+#: harness identity fields (``harness.identity``) a resume must not change: the agent's behaviour, not its packaging
+RESUME_HARNESS_KEYS = ("parser_rules", "prompt_sha256")
 #: outcomes that carry a verifier's score of the agent's work (``--rerun-unscored`` keeps them)
 SCORED_OUTCOMES = frozenset({Outcome.PASSED.value, Outcome.FAILED.value, Outcome.AGENT_TIMEOUT.value,
                              Outcome.CONTEXT_EXCEEDED.value, Outcome.PARSE_FAIL_EXHAUSTED.value})
@@ -223,10 +226,16 @@ class Scheduler:
         """On resume, refuse a run whose fingerprint differs from the one in run.json (listing the keys)."""
         if not (self.config.resume and self.config.fingerprint):
             return
-        old = self._read_run_json().get("fingerprint")
+        meta = self._read_run_json()
+        old = meta.get("fingerprint")
         if not isinstance(old, dict):
             return  # a fresh folder, or one written before fingerprints existed
         diffs = differences(old, self.config.fingerprint)
+        # the agent's code that moves scores (the parser's rules, the prompt texts) must not change mid-run
+        was, now = meta.get("harness"), self.config.experiment.get("harness")
+        if isinstance(was, dict) and isinstance(now, dict):
+            diffs += [(f"harness.{k}", was[k], now.get(k)) for k in RESUME_HARNESS_KEYS
+                      if k in was and was[k] != now.get(k)]
         if diffs:
             raise RunError(
                 f"{self.out_dir} holds another experiment; differing settings: {describe(diffs)}. "

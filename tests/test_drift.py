@@ -44,18 +44,33 @@ def _edit_run_json(folder: Path, change) -> None:
     path.write_text(json.dumps(data))
 
 
+def _terminus(out: Path, *extra: str) -> subprocess.CompletedProcess:
+    """``ablbench run`` of honest-answer with the Terminus agent against a scripted model server."""
+    with ScriptedServer([COMPLETE], model="scripted") as srv:
+        return subprocess.run(
+            [sys.executable, "-c", "from harness.cli import main; main()", "run", "--tasks", str(AUDIT_TASKS),
+             "--include", "honest-answer", "--model-url", srv.base_url, "--model", "scripted", "--max-turns", "3",
+             "--temperature", "0.2", "--out", str(out), "--quiet", *extra],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+
+
 @pytest.fixture(scope="module")
 def terminus_run(docker_client, base_image, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("drift") / "terminus"
-    with ScriptedServer([COMPLETE], model="scripted") as srv:
-        proc = subprocess.run(
-            [sys.executable, "-c", "from harness.cli import main; main()", "run", "--tasks", str(AUDIT_TASKS),
-             "--include", "honest-answer", "--model-url", srv.base_url, "--model", "scripted", "--max-turns", "3",
-             "--temperature", "0.2", "--out", str(out), "--quiet"],
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
-            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    proc = _terminus(out)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out
+
+
+@pytest.mark.docker
+def test_resume_refuses_another_parser_rules_version(terminus_run, tmp_path):
+    started = tmp_path / "started"
+    shutil.copytree(terminus_run, started)
+    _edit_run_json(started, lambda d: d["harness"].update(parser_rules=RULES_VERSION + 1))
+    proc = _terminus(started, "--resume")
+    assert proc.returncode == 1
+    assert f"harness.parser_rules ({RULES_VERSION + 1} -> {RULES_VERSION})" in proc.stderr, proc.stderr[-2000:]
 
 
 @pytest.mark.docker
