@@ -26,7 +26,7 @@ class AnalyzeOptions:
     markdown_out: Path | None = None
     plots: Path | None = None
     html_out: Path | None = None
-    solved: str = "first"  # a key of harness.analysis.compare.SOLVED_RULES
+    solved: str = "mean"  # a key of harness.analysis.compare.SOLVED_RULES
     errors_as_failures: bool = False
     judge: tuple[str, str] | None = None  # (OpenAI-compatible URL, model name)
     allow_mixed_structured: bool = False
