@@ -261,6 +261,8 @@ def analyze(runs: Sequence[Run], options: AnalyzeOptions = AnalyzeOptions()) -> 
                          for r in regions(solved, names)]
     result["unsolved_by_all"] = len(unsolved_by_all(solved, shared))
     attempts = {(s["attempts_min"], s["attempts_max"]) for s in summaries}
+    result["design"] = {"tasks": len(tasks), "attempts_min": min(a for a, _ in attempts),
+                        "attempts_max": max(b for _, b in attempts)}
     notes = []
     if solved_rule == "any" and len(attempts) > 1:
         notes.append("runs have different numbers of attempts: with --solved any the run with more attempts "

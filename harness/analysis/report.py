@@ -57,7 +57,8 @@ def _intro(res: dict) -> list[str]:
                          "success rates over all attempts, with a paired bootstrap interval (`--solved "
                          "first|any|majority` makes McNemar on that 0/1 rule the headline instead).")
     else:
-        lines.append("One attempt per task; a task counts as solved when its reward is 1.")
+        lines.append("One attempt per task; a task counts as solved when its reward is 1. The mean-of-k test (every "
+                     "attempt, used with several attempts per task) is then the exact McNemar test below.")
     if res.get("errors_as_failures", True):
         lines += ["Errored trials (timeouts, verifier or server errors) count as failures with reward 0, "
                   "as on the TB2 leaderboard, in the paired tests too (`--errors-as-failures`).", ""]
@@ -259,7 +260,12 @@ def _mde(d: float | None, reach: str) -> str:
 def _power(res: dict) -> list[str]:
     if not res["pairs"]:
         return []
+    d = res.get("design") or {}
+    k = (f"{d['attempts_min']}" if d.get("attempts_min") == d.get("attempts_max")
+         else f"{d.get('attempts_min')}–{d.get('attempts_max')}")
     lines = ["## What these data can resolve", "",
+             f"Design as run: {d.get('tasks', res['n_tasks'])} tasks × {k} attempt(s) per task in each run "
+             "(`ablbench plan` answers the same question before a run, for any number of attempts). "
              "Minimum detectable effect at 80% power for this design (two-sided, α = 0.05, unadjusted): the "
              "smallest difference in solve rate the exact McNemar test would find 4 times in 5 on this many tasks, "
              "with the share of discordant tasks (solved by exactly one of the two runs) at its observed value. An "
