@@ -119,7 +119,7 @@ def _pct(x: float | None, digits: int = 1) -> str:
 
 def to_markdown(res: dict) -> str:
     """The plan table and the sentences that say what it assumed."""
-    from harness.analysis.report import _table
+    from harness.analysis.markdown import md_table
 
     eff = f"+{res['effect_pp']:g} pp"
     header = ["k", f"power at {eff}", f"detectable at {100 * res['target_power']:.0f}% power",
@@ -137,7 +137,7 @@ def to_markdown(res: dict) -> str:
              f"{_pct(res['repeat_solve'])}. The effect is one logit shift for every task.",
              "Test: the mean-of-k test (paired sign-flip permutation over tasks, exact p in every study); at k = 1 it "
              "is the exact McNemar test. Power ± its Monte Carlo standard error.", ""]
-    lines += _table(header, rows)
+    lines += md_table(header, rows)
     if res["trial_minutes"] is None:
         lines.append("GPU-hours: give --trial-minutes (GPU time per trial) to fill that column.")
     else:

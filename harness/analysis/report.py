@@ -5,13 +5,8 @@ from __future__ import annotations
 import json
 
 from harness.analysis.behaviour_report import section as behaviour_section
-
-
-def fmt_p(p: float | None) -> str:
-    """A p-value for humans: three decimals, '<0.001' below that."""
-    if p is None:
-        return "—"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
+from harness.analysis.markdown import fmt_p as fmt_p  # re-exported (the CLI prints p-values too)
+from harness.analysis.markdown import md_table
 
 
 def pct(x: float | None, digits: int = 1) -> str:
@@ -24,16 +19,6 @@ def signed_pp(x: float | None) -> str:
 
 def _ci(lo: float, hi: float) -> str:
     return f"{pct(lo)} – {pct(hi)}"
-
-
-def _row(cells: list[object]) -> str:
-    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
-
-
-def _table(header: list[str], rows: list[list[object]], align: str | None = None) -> list[str]:
-    spec = align or "l" + "r" * (len(header) - 1)
-    seps = ["---:" if a == "r" else "---" for a in spec]
-    return [_row(header), _row(seps), *(_row(r) for r in rows), ""]
 
 
 def _intro(res: dict) -> list[str]:
@@ -107,7 +92,7 @@ def _rates(res: dict) -> list[str]:
     lines = ["## Pass rates", ""]
     rows = [[r["name"], f"{r['passes']} / {r['n']}", pct(r["rate"]), _ci(*r["wilson95"]), _leaderboard(r)]
             for r in res["runs"]]
-    lines += _table(["run", "solved / tasks", "rate", "Wilson 95% interval", "leaderboard: mean ± 1.96·SE"], rows)
+    lines += md_table(["run", "solved / tasks", "rate", "Wilson 95% interval", "leaderboard: mean ± 1.96·SE"], rows)
     lines += ["The leaderboard column is the TB2 leaderboard's own figure: the mean reward over all trials (errors "
               "count 0) ± 1.96·SE with SE = (1/T)·√Σ p_t(1−p_t)/(n_t−1) over the T tasks, p_t a task's rate over "
               "its n_t attempts (attempt noise only, the task set held fixed; it needs at least 2 attempts per "
@@ -130,7 +115,7 @@ def _rates(res: dict) -> list[str]:
               "task set; the tasks-resampled one also treats the tasks as a sample (1.96·sd of per-task "
               "rates/√T). pass@k and pass^k are the unbiased estimators from n attempts (— where a task has "
               "fewer than k).", ""]
-    lines += _table(header, rows)
+    lines += md_table(header, rows)
     return lines
 
 
@@ -162,7 +147,7 @@ def _mean_of_k_rows(res: dict) -> list[str]:
         row += [fmt_p(m.get("holm_p"))] if holm else []
         row += [m["method"]]
         rows.append(row)
-    lines += _table(header, rows, "lrrrr" + ("r" if holm else "") + "l")
+    lines += md_table(header, rows, "lrrrr" + ("r" if holm else "") + "l")
     left = [(p, p["mean_of_k"]["left_out_no_scored_trial"]) for p in res["pairs"]
             if p["mean_of_k"]["left_out_no_scored_trial"]]
     for p, tasks in left:
@@ -193,7 +178,7 @@ def _pairs(res: dict) -> list[str]:
         row += [fmt_p(p["mcnemar_holm_p"])] if holm else []
         row += [fmt_p(p["fisher_two_sided_p"]), fmt_p(p["fisher_one_sided_p"])]
         rows.append(row)
-    lines += _table(header, rows)
+    lines += md_table(header, rows)
     lines += _excluded(res)
     if res["multi_attempt"] and all("mean_of_k" in p for p in res["pairs"]):
         lines += _mean_of_k_rows(res)
@@ -241,7 +226,7 @@ def _overlap(res: dict) -> list[str]:
              "one region, the one naming exactly the runs that solved it.", ""]
     rows = [[o["label"], len(o["tasks"]), ", ".join(o["tasks"]) or "—"] for o in res["overlap"]]
     rows.append(["solved by none", res["unsolved_by_all"], "—"])
-    lines += _table(["region", "tasks", "names"], rows, "lrl")
+    lines += md_table(["region", "tasks", "names"], rows, "lrl")
     return lines
 
 
@@ -285,7 +270,7 @@ def _power(res: dict) -> list[str]:
             row.append(f"{_mde(d.get('mde'), 'not reachable')} ({d.get('tasks')} × {d.get('attempts')})"
                        if d.get("model") and not str(d["model"]).startswith("no rate model") else "—")
         rows.append(row)
-    lines += _table(header, rows)
+    lines += md_table(header, rows)
     if res["multi_attempt"]:
         models = [f"- {p['a']} vs {p['b']}: {p['mean_of_k']['design_mde80']['model']}" for p in res["pairs"]
                   if "mean_of_k" in p and p["mean_of_k"]["design_mde80"]["model"]]
@@ -313,7 +298,7 @@ def _failures(res: dict) -> list[str]:
         row += [f"{r['parse_fail_mean']:.2f}" if "parse_fail_mean" in r else "—"] if has_pf else []
         row += [f"{r['no_cmd_mean']:.2f}" if "no_cmd_mean" in r else "—"] if has_nc else []
         rows.append(row)
-    lines = ["## Outcomes and failure modes", "", *_table(header, rows)]
+    lines = ["## Outcomes and failure modes", "", *md_table(header, rows)]
     flagged = []
     for r in runs:
         for col in ("parse_fail", "no_cmd"):

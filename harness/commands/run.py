@@ -15,10 +15,10 @@ from typing import Any
 import typer
 
 from ablbench.errors import AblbenchError
+from harness.agents import AGENT_NAMES
 from harness.commands._run_options import RunOptions
 from harness.errors import fail
 
-AGENTS = ("terminus", "oracle", "nop")
 #: agent-settings entries that record a server probe's answer, not a setting: never fingerprinted
 PROBED_AGENT_FACTS = frozenset({"seed_supported"})
 
@@ -140,8 +140,8 @@ def _run(o: RunOptions) -> int:
     from runners.trial import TrialConfig
 
     console = Console(stderr=True)
-    if o.agent not in AGENTS:
-        raise AblbenchError(f"--agent {o.agent!r} is unknown; use one of {', '.join(AGENTS)}")
+    if o.agent not in AGENT_NAMES:
+        raise AblbenchError(f"--agent {o.agent!r} is unknown; use one of {', '.join(AGENT_NAMES)}")
     if o.resume and o.out is None:
         raise AblbenchError("--resume needs --out pointing at the results folder of the run to continue")
     _check_rerun(o)
