@@ -106,8 +106,13 @@ def two_runs(tmp_path_factory) -> list:
     return [load_run(_write(root / "a", a)), load_run(_write(root / "b", b))]
 
 
-def test_analyze_makes_mean_of_k_the_headline_with_several_attempts(two_runs):
-    res = analyze(two_runs)
+@pytest.fixture(scope="module")
+def analysed(two_runs) -> dict:
+    return analyze(two_runs)
+
+
+def test_analyze_makes_mean_of_k_the_headline_with_several_attempts(analysed):
+    res = analysed
     assert res["solved_rule"] == "mean" and res["headline_test"] == "mean_of_k"
     m = res["pairs"][0]["mean_of_k"]
     # t7 has no scored trial in run a: it leaves the test; t8's error leaves only its own attempt (rate 1/2)
@@ -122,8 +127,8 @@ def test_analyze_makes_mean_of_k_the_headline_with_several_attempts(two_runs):
     assert "mean-of-k accuracy differs by +31.2 pp" in md and "t7" in md  # (6 × 1/3 + 1/2) / 8
 
 
-def test_leaderboard_figure_is_the_tb2_formula(two_runs):
-    res = analyze(two_runs)
+def test_leaderboard_figure_is_the_tb2_formula(analysed):
+    res = analysed
     run_b = res["runs"][1]
     rates = list(run_b["per_task_rate"].values())
     hw = Z95 / len(rates) * math.sqrt(sum(p * (1 - p) / 2 for p in rates))  # 3 attempts: n_t - 1 = 2
@@ -144,3 +149,13 @@ def test_one_attempt_results_are_unchanged():
     assert round(pair["mcnemar_exact_p"], 3) == 0.289
     assert res["runs"][0]["leaderboard"] == {"mean": pytest.approx(7 / 89), "half_width": None}
     assert "7.9% ± — (1 attempt)" in to_markdown(res)
+
+
+def test_the_html_page_shows_the_mean_of_k_test_the_leaderboard_figure_and_the_design(analysed, two_runs):
+    from harness.analysis.html import build_report
+
+    page = build_report(analysed, two_runs, plots=[])
+    assert "Headline, using every attempt: the mean-of-k test" in page
+    assert "leaderboard: mean ± 1.96·SE" in page
+    assert "Design as run: 9 tasks × 3 attempt(s) per task" in page
+    assert "detectable at 80% (mean-of-k, tasks × attempts as run)" in page
