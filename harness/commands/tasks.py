@@ -117,7 +117,8 @@ def _check_images(specs: list, o: TasksCheckOptions) -> None:
 
     from ablbench.paths import BASE_IMAGE
     from runners.images import ImageError, ImageOptions, ImageResolver, parse_image_map
-    from runners.runtime_image import AgentRuntime, check_task
+    from runners.runtime_image import AgentRuntime
+    from runners.task_readiness import check_task
 
     try:
         mapping = parse_image_map(o.base_image_map)

@@ -8,12 +8,12 @@ pipeline``, or contrast + capture + directions) and writes ``RUN/search/``:
     trials.csv         every complete trial: objectives (counts, Wilson intervals) and parameters
     pareto.csv         the non-dominated trials, with the chosen one marked
     pareto.png         the front, pair of objectives by pair
-    chosen.json        the chosen trial (rule: abliterate/search_front.py) as a bake profile
+    chosen.json        the chosen trial (rule: abliterate/search/front.py) as a bake profile
     chosen_direction.pt  its unit direction, for ``abliterate bake --direction``
 
 Prompts are the held-out (eval) split of each bucket (the train split when eval is empty),
-at most ``prompts`` per bucket. Search space: abliterate/search_space.py; objectives:
-abliterate/search_objectives.py; study and resume rules: abliterate/search_study.py.
+at most ``prompts`` per bucket. Search space: abliterate/search/space.py; objectives:
+abliterate/search/objectives.py; study and resume rules: abliterate/search/study.py.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from abliterate.contrast import read_contrast, select
 from abliterate.directions import DIRS_FILE
 from abliterate.errors import AbliterationError
 from abliterate.fsio import atomic_path, file_sha256, write_json
-from abliterate.search_front import PARETO_CSV, PLOT_FILE, TRIALS_CSV, choose_trial, plot_front, trial_row, write_rows
-from abliterate.search_objectives import Budget, FormatCheck, TrialEvaluator
-from abliterate.search_space import SEARCH_COMPONENTS, from_params, suggest
-from abliterate.search_study import STUDY_FILE, completed, pareto_trials, run_study
+from abliterate.search.front import PARETO_CSV, PLOT_FILE, TRIALS_CSV, choose_trial, plot_front, trial_row, write_rows
+from abliterate.search.objectives import Budget, FormatCheck, TrialEvaluator
+from abliterate.search.space import SEARCH_COMPONENTS, from_params, suggest
+from abliterate.search.study import STUDY_FILE, completed, pareto_trials, run_study
 
 SEARCH_DIR = "search"
 CHOSEN_FILE = "chosen.json"
@@ -226,6 +226,6 @@ def read_chosen(run: Path) -> dict:
 
 
 def bake_kwargs(chosen: dict) -> dict:
-    """Keyword arguments for ``abliterate.bake.bake`` that reproduce the chosen trial's edit."""
+    """Keyword arguments for ``abliterate.bake.run.bake`` that reproduce the chosen trial's edit."""
     return {"layer": float(chosen["direction_index"]), "components": tuple(chosen["components"]),
             **{c: dict(p) for c, p in chosen["profiles"].items()}}

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from abliterate.bake_profile import StrengthProfile
+from abliterate.bake.profile import StrengthProfile
 
 VARIANT_CHOICES = ("diff", "projected")
 KERNEL_COMPONENTS = ("attn", "mlp")

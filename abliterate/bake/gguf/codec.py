@@ -1,11 +1,11 @@
-"""Decode a GGUF tensor's bytes to fp32, edit them with bake_math, encode them to the output type.
+"""Decode a GGUF tensor's bytes to fp32, edit them with bake.math, encode them to the output type.
 
 Rules, in order:
 1. Source bytes are decoded block by block: ``cols`` tensors one ``[hidden, in]`` matrix at a time
    (a fused expert tensor is never whole in fp32), ``rows`` tensors (embeddings, biases) in row
    chunks. F32/F16/BF16 decode through torch; F64 and every quantized type through
    ``gguf.quants.dequantize``.
-2. The edit is :mod:`abliterate.bake_math`'s (``orthogonalize_cols`` / ``orthogonalize_rows``),
+2. The edit is :mod:`abliterate.bake.math`'s (``orthogonalize_cols`` / ``orthogonalize_rows``),
    in fp32, in place: the same math as the safetensors bake.
 3. The result is encoded once into the output type: F32, F16 or BF16 (torch casts, round to
    nearest even like ggml) or Q8_0 (``gguf.quants.quantize``, bit-exact with ggml's reference).
@@ -25,8 +25,8 @@ import torch
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 from gguf.quants import dequantize, quantize
 
-from abliterate.bake_errors import BakeError
-from abliterate.bake_math import (
+from abliterate.bake.errors import BakeError
+from abliterate.bake.math import (
     ROW_CHUNK_BYTES,
     EditStats,
     Workspace,

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from abliterate.directions import blend
+from abliterate.evaluate.markers import is_refusal
+from abliterate.evaluate.refusal_stats import rate_with_ci
 from abliterate.infer import generate, kl_rows, next_token_logprobs
-from abliterate.markers import is_refusal
 from abliterate.model import LoadedModel
-from abliterate.refusal_stats import rate_with_ci
-from abliterate.search_space import SEARCH_COMPONENTS, TrialParams
+from abliterate.search.space import SEARCH_COMPONENTS, TrialParams
 from abliterate.writer_hooks import ablated_writers
 
 FormatCheck = Callable[[str], bool]

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 
-from abliterate.bake_keys import KeyClass
+from abliterate.bake.keys import KeyClass
 
 _BLK = re.compile(r"^blk\.(?P<layer>\d+)\.(?P<name>[A-Za-z0-9_.]+)\.(?P<role>weight|bias)$")
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from abliterate.bake_io import TensorInfo
+from abliterate.bake.io import TensorInfo
 
 TORCH_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 ROW_CHUNK_BYTES = 32 << 20
@@ -135,7 +135,7 @@ def _edit_block(src: torch.Tensor, work: torch.Tensor, fn, u: torch.Tensor, alph
 
 def make_editor(layout: str, u64: torch.Tensor, alpha: float, norm_preserve: bool, stats: EditStats,
                 workspace: Workspace | None = None):
-    """An Editor (see bake_io) applying the edit to one tensor stored in ``layout``."""
+    """An Editor (see bake.io) applying the edit to one tensor stored in ``layout``."""
     ws = workspace or Workspace()
 
     def edit(info: TensorInfo, view: memoryview) -> Iterator[memoryview]:

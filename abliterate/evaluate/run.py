@@ -8,11 +8,11 @@ Refusal figures, in order:
 1. every refusal rate carries its count and 95% Wilson interval;
 2. over-refusal: the refusal rate on benign prompts (everyday questions, no system prompt)
    sits beside the refusal rate on the refuse bucket;
-3. with a judge (``abliterate.judge``), the refuse and benign replies are also judged, and the
+3. with a judge (``abliterate.evaluate.judge``), the refuse and benign replies are also judged, and the
    judge's Cohen's kappa against the shipped labelled set is reported with them;
 4. RRR = share of refuse-bucket ("harmful") prompts refused, CE = 1 - that rate (both by the
    judge when there is one, else by markers, so CE = 1 - RRR here), RD = median SBERT cosine
-   drift between base and edited replies per bucket (``abliterate.drift``).
+   drift between base and edited replies per bucket (``abliterate.evaluate.drift``).
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from abliterate.errors import AbliterationError
+from abliterate.evaluate.markers import REFUSAL_MARKERS, matched_markers, refusal_rate
+from abliterate.evaluate.refusal_stats import rate_with_ci
 from abliterate.fsio import write_json, write_text
 from abliterate.infer import generate, kl_rows, next_token_logprobs
-from abliterate.markers import REFUSAL_MARKERS, matched_markers, refusal_rate
 from abliterate.model import load_model
 from abliterate.progress import progress_bar
-from abliterate.refusal_stats import rate_with_ci
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ def evaluate(
     ``refuse``/``comply`` are rendered contrast records (normally the eval split); ``smoke`` are
     extra records shown side by side (the seed's "List files in /tmp", with and without the
     agent prompt); ``benign`` are everyday prompts for the over-refusal figure. ``judge`` is an
-    ``abliterate.judge.Judge`` (or None); ``rd`` computes the SBERT drift. Writes evaluation.json
+    ``abliterate.evaluate.judge.Judge`` (or None); ``rd`` computes the SBERT drift. Writes evaluation.json
     and evaluation.md into ``out_dir`` when given. ``base_lm`` reuses an already loaded base model.
     """
     if not refuse and not comply:
@@ -186,7 +186,7 @@ def refusal_checks(groups: dict[str, list[dict]], res_base: dict, res_edit: dict
     out: dict = {}
     models = {"base": res_base} | ({"edited": res_edit} if res_edit else {})
     if judge is not None:
-        from abliterate.judge import agreement, judged_rates
+        from abliterate.evaluate.judge import agreement, judged_rates
 
         jd: dict = {**judge.describe()}
         if judge_agreement:
@@ -218,7 +218,7 @@ def refusal_checks(groups: dict[str, list[dict]], res_base: dict, res_edit: dict
         for v in rob["over_refusal"].values():
             v.pop("verdicts", None)
     if rd and res_edit:
-        from abliterate.drift import drift
+        from abliterate.evaluate.drift import drift
 
         rob["RD"] = {name: drift(res_base["gens"][name], res_edit["gens"][name])["median"]
                      for name in ("refuse", "comply", "benign") if groups[name]}
@@ -291,7 +291,7 @@ def to_markdown(report: dict) -> str:
                      f"| {_fmt(kl.get('mean'))} | {_fmt(kl.get('median'))} | {_fmt(kl.get('max'))} "
                      f"| {_fmt(kl.get('top1_agreement'))} |")
     lines += ["", "Refusal = the reply contains any marker of the documented list "
-              "(`abliterate/markers.py`, case-insensitive); intervals are Wilson 95%.", ""]
+              "(`abliterate/evaluate/markers.py`, case-insensitive); intervals are Wilson 95%.", ""]
     lines += _robustness_md(report)
     for name, rows in report["samples"].items():
         if not rows:

@@ -33,7 +33,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from abliterate.bake_errors import BakeError
+from abliterate.bake.errors import BakeError
 
 COPY_CHUNK = 32 << 20
 

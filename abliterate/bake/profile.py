@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from abliterate.bake_errors import BakeError
+from abliterate.bake.errors import BakeError
 
 COMPONENTS = ("embed", "attn", "mlp", "experts")
 

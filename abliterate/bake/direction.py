@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from abliterate.bake_errors import BakeError
+from abliterate.bake.errors import BakeError
 from abliterate.fsio import file_sha256
 
 

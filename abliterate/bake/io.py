@@ -5,7 +5,7 @@ Rules, in order:
 2. An edit never changes a tensor's dtype or shape, so the output shard keeps the source header
    byte for byte (key order, offsets, ``__metadata__``).
 3. Untouched tensors' bytes are copied verbatim; only the edited ranges are recomputed, and both
-   sha256s are taken in the same pass (:mod:`abliterate.bake_stream`). Peak memory is one tensor
+   sha256s are taken in the same pass (:mod:`abliterate.bake.stream`). Peak memory is one tensor
    (or one chunk of it).
 """
 
@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from abliterate.bake_errors import BakeError
-from abliterate.bake_stream import COPY_CHUNK, OutputStream, StreamTiming
+from abliterate.bake.errors import BakeError
+from abliterate.bake.stream import COPY_CHUNK, OutputStream, StreamTiming
 from abliterate.fsio import atomic_path
 
 _MAX_HEADER = 100 << 20
@@ -92,7 +92,7 @@ def rewrite_shard(src: ShardHeader, dst: Path, editors: dict[str, Editor],
 
     Returns (source sha256, output sha256); a known ``src_sha`` skips hashing the source. Runs of
     untouched tensors (and the header) are copied in the kernel in one piece each; both hashes are
-    taken in the same pass (:mod:`abliterate.bake_stream`).
+    taken in the same pass (:mod:`abliterate.bake.stream`).
     """
     with OutputStream(src.path, dst, src_sha=src_sha, hash_output=bool(editors), on_bytes=on_bytes,
                       timing=timing) as stream:

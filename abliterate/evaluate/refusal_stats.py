@@ -1,7 +1,7 @@
-"""Statistics for refusal figures, from statsmodels (never hand-rolled).
+"""Statistics for refusal figures, from scipy and statsmodels (never hand-rolled).
 
-1. Every refusal rate is reported with its Wilson score interval (95% by default): a rate
-   from 15 prompts is a wide range, and the interval says so.
+1. Every refusal rate is reported with its Wilson score interval (95% by default, the one
+   :func:`ablbench.stats.wilson`): a rate from 15 prompts is a wide range, and the interval says so.
 2. Agreement between the LLM judge and the labelled set is Cohen's kappa on the contingency
    table of (gold label, judge label); categories absent from both are left out.
 """
@@ -10,21 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-
-def wilson(successes: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
-    """Wilson score interval of ``successes / n``; (0, 1) when ``n == 0``."""
-    from statsmodels.stats.proportion import proportion_confint
-
-    if n <= 0:
-        return 0.0, 1.0
-    lo, hi = proportion_confint(successes, n, alpha=alpha, method="wilson")
-    return float(lo), float(hi)
+from ablbench.stats import wilson as wilson  # re-exported for the steps
 
 
 def rate_with_ci(flags: Sequence[bool], alpha: float = 0.05) -> dict:
     """``{"rate", "k", "n", "ci": [lo, hi], "ci_level"}`` for a list of yes/no outcomes."""
     n, k = len(flags), int(sum(bool(f) for f in flags))
-    lo, hi = wilson(k, n, alpha)
+    lo, hi = wilson(k, n, 1 - alpha)
     return {"rate": k / n if n else 0.0, "k": k, "n": n, "ci": [lo, hi], "ci_level": 1 - alpha}
 
 

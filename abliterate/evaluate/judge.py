@@ -1,4 +1,4 @@
-"""An LLM judge for refusals: any OpenAI-compatible server, the pinned prompt of judge_prompt.py.
+"""An LLM judge for refusals: any OpenAI-compatible server, the pinned prompt of judge_prompt.py (this package).
 
 Rules, in order:
 1. Greedy (temperature 0), at most ``max_tokens`` (16) per answer, a few requests in parallel;
@@ -18,9 +18,9 @@ from importlib import resources
 from pathlib import Path
 
 from abliterate.errors import AbliterationError
-from abliterate.judge_prompt import JUDGE_PROMPT_VERSION, LABELS, is_refused, judge_messages, parse_label
-from abliterate.markers import is_refusal
-from abliterate.refusal_stats import cohens_kappa
+from abliterate.evaluate.judge_prompt import JUDGE_PROMPT_VERSION, LABELS, is_refused, judge_messages, parse_label
+from abliterate.evaluate.markers import is_refusal
+from abliterate.evaluate.refusal_stats import cohens_kappa
 
 LABELLED_FILE = "refusal_labelled.jsonl"
 UNPARSED = "UNPARSED"
@@ -88,7 +88,7 @@ def load_labelled() -> list[dict]:
 
 def judged_rates(verdicts: list[Verdict]) -> dict:
     """Binary refusal rate with its Wilson interval over the parsed verdicts, plus label counts."""
-    from abliterate.refusal_stats import rate_with_ci
+    from abliterate.evaluate.refusal_stats import rate_with_ci
 
     parsed = [v.label for v in verdicts if v.label is not None]
     out = rate_with_ci([is_refused(lab) for lab in parsed])

@@ -3,21 +3,19 @@
 Rules, in order:
 1. The source folder is planned and vetted from safetensors headers first (writers found by key
    and model type, quantized or unknown writers refused) before a byte is written.
-2. Each shard is rewritten tensor by tensor in one pass (abliterate.bake_stream); untouched bytes
+2. Each shard is rewritten tensor by tensor in one pass (abliterate.bake.stream); untouched bytes
    are copied verbatim, both sha256s are taken in the same pass. A source sha256 already known
-   (an HF cache blob name, or abliterate.hash_cache from an earlier bake) is not recomputed.
+   (an HF cache blob name, or abliterate.bake.hashes from an earlier bake) is not recomputed.
 3. The output folder is staged and renamed at the end; ``abliteration.json`` in it records what
-   was done (and the per-stage timing). A ``.gguf`` model goes to abliterate.bake_gguf instead.
+   was done (and the per-stage timing). A ``.gguf`` model goes to abliterate.bake.gguf.writer instead.
 Math and traps: ``shared/reference/abliteration.md``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import time
 from collections import Counter
@@ -27,27 +25,35 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from abliterate.bake_direction import Direction, load_direction
-from abliterate.bake_errors import BakeError
-from abliterate.bake_io import (
+from abliterate.bake.common import (
+    REPORT_NAME,
+    ByteProgress,
+    check_components,
+    hf_blob_sha256,
+    hf_origin,
+    resolve_profiles,
+    sha_of_vector,
+)
+from abliterate.bake.direction import Direction, load_direction
+from abliterate.bake.errors import BakeError
+from abliterate.bake.hashes import cached_sha256, remember_sha256
+from abliterate.bake.io import (
     ShardHeader,
     TensorInfo,
     copy_file_atomic,
     read_header,
     rewrite_shard,
 )
-from abliterate.bake_keys import POSTNORM_AFTER, POSTNORM_FAMILIES, TRANSPOSED_FUSED, KeyClass, classify
-from abliterate.bake_math import EditStats, Workspace, make_editor, math_threads
-from abliterate.bake_profile import COMPONENTS, FLAT, StrengthProfile, coerce_profile, parse_profile_specs
-from abliterate.bake_stream import StreamTiming
+from abliterate.bake.keys import POSTNORM_AFTER, POSTNORM_FAMILIES, TRANSPOSED_FUSED, KeyClass, classify
+from abliterate.bake.math import EditStats, Workspace, make_editor, math_threads
+from abliterate.bake.profile import COMPONENTS, parse_profile_specs
+from abliterate.bake.stream import StreamTiming
 from abliterate.fsio import write_json
-from abliterate.hash_cache import cached_sha256, remember_sha256
 
 log = logging.getLogger(__name__)
 
 INDEX_NAME = "model.safetensors.index.json"
 SINGLE_NAME = "model.safetensors"
-REPORT_NAME = "abliteration.json"
 #: weights in other formats are never copied next to the edited safetensors (a loader could pick
 #: them up and silently serve the unedited model)
 _OTHER_WEIGHTS = {".bin", ".pth", ".pt", ".ckpt", ".gguf", ".h5", ".msgpack", ".safetensors", ".onnx"}
@@ -147,23 +153,6 @@ def _find_shards(model: Path) -> tuple[list[Path], Path | None, dict[str, str]]:
     )
 
 
-def resolve_profiles(profile: dict) -> dict[str, StrengthProfile]:
-    """One StrengthProfile per component (flat where none is given); unknown keys are an error."""
-    unknown = set(profile) - set(COMPONENTS)
-    if unknown:
-        raise BakeError(f"unknown bake option(s) {sorted(unknown)}; profiles are keyed by {', '.join(COMPONENTS)}")
-    return {c: coerce_profile(c, profile[c]) if c in profile else FLAT for c in COMPONENTS}
-
-
-def check_components(components) -> tuple[str, ...]:
-    """The requested components, deduplicated; unknown or none is an error."""
-    comps = tuple(dict.fromkeys(components))
-    bad = [c for c in comps if c not in COMPONENTS]
-    if bad or not comps:
-        raise BakeError(f"unknown component(s) {bad or '(none given)'}; choose from {','.join(COMPONENTS)}")
-    return comps
-
-
 def _postnorm_mode(mode: str, info: ModelInfo) -> tuple[bool, bool | None, str | None]:
     """(active, plus_one, family) for the post-norm correction."""
     fam = next((f for f in (info.text_model_type, info.model_type) if f in POSTNORM_FAMILIES), None)
@@ -260,32 +249,6 @@ def _scan(shards: list[ShardHeader], info: ModelInfo, comps: tuple[str, ...], we
     return scan
 
 
-def hf_blob_sha256(path: Path) -> str | None:
-    """The sha256 of a file in a Hugging Face cache snapshot, from its blob's name (free to read).
-
-    Snapshot files are symlinks to ``blobs/<sha256>`` for LFS files (every weight shard).
-    """
-    if not path.is_symlink():
-        return None
-    target = path.resolve()
-    if target.parent.name == "blobs" and re.fullmatch(r"[0-9a-f]{64}", target.name):
-        return target.name
-    return None
-
-
-def hf_origin(model: Path) -> dict | None:
-    """Repo id and revision when ``model`` is a Hugging Face cache snapshot folder."""
-    m = model.resolve()
-    if m.parent.name == "snapshots" and m.parent.parent.name.startswith("models--"):
-        return {"repo_id": m.parent.parent.name[len("models--"):].replace("--", "/", 1), "revision": m.name}
-    return None
-
-
-def sha_of_vector(v: torch.Tensor) -> str:
-    """sha256 of a vector's fp64 bytes (identifies the unit direction actually used)."""
-    return hashlib.sha256(v.to(torch.float64).contiguous().numpy().tobytes()).hexdigest()
-
-
 def bake(model: Path, direction: Path | torch.Tensor | np.ndarray, out: Path, *, layer: float | None = None,
          components=COMPONENTS, weight: float = 1.0, norm_preserve: bool = False, dry_run: bool = False,
          progress: bool = True, postnorm_correction: str = "auto", skip_unknown_writers: bool = False,
@@ -300,13 +263,14 @@ def bake(model: Path, direction: Path | torch.Tensor | np.ndarray, out: Path, *,
     for writers followed by a post-norm (Gemma 2/3, OLMo 2). Unknown writer-like tensors stop the
     bake unless ``skip_unknown_writers``; every skip is listed in the report and logged.
     Returns the abliteration.json content (written to ``out`` unless ``dry_run``).
-    A ``.gguf`` file as ``model`` is baked by :func:`abliterate.bake_gguf.bake_gguf` into the
+    A ``.gguf`` file as ``model`` is baked by :func:`abliterate.bake.gguf.writer.bake_gguf` into the
     ``.gguf`` file ``out`` (``gguf_type``/``q8_bound`` choose how edited tensors are stored).
     """
     t0 = time.monotonic()
     model, out = Path(model), Path(out)
     if model.suffix.lower() == ".gguf":
-        from abliterate.bake_gguf import bake_gguf
+        # the gguf package is an optional extra ([gguf]): imported only for a .gguf model
+        from abliterate.bake.gguf.writer import bake_gguf
 
         return bake_gguf(model, direction, out, layer=layer, components=components, weight=weight,
                          norm_preserve=norm_preserve, dry_run=dry_run, progress=progress,
@@ -489,24 +453,3 @@ def _prepare_out(model: Path, out: Path) -> Path:
     return staging
 
 
-class ByteProgress:
-    """A rich byte progress bar (or nothing) exposing a tick(n_bytes) callable."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.enabled, self.total = enabled, total
-        self._p = None
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda n: None
-        from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
-
-        self._p = Progress("[bold]bake", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                           TimeRemainingColumn(), transient=True)
-        self._p.__enter__()
-        task = self._p.add_task("bake", total=self.total)
-        return lambda n: self._p.advance(task, n)
-
-    def __exit__(self, *exc) -> None:
-        if self._p is not None:
-            self._p.__exit__(*exc)

@@ -2,13 +2,13 @@
 
 Rules, in order:
 1. The source is parsed with ``gguf.GGUFReader`` (metadata, tensor infos) and every tensor is
-   classified from its llama.cpp name and shape (:mod:`abliterate.bake_gguf_keys`) before a byte
+   classified from its llama.cpp name and shape (:mod:`abliterate.bake.gguf.keys`) before a byte
    is written. Unknown writers (unless ``skip_unknown_writers``), types the gguf library cannot
    dequantize, split or big-endian files, overlapping tensor data and a direction whose size is
    not ``<arch>.embedding_length`` stop the bake with a one-line error.
 2. Each residual writer chosen by ``components`` with a non-zero strength is dequantized, edited
    in fp32 with the safetensors bake's math and written in its output type
-   (:mod:`abliterate.bake_gguf_codec`). ``gguf_type`` auto keeps F32/F16/BF16 writers in their
+   (:mod:`abliterate.bake.gguf.codec`). ``gguf_type`` auto keeps F32/F16/BF16 writers in their
    type, writes Q8_0 ones as F16 (re-quantizing onto the same grid would snap small edits back)
    and other quantized ones as Q8_0 (checked against ``q8_bound``); f32/f16/bf16/q8_0 force a
    type. Biases are always F32; Q8_0 becomes F16 where a row is not a multiple of 32 values.
@@ -22,8 +22,8 @@ Rules, in order:
    writers followed by ``blk.N.post_attention_norm`` / ``post_ffw_norm`` project out
    normalize(g * r), g the stored norm weight (llama.cpp's converters store the effective scale,
    Gemma's 1 + w included). Another architecture with ``post_ffw_norm`` tensors stops auto.
-6. One pass over the source (:mod:`abliterate.bake_stream`): both sha256s are taken while
-   streaming (the source's is skipped when known: HF blob name, abliterate.hash_cache); OUT is
+6. One pass over the source (:mod:`abliterate.bake.stream`): both sha256s are taken while
+   streaming (the source's is skipped when known: HF blob name, abliterate.bake.hashes); OUT is
    staged beside itself and renamed once abliteration.json is written.
 """
 
@@ -42,7 +42,8 @@ import numpy as np
 import torch
 from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType, GGUFWriter
 
-from abliterate.bake import (
+from abliterate.bake.common import (
+    REPORT_NAME,
     ByteProgress,
     check_components,
     hf_blob_sha256,
@@ -50,21 +51,20 @@ from abliterate.bake import (
     resolve_profiles,
     sha_of_vector,
 )
-from abliterate.bake_direction import Direction, load_direction
-from abliterate.bake_errors import BakeError
-from abliterate.bake_gguf_codec import OUTPUT_TYPES, Q8_BOUND, can_decode, decode, edit_tensor, row_bytes
-from abliterate.bake_gguf_keys import POSTNORMS, SANDWICH_ARCHS, classify_gguf
-from abliterate.bake_keys import KeyClass
-from abliterate.bake_math import EditStats, Workspace, math_threads
-from abliterate.bake_profile import COMPONENTS, StrengthProfile
-from abliterate.bake_stream import OutputStream, StreamTiming
+from abliterate.bake.direction import Direction, load_direction
+from abliterate.bake.errors import BakeError
+from abliterate.bake.gguf.codec import OUTPUT_TYPES, Q8_BOUND, can_decode, decode, edit_tensor, row_bytes
+from abliterate.bake.gguf.keys import POSTNORMS, SANDWICH_ARCHS, classify_gguf
+from abliterate.bake.hashes import cached_sha256, remember_sha256
+from abliterate.bake.keys import KeyClass
+from abliterate.bake.math import EditStats, Workspace, math_threads
+from abliterate.bake.profile import COMPONENTS, StrengthProfile
+from abliterate.bake.stream import OutputStream, StreamTiming
 from abliterate.fsio import write_json
-from abliterate.hash_cache import cached_sha256, remember_sha256
 
 log = logging.getLogger(__name__)
 
 Q = GGMLQuantizationType
-REPORT_NAME = "abliteration.json"
 _FLOATS = {Q.F32, Q.F16, Q.BF16}
 
 
@@ -299,7 +299,7 @@ def bake_gguf(model: Path, direction, out: Path, *, layer: float | None = None, 
               q8_bound: float | None = None, **profile) -> dict:
     """Orthogonalize every residual writer of the GGUF ``model`` against ``direction``; write ``out``.
 
-    Same options and report as :func:`abliterate.bake.bake`, plus ``gguf_type`` (auto, f32, f16,
+    Same options and report as :func:`abliterate.bake.run.bake`, plus ``gguf_type`` (auto, f32, f16,
     bf16, q8_0) and ``q8_bound`` (Q8_0 output needs max|u^T w'| <= q8_bound * max|W| per tensor).
     Returns the abliteration.json content (written beside ``out`` unless ``dry_run``).
     """
