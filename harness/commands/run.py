@@ -87,6 +87,11 @@ def run_command(
         help="Constrain replies to the action JSON schema (response_format; the server must honour it: "
         "llama.cpp, sglang, vLLM). Changes what is measured: use it in every arm or none.",
     ),
+    grammar_limit: float = typer.Option(
+        RunOptions.grammar_limit, "--grammar-limit", min=0.0,
+        help="--structured: stop before any trial when the action schema delays the first token of a reply "
+        "by more than this many seconds (measured once by the preflight).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No live progress display."),
 ) -> None:
     """Run tasks with an agent (N trials in parallel); results go to results/<run>/."""
@@ -109,6 +114,7 @@ def run_command(
         seed=seed,
         context_length=context_length,
         structured=structured,
+        grammar_limit=grammar_limit,
         parallel=parallel,
         out=out,
         resume=resume,
@@ -159,7 +165,8 @@ def _run(o: RunOptions) -> int:
         raise AblbenchError(
             f"{out_dir} already holds finished trials: pass --resume to continue that run, or choose another --out"
         )
-    agent_factory, agent_settings, identity = _agent(o, lambda m: console.print(f"[yellow]warning: {m}[/]"))
+    agent_factory, agent_settings, identity = _agent(o, lambda m: console.print(f"[yellow]warning: {m}[/]"),
+                                                     say=console.print)
     try:
         client = docker.from_env(timeout=600, max_pool_size=max(10, 3 * o.parallel))
         client.ping()
@@ -227,7 +234,7 @@ def _run(o: RunOptions) -> int:
     return 0
 
 
-def _agent(o: RunOptions, warn: Any) -> tuple[Any, dict, dict | None]:
+def _agent(o: RunOptions, warn: Any, say: Any = print) -> tuple[Any, dict, dict | None]:
     """(factory of a fresh agent per trial, agent settings for run.json, model identity)."""
     from harness.agents.simple import NopAgent, OracleAgent
 
@@ -262,12 +269,14 @@ def _agent(o: RunOptions, warn: Any) -> tuple[Any, dict, dict | None]:
         seed=o.seed,
         context_length=o.context_length or (int(served_len) if served_len else None),
     )
-    if o.structured:  # --structured: the server must honour the action schema (preflight)
+    if o.structured:  # --structured: the server must honour the run's own action schema, cheaply (preflight)
         from harness.action_schema import action_schema, bounds_for, response_format
         from harness.structured_check import check_structured
 
-        style = check_structured(o.model_url, o.model)
-        cfg.response_format = response_format(action_schema(bounds_for(o.max_tokens)), style)
+        schema = action_schema(bounds_for(o.max_tokens))
+        found = check_structured(o.model_url, o.model, schema, grammar_limit_s=o.grammar_limit)
+        say(found.summary())
+        cfg.response_format = response_format(schema, found.style)
 
     def factory() -> Any:
         return TerminusAgent(LLMClient(o.model_url, o.model), cfg)
