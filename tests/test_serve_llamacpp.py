@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -24,7 +25,8 @@ from conftest import missing
 from recording_proxy import RecordingProxy
 from server_helpers import ABLBENCH, assert_gone, pids_with_port_arg, run_cli, serve_in_foreground_then_ctrl_c
 
-from harness.action_schema import CEILING, action_schema, bounds_for, response_format
+from ablbench.errors import AblbenchError
+from harness.action_schema import CEILING, ActionBounds, action_schema, bounds_for, response_format
 from harness.llm_client import LLMClient
 from harness.llm_types import SamplingParams
 from harness.parser import parse_action
@@ -110,6 +112,26 @@ def test_structured_reply_parses_as_an_action(llama_server):
     parsed = parse_action(result.content)
     assert parsed.status in {"ok", "no_cmd"} and parsed.error is None
     assert [c.keystrokes for c in parsed.commands] == [c["keystrokes"] for c in action["commands"]]
+
+
+def test_preflight_stops_on_a_schema_that_crashes_llamacpp(bundled_gguf):
+    """The bounds before issue 26 at --max-tokens 4096 (strings of 2000+ characters): llama.cpp
+    cannot parse the grammar and its server dies on the request; the preflight says so in one
+    line, before any trial. A throwaway server: this one is killed."""
+    from harness.structured_check import check_structured
+
+    old_4096 = action_schema(ActionBounds(analysis=2000, plan=1000, keystrokes=2457, commands=8))
+    with make_server("llamacpp", bundled_gguf, name="doomed", threads=1) as server:
+        with pytest.raises(AblbenchError) as exc:
+            check_structured(server.base_url, server.model_name, old_4096)
+        message = str(exc.value)
+        assert "\n" not in message and "dropped the request carrying the action schema" in message
+        assert "crashed compiling the schema's grammar" in message
+        assert "answered the same request without the schema" in message
+        deadline = time.monotonic() + 30
+        while server.exit_status() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert server.exit_status() == "was killed by SIGSEGV"
 
 
 def test_parallel_requests_are_queued_and_all_answered(llama_server):
