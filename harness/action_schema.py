@@ -15,7 +15,7 @@ Rules, in order:
    ``minimum``/``maximum`` still bounds its digits).
 4. Two request shapes carry the same schema: ``json_schema`` (OpenAI's shape: sglang, vLLM) and
    ``json_object`` with a ``schema`` (llama-cpp-python's server, which rejects the other).
-   The preflight (``harness.structured_check``) finds which one a server honours.
+   The preflight (``harness.structured_check``) finds which one a server honours, with this very schema.
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ def bounds_for(max_tokens: int) -> ActionBounds:
     """Bounds for a reply budget of ``max_tokens``: analysis 25 %, plan 15 %, commands 40 % of it,
     each at most :data:`CEILING`.
 
-    256 tokens give analysis 192, plan 115, one command of 307 characters; from about 1100
-    tokens on, the ceiling: 800, 400 and eight commands of up to 800 characters.
+    256 tokens give analysis 192, plan 115, one command of 307 characters; from about 2700
+    tokens on, exactly the ceiling: 800, 400 and eight commands of up to 800 characters.
     """
     chars = CHARS_PER_TOKEN * max(1, max_tokens)
     commands = _clamp(chars // 1000, 1, CEILING.commands)
