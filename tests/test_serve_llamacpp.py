@@ -257,6 +257,8 @@ def test_run_structured_at_any_budget_sends_its_own_schema(llama_server, base_im
     assert meta["structured"] is True
     sent = meta["agent"]["response_format"]
     assert sent == {"type": "json_object", "schema": schema}
+    measured = meta["agent"]["structured_preflight"]
+    assert measured["style"] == "json_object" and measured["ttft_s"] > 0 and measured["grammar_s"] >= 0
     # what the server received: the preflight's streamed requests carry the run's schema in each
     # shape (json_schema refused, json_object honoured), and every turn carries run.json's exactly
     with_schema = [b for b in proxy.bodies() if "response_format" in b]

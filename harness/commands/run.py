@@ -20,7 +20,7 @@ from harness.errors import fail
 
 AGENTS = ("terminus", "oracle", "nop")
 #: agent-settings entries that record a server probe's answer, not a setting: never fingerprinted
-PROBED_AGENT_FACTS = frozenset({"seed_supported"})
+PROBED_AGENT_FACTS = frozenset({"seed_supported", "structured_preflight"})
 
 
 def register(app: typer.Typer) -> None:
@@ -269,6 +269,7 @@ def _agent(o: RunOptions, warn: Any, say: Any = print) -> tuple[Any, dict, dict 
         seed=o.seed,
         context_length=o.context_length or (int(served_len) if served_len else None),
     )
+    probed: dict[str, Any] = {}
     if o.structured:  # --structured: the server must honour the run's own action schema, cheaply (preflight)
         from harness.action_schema import action_schema, bounds_for, response_format
         from harness.structured_check import check_structured
@@ -277,13 +278,16 @@ def _agent(o: RunOptions, warn: Any, say: Any = print) -> tuple[Any, dict, dict 
         found = check_structured(o.model_url, o.model, schema, grammar_limit_s=o.grammar_limit)
         say(found.summary())
         cfg.response_format = response_format(schema, found.style)
+        probed["structured_preflight"] = {"style": found.style, "ttft_s": round(found.ttft_s, 3),
+                                          "plain_ttft_s": round(found.plain_ttft_s, 3),
+                                          "grammar_s": round(found.grammar_s, 3)}
 
     def factory() -> Any:
         return TerminusAgent(LLMClient(o.model_url, o.model), cfg)
 
     from harness.seeds import SEED_RULE
 
-    settings = {"name": "terminus", **asdict(cfg), "seed_rule": SEED_RULE, "seed_supported": seed_ok}
+    settings = {"name": "terminus", **asdict(cfg), "seed_rule": SEED_RULE, "seed_supported": seed_ok, **probed}
     return factory, settings, identity
 
 
