@@ -14,13 +14,15 @@ token, capped at 2000/1000/4000 characters) and ``new`` (``harness.action_schema
 * llama.cpp server: the time to the first token of the ``--structured`` preflight's streamed
   request with the schema (median of ``--reps``) and without any (the baseline). A schema that
   failed to compile is sent once to a throwaway server, which records how that server ends.
+  And the tokens/s of an agent-sized turn (the task prompt, ``--turn-tokens`` of reply) with
+  the schema and without: the grammar's cost per generated token.
 * xgrammar (the grammar engine of sglang and vLLM), where it is installed: ``compile_json_schema``
   time and the time of the first token mask, on the bundled model's tokenizer.
 
 Load matters on a shared machine: the script prints ``uptime`` before and after.
 
     .venv/bin/python benchmarks/bench_structured_grammar.py [--max-tokens 256,1024,4096,16384,32768]
-        [--reps 3] [--skip-server] [--skip-xgrammar] [--threads 1]
+        [--reps 3] [--turn-tokens 128] [--skip-server] [--skip-xgrammar] [--threads 1]
 """
 
 from __future__ import annotations
@@ -107,6 +109,26 @@ def server_ttft(base_url: str, model: str, schema: dict[str, Any] | None, reps: 
     return statistics.median(probe(base_url, model, rf, 600).ttft_s for _ in range(reps))
 
 
+def server_decode(base_url: str, model: str, schema: dict[str, Any] | None, reps: int, tokens: int) -> float:
+    """Median tokens/s of an agent turn (the task prompt, up to ``tokens``; the prompt is cached after
+    the first request, so this is mostly decoding under the grammar)."""
+    import httpx
+
+    from harness.prompt import initial_messages
+
+    body: dict[str, Any] = {"model": model, "max_tokens": tokens, "temperature": 0,
+                            "messages": initial_messages("Create a directory named /app/output.", "root@box:/app# ")}
+    if schema is not None:
+        body["response_format"] = response_format(schema, "json_object")
+    rates = []
+    for _ in range(reps):
+        started = time.monotonic()
+        resp = httpx.post(f"{base_url}/v1/chat/completions", json=body, timeout=900)
+        resp.raise_for_status()
+        rates.append(resp.json()["usage"]["completion_tokens"] / (time.monotonic() - started))
+    return statistics.median(rates)
+
+
 def crashing_server(schema: dict[str, Any], threads: int) -> str:
     """Send ``schema`` to a throwaway llama.cpp server; how that server ends."""
     import httpx
@@ -167,6 +189,7 @@ def main() -> None:
     ap.add_argument("--max-tokens", default="256,1024,4096,16384,32768")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="llama.cpp server threads")
+    ap.add_argument("--turn-tokens", type=int, default=128, help="reply budget of the decode measurement")
     ap.add_argument("--skip-server", action="store_true")
     ap.add_argument("--skip-xgrammar", action="store_true")
     ap.add_argument("--compile-child", help=argparse.SUPPRESS)
@@ -187,11 +210,14 @@ def main() -> None:
 
         with make_server("llamacpp", gguf_path(), name="bench-grammar", threads=args.threads) as server:
             plain = server_ttft(server.base_url, server.model_name, None, args.reps)
-            console.print(f"llama.cpp server, no schema: first token after {plain:.3f} s")
+            plain_rate = server_decode(server.base_url, server.model_name, None, args.reps, args.turn_tokens)
+            console.print(f"llama.cpp server, no schema: first token after {plain:.3f} s, {plain_rate:.1f} tokens/s")
             for (_name, _mt), row in rows.items():
                 if row["ok"]:
-                    row["ttft_s"] = server_ttft(server.base_url, server.model_name,
-                                                action_schema(row["bounds"]), args.reps)
+                    schema = action_schema(row["bounds"])
+                    row["ttft_s"] = server_ttft(server.base_url, server.model_name, schema, args.reps)
+                    row["rate"] = server_decode(server.base_url, server.model_name, schema, args.reps,
+                                                args.turn_tokens)
         failing = next((key for key, row in rows.items() if not row["ok"]), None)
         if failing:
             crash_note = f"{failing[0]} schema at --max-tokens {failing[1]}: " + crashing_server(
@@ -204,7 +230,7 @@ def main() -> None:
 
     table = Table(title="--structured action schema: grammar cost against --max-tokens")
     for col in ("schema", "max-tokens", "bounds a/p/k×n", "GBNF KB / optionals", "llama.cpp compile",
-                "llama.cpp first token", "xgrammar compile", "xgrammar 1st mask"):
+                "llama.cpp first token", "llama.cpp tokens/s", "xgrammar compile", "xgrammar 1st mask"):
         table.add_column(col, justify="right")
     for (name, mt), row in rows.items():
         b = row["bounds"]
@@ -212,12 +238,13 @@ def main() -> None:
         table.add_row(
             name, str(mt), f"{b.analysis}/{b.plan}/{b.keystrokes}×{b.commands}", f"{row.get('gbnf_bytes', 0) / 1000:.0f} / {row.get('optionals', '-')}",
             compiled, f"{row['ttft_s']:.3f} s" if "ttft_s" in row else "-",
+            f"{row['rate']:.1f}" if "rate" in row else "-",
             f"{row['xgr_compile_s'] * 1000:.1f} ms" if "xgr_compile_s" in row else "-",
             f"{row['xgr_mask_s'] * 1000:.2f} ms" if "xgr_mask_s" in row else "-",
         )
     console.print(table)
     if not args.skip_server:
-        console.print(f"llama.cpp first token without a schema: {plain:.3f} s")
+        console.print(f"llama.cpp without a schema: first token after {plain:.3f} s, {plain_rate:.1f} tokens/s")
     if crash_note:
         console.print(f"a schema that failed to compile, sent to a server: {crash_note}")
     if compiler is None and not args.skip_xgrammar:
