@@ -14,16 +14,16 @@ from typer.models import ArgumentInfo, OptionInfo
 from typer.testing import CliRunner
 
 from ablbench.errors import AblbenchError
-from abliterate.bake import BakeOptions
+from abliterate.bake.run import BakeOptions
 from abliterate.capture import CaptureOptions
 from abliterate.contrast import ContrastOptions
 from abliterate.control import BakeRunOptions, ControlOptions
 from abliterate.direction_report import DirectionReportOptions
 from abliterate.directions import DirectionsOptions
-from abliterate.evaluate import EvaluationOptions
-from abliterate.judge import JudgeCheckOptions
+from abliterate.evaluate.judge import JudgeCheckOptions
+from abliterate.evaluate.run import EvaluationOptions
 from abliterate.pipeline import PipelineOptions
-from abliterate.search import DEMO_SEARCH, SearchOptions
+from abliterate.search.run import DEMO_SEARCH, SearchOptions
 from harness.analysis import AnalyzeOptions, analyze, load_run
 from harness.analysis.live import ViewOptions
 from harness.analysis.report import to_json

@@ -5,13 +5,8 @@ from __future__ import annotations
 import json
 
 from harness.analysis.behaviour_report import section as behaviour_section
-
-
-def fmt_p(p: float | None) -> str:
-    """A p-value for humans: three decimals, '<0.001' below that."""
-    if p is None:
-        return "—"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
+from harness.analysis.markdown import fmt_p as fmt_p  # re-exported (the CLI prints p-values too)
+from harness.analysis.markdown import md_table
 
 
 def pct(x: float | None, digits: int = 1) -> str:
@@ -24,16 +19,6 @@ def signed_pp(x: float | None) -> str:
 
 def _ci(lo: float, hi: float) -> str:
     return f"{pct(lo)} – {pct(hi)}"
-
-
-def _row(cells: list[object]) -> str:
-    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
-
-
-def _table(header: list[str], rows: list[list[object]], align: str | None = None) -> list[str]:
-    spec = align or "l" + "r" * (len(header) - 1)
-    seps = ["---:" if a == "r" else "---" for a in spec]
-    return [_row(header), _row(seps), *(_row(r) for r in rows), ""]
 
 
 def _intro(res: dict) -> list[str]:
@@ -85,7 +70,7 @@ def _summary(res: dict) -> list[str]:
 def _rates(res: dict) -> list[str]:
     lines = ["## Pass rates", ""]
     rows = [[r["name"], f"{r['passes']} / {r['n']}", pct(r["rate"]), _ci(*r["wilson95"])] for r in res["runs"]]
-    lines += _table(["run", "solved / tasks", "rate", "Wilson 95% interval"], rows)
+    lines += md_table(["run", "solved / tasks", "rate", "Wilson 95% interval"], rows)
     if not res["multi_attempt"]:
         return lines
     kmax = max(len(r.get("pass_at_k", {})) for r in res["runs"])
@@ -104,7 +89,7 @@ def _rates(res: dict) -> list[str]:
               "task set; the tasks-resampled one also treats the tasks as a sample (1.96·sd of per-task "
               "rates/√T). pass@k and pass^k are the unbiased estimators from n attempts (— where a task has "
               "fewer than k).", ""]
-    lines += _table(header, rows)
+    lines += md_table(header, rows)
     return lines
 
 
@@ -130,14 +115,14 @@ def _pairs(res: dict) -> list[str]:
         row += [fmt_p(p["mcnemar_holm_p"])] if holm else []
         row += [fmt_p(p["fisher_two_sided_p"]), fmt_p(p["fisher_one_sided_p"])]
         rows.append(row)
-    lines += _table(header, rows)
+    lines += md_table(header, rows)
     lines += _excluded(res)
     if res["multi_attempt"]:
         lines += ["Using every attempt: a paired sign-flip permutation test on the per-task mean rewards "
                   "(tasks fixed, two-sided).", ""]
         rows = [[f"{p['a']} vs {p['b']}", signed_pp(p["mean_rate_diff"]), fmt_p(p["sign_flip_p"]), p["sign_flip_method"]]
                 for p in res["pairs"]]
-        lines += _table(["a vs b", "mean per-task difference", "sign-flip p", "method"], rows, "lrrl")
+        lines += md_table(["a vs b", "mean per-task difference", "sign-flip p", "method"], rows, "lrrl")
     return lines
 
 
@@ -182,7 +167,7 @@ def _overlap(res: dict) -> list[str]:
              "one region, the one naming exactly the runs that solved it.", ""]
     rows = [[o["label"], len(o["tasks"]), ", ".join(o["tasks"]) or "—"] for o in res["overlap"]]
     rows.append(["solved by none", res["unsolved_by_all"], "—"])
-    lines += _table(["region", "tasks", "names"], rows, "lrl")
+    lines += md_table(["region", "tasks", "names"], rows, "lrl")
     return lines
 
 
@@ -219,7 +204,7 @@ def _power(res: dict) -> list[str]:
         if res["multi_attempt"]:
             row.append(_mde(m.get("sign_flip"), "—"))
         rows.append(row)
-    lines += _table(header, rows)
+    lines += md_table(header, rows)
     if res["multi_attempt"]:
         lines += ["The sign-flip column uses every attempt: (t₀.₉₇₅ + t₀.₈) × SD of the per-task mean differences / "
                   "√tasks (paired t approximation); its SD includes the attempt-to-attempt noise of the attempts run, "
@@ -244,7 +229,7 @@ def _failures(res: dict) -> list[str]:
         row += [f"{r['parse_fail_mean']:.2f}" if "parse_fail_mean" in r else "—"] if has_pf else []
         row += [f"{r['no_cmd_mean']:.2f}" if "no_cmd_mean" in r else "—"] if has_nc else []
         rows.append(row)
-    lines = ["## Outcomes and failure modes", "", *_table(header, rows)]
+    lines = ["## Outcomes and failure modes", "", *md_table(header, rows)]
     flagged = []
     for r in runs:
         for col in ("parse_fail", "no_cmd"):

@@ -12,23 +12,9 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
+from ablbench.stats import wilson as wilson  # re-exported: the one Wilson interval
+
 Z95 = 1.959963984540054  # two-sided 95% standard normal quantile
-
-
-def wilson(successes: int, n: int, conf: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (Wilson 1927)."""
-    if n <= 0:
-        return (0.0, 1.0)
-    if not 0 <= successes <= n:
-        raise ValueError(f"successes={successes} outside 0..{n}")
-    z = float(stats.norm.ppf(0.5 + conf / 2))
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    lo = 0.0 if successes == 0 else max(0.0, centre - half)
-    hi = 1.0 if successes == n else min(1.0, centre + half)
-    return (lo, hi)
 
 
 def fisher(a_pass: int, a_n: int, b_pass: int, b_n: int) -> tuple[float, float]:

@@ -15,10 +15,10 @@ from typing import Any
 import typer
 
 from ablbench.errors import AblbenchError
+from harness.agents import AGENT_NAMES
 from harness.commands._run_options import RunOptions
 from harness.errors import fail
 
-AGENTS = ("terminus", "oracle", "nop")
 #: agent-settings entries that record a server probe's answer, not a setting: never fingerprinted
 PROBED_AGENT_FACTS = frozenset({"seed_supported", "structured_preflight"})
 
@@ -36,7 +36,9 @@ def run_command(
         None, "--model-url", help="OpenAI-compatible server root, e.g. http://127.0.0.1:8123 (terminus agent only)."
     ),
     model: str | None = typer.Option(None, "--model", help="Model name as served (terminus agent only)."),
-    agent: str = typer.Option("terminus", "--agent", help="terminus | oracle | nop."),
+    agent: str = typer.Option(
+        "terminus", "--agent", help="terminus | oracle | nop | replay (the reference solution through the Terminus loop)."
+    ),
     parallel: int = typer.Option(1, "-n", "--parallel", min=1, help="Trials running at once."),
     attempts: int = typer.Option(1, "-k", "--attempts", min=1, help="Attempts per task."),
     include: list[str] = typer.Option([], "--include", help="Only tasks matching this glob (repeatable)."),
@@ -146,8 +148,8 @@ def _run(o: RunOptions) -> int:
     from runners.trial import TrialConfig
 
     console = Console(stderr=True)
-    if o.agent not in AGENTS:
-        raise AblbenchError(f"--agent {o.agent!r} is unknown; use one of {', '.join(AGENTS)}")
+    if o.agent not in AGENT_NAMES:
+        raise AblbenchError(f"--agent {o.agent!r} is unknown; use one of {', '.join(AGENT_NAMES)}")
     if o.resume and o.out is None:
         raise AblbenchError("--resume needs --out pointing at the results folder of the run to continue")
     _check_rerun(o)
@@ -191,7 +193,7 @@ def _run(o: RunOptions) -> int:
             fallback_image=BASE_IMAGE,
             warn=lambda m: console.print(f"[yellow]warning: {m}[/]"),
             # the terminus agent drives tmux: images without it get a cached derived image (issue 12)
-            runtime_tools=AGENT_TOOLS if o.agent == "terminus" else (),
+            runtime_tools=AGENT_TOOLS if o.agent in ("terminus", "replay") else (),
         ),
     )
     trial_config = TrialConfig(
@@ -242,6 +244,10 @@ def _agent(o: RunOptions, warn: Any, say: Any = print) -> tuple[Any, dict, dict 
         return OracleAgent, {"name": "oracle"}, None
     if o.agent == "nop":
         return NopAgent, {"name": "nop"}, None
+    if o.agent == "replay":
+        from harness.agents.replay import STEP_DURATION_S, ReplayAgent
+
+        return ReplayAgent, {"name": "replay", "step_duration_s": STEP_DURATION_S}, None
     if not o.model_url or not o.model:
         raise AblbenchError("--agent terminus needs --model-url and --model (start a server with `ablbench serve`)")
     from dataclasses import asdict
