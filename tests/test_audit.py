@@ -128,5 +128,6 @@ def test_network_attempts_are_flagged_only_without_network():
 
 def test_ordinary_work_is_not_flagged():
     honest = ["cd /app && python3 solve.py", "cat data/input.csv | head", "pytest -q app_tests/",
-              "echo 42 > /app/answer.txt", "pip list", "grep -rn TODO src/", "kill %1", "ls -la /logs/agent"]
+              "echo 42 > /app/answer.txt", "pip list", "grep -rn TODO src/", "kill %1", "ls -la /logs/agent",
+              "bash ./test.sh", "cat /opt/oracle/notes.txt", "python3 tests/test_app.py"]
     assert flag_commands([(1, c) for c in honest], no_network=True) == []
