@@ -14,6 +14,7 @@ trace in ATIF, ``ablbench.atif``), ``reward.txt`` and, last, ``result.json``. Th
 
 from __future__ import annotations
 
+import errno
 import json
 import secrets
 import threading
@@ -135,12 +136,15 @@ def classify(
 ) -> tuple[Outcome, str | None]:
     """The trial's Outcome and error text.
 
-    A reward of 1 is a pass whatever the agent reported (TB2 scores the final state).
+    A reward of 1 is a pass whatever the agent reported (TB2 scores the final state); when the
+    agent had ended in an error the error text says so (result.json's ``agent_error`` holds it).
     Otherwise: infrastructure > LLM > verifier problems > the agent's own stop reason.
     """
     if infra_error is not None:
         return Outcome.INFRA_ERROR, infra_error
     if verifier is not None and verifier.error is None and verifier.reward is not None and verifier.reward >= 1.0:
+        if agent is not None and agent.stop in (AgentStop.ERROR, AgentStop.LLM_ERROR):
+            return Outcome.PASSED, f"passed although the agent ended in an error: {agent.error or agent.stop.value}"
         return Outcome.PASSED, None
     if agent is not None and agent.stop is AgentStop.ERROR:
         return Outcome.INFRA_ERROR, agent.error or "agent raised an exception"
@@ -192,14 +196,19 @@ class Trial:
         self._log_fh = None
         #: finer timings (image, container_start, verifier_setup, verifier_run, verifier_collect, teardown)
         self.phases: dict[str, float] = {}
+        #: the first failed write to the results folder (disk full, read-only): raised at the end
+        self.write_fault: OSError | None = None
 
     # -- logging -------------------------------------------------------------------------
     def log(self, message: str) -> None:
         """Append a timestamped line to runner.stdout."""
-        if self._log_fh is not None:
+        if self._log_fh is not None and self.write_fault is None:
             stamp = datetime.now(UTC).strftime("%H:%M:%S.%f")[:-3]
-            self._log_fh.write(f"[{stamp}] {message}\n")
-            self._log_fh.flush()
+            try:
+                self._log_fh.write(f"[{stamp}] {message}\n")
+                self._log_fh.flush()
+            except OSError as exc:  # disk full / read-only: the trial ends, then run() raises it
+                self.write_fault = exc
 
     def _check_stop(self) -> None:
         if self.stop.is_set():
@@ -269,6 +278,11 @@ class Trial:
                     infra = f"{type(exc).__name__}: {exc}"
                     exception = _exc_info(exc)
                     self.log(f"infrastructure error: {infra}")
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):  # the results disk, not the trial
+                    self.write_fault = self.write_fault or exc
+                infra = f"{type(exc).__name__}: {exc}"
+                exception = _exc_info(exc)
             except Exception as exc:  # noqa: BLE001 - a runner bug must not kill the run
                 infra = f"{type(exc).__name__}: {exc}"
                 exception = _exc_info(exc)
@@ -288,6 +302,9 @@ class Trial:
                     "outcome": outcome.value,
                     "error": error,
                     "agent_stop": agent_res.stop.value if agent_res else None,
+                    # the agent's own fault, whatever the outcome (a pass after a crash counts apart)
+                    "agent_error": agent_res.error if agent_res and agent_res.stop in (
+                        AgentStop.ERROR, AgentStop.LLM_ERROR) else None,
                     "counters": _counters(agent_res),
                     "agent_extra": agent_res.extra if agent_res else {},
                     "verifier": asdict(verifier) if verifier else None,
@@ -300,6 +317,8 @@ class Trial:
             self.log(f"outcome {outcome.value} reward {reward} total {timings['total']:.2f}s")
             self._export_trajectory(str(result["agent"]))
         self._log_fh = None
+        if self.write_fault is not None:  # the container is gone; a record written now could not be trusted
+            raise self.write_fault
         trace = self.dir / "trace.jsonl"
         if not trace.exists():
             trace.touch()

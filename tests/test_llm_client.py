@@ -29,17 +29,24 @@ class ScriptedServer:
         self.models: dict = {"object": "list", "data": []}
         self.chat_bodies: list[dict] = []
         self.model_gets = 0
+        self.knocks = 0
         self.models_status = 200
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
-            def _send(self, code: int, obj: dict) -> None:
-                data = json.dumps(obj).encode()
+            def _send(self, code: int, obj: dict | bytes) -> None:
+                # bytes: sent as they are, as a JSON body would be (garbage, truncated bodies)
+                data = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+                length = len(data)
+                if isinstance(obj, bytes) and obj.startswith(b"TRUNC"):
+                    data, length = obj[5:], len(obj) + 100  # the connection closes early
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Content-Length", str(length))
                 self.end_headers()
                 self.wfile.write(data)
+                if length != len(data):
+                    self.close_connection = True
 
             def do_POST(self) -> None:  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -52,6 +59,10 @@ class ScriptedServer:
                     self._send(code, reply)
 
             def do_GET(self) -> None:  # noqa: N802
+                if self.path == "/health":  # the client's liveness knock (hung or slow?)
+                    owner.knocks += 1
+                    self._send(200, {})
+                    return
                 owner.model_gets += 1
                 self._send(owner.models_status, owner.models)
 
@@ -133,7 +144,7 @@ def test_timeout_is_retried(server):
 def test_connection_refused_fails_after_retries():
     seen: list[str] = []
     c = client(f"http://127.0.0.1:{free_port()}", max_retries=2, log=seen.append)
-    with pytest.raises(LLMError, match="APIConnectionError"):
+    with pytest.raises(LLMError, match="cannot connect .*Connection refused"):
         c.chat(MSGS, PARAMS)
     assert len(seen) == 2  # the callable log got every retry
 
@@ -248,3 +259,58 @@ def test_context_length_when_models_fails(server):
     assert c.context_length() is None
     assert c.context_length() is None
     assert server.model_gets == 1  # the server answered: not asked again
+
+
+# -- issue 27: every transient fault is retried the same way; giving up names the fault ---------
+TRANSIENT = {
+    "not JSON": (200, b"<html>502 from a proxy</html>", 0.0),
+    "no choices": (200, {"id": "x", "object": "chat.completion", "choices": []}, 0.0),
+    "429": err(429, "rate limited"),
+    "500": err(500, "internal"),
+    "truncated": (200, b'TRUNC{"id": "x", "choices": [{"index": 0, "mess', 0.0),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(TRANSIENT))
+def test_transient_faults_are_retried_then_succeed(server, fault):
+    server.script = [TRANSIENT[fault], ok("after the fault")]
+    result = client(server.url, max_retries=2).chat(MSGS, PARAMS)
+    assert result.content == "after the fault" and result.retries == 1
+    assert len(server.chat_bodies) == 2
+
+
+@pytest.mark.parametrize(("fault", "named"), [("not JSON", "not a chat completion"), ("no choices", "no choices"),
+                                              ("429", "HTTP 429"), ("truncated", "cannot connect")])
+def test_giving_up_names_the_fault_in_one_line(server, fault, named):
+    server.script = [TRANSIENT[fault]]
+    with pytest.raises(LLMError) as exc:
+        client(server.url, max_retries=1).chat(MSGS, PARAMS)
+    line = str(exc.value)
+    assert "\n" not in line and "failed after 2 attempt(s)" in line and named in line
+
+
+def test_a_slow_server_is_waited_for(server):
+    """Unanswered past the stall bound, but the server still answers HTTP: slow, not hung."""
+    server.script = [(200, ok("slow but fine")[1], 1.2)]
+    started = time.monotonic()
+    result = client(server.url, stall_s=0.3, max_retries=0).chat(MSGS, PARAMS)
+    assert result.content == "slow but fine" and result.retries == 0
+    assert server.knocks >= 2  # it knocked every 0.3 s and got answers
+    assert time.monotonic() - started >= 1.2
+
+
+def test_a_hung_server_is_told_apart_within_the_stall_bound():
+    """A listening socket that never answers (a stopped or deadlocked server): hung after ~stall_s, not timeout_s."""
+    import socket
+
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(16)  # the kernel completes connections; nobody ever reads or answers
+    try:
+        url = f"http://127.0.0.1:{hung.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(LLMError, match=r"server hung: no reply for \d+ s.*--llm-stall-s"):
+            client(url, stall_s=0.5, timeout_s=60.0, max_retries=1).chat(MSGS, PARAMS)
+        assert time.monotonic() - started < 10  # two stalls and knocks, not the 60 s request timeout
+    finally:
+        hung.close()
