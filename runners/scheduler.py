@@ -471,8 +471,10 @@ class Scheduler:
         if not result.get("finished"):
             return None
         extra = result.get("agent_extra") or {}
-        if result.get("outcome") == Outcome.LLM_ERROR.value and extra.get("server_died"):
+        if extra.get("server_died") and result.get("outcome") != Outcome.PASSED.value:
             return RunFault(str(result.get("error")), EXIT_SERVER_DIED)
+        if extra.get("server_died"):  # it passed all the same: kept, but the next trials would meet a dead server
+            self.fail_run(RunFault(str(result.get("agent_error")), EXIT_SERVER_DIED))
         if result.get("outcome") == Outcome.INFRA_ERROR.value:
             try:
                 self.client.ping()

@@ -10,6 +10,9 @@ folder ``<out>/<task>/<attempt>/`` receives ``trace.jsonl`` (the agent's), ``run
 (this trial's log, build output included), ``verifier.log`` (the tests' output),
 ``verifier/`` (the other files the tests left in /logs/verifier), ``agent/trajectory.json`` (the
 trace in ATIF, ``ablbench.atif``), ``reward.txt`` and, last, ``result.json``. The container is removed whatever happens.
+Processes the kernel OOM-killed in the container are counted (``oom_kills``) and named in the
+error of a trial that did not pass. A failed write to the results folder (disk full, read-only)
+is raised once the container is gone, never recorded as the trial's outcome.
 """
 
 from __future__ import annotations
@@ -260,6 +263,7 @@ class Trial:
                 t = time.monotonic()
                 verifier = self._verify()
                 timings["verifier"] = time.monotonic() - t
+                result["oom_kills"] = self._oom_kills()
                 self.log(
                     f"verifier: exit={verifier.exit_code} timed_out={verifier.timed_out} "
                     f"reward={verifier.reward} error={verifier.error}"
@@ -294,6 +298,10 @@ class Trial:
                 self.phases["teardown"] = time.monotonic() - t
             timings["total"] = time.monotonic() - t0
             outcome, error = classify(agent_res, verifier, infra)
+            if result.get("oom_kills") and outcome is not Outcome.PASSED:
+                error = (f"{result['oom_kills']} process(es) in the task container were OOM-killed (memory limit "
+                         f"{self.spec.memory_mb} MB): raise the task's memory or use less"
+                         + (f"; {error}" if error else ""))
             reward = verifier.reward if verifier is not None and verifier.reward is not None else 0.0
             result.update(
                 {
@@ -483,6 +491,19 @@ class Trial:
         ):
             out.error = "tests write ctrf.json but none was produced (verifier set-up failed?)"
         return out
+
+    def _oom_kills(self) -> int:
+        """Processes the kernel OOM-killed in the container so far (``oom_kill`` of cgroup v2's
+        ``memory.events`` or v1's ``memory.oom_control``), 0 if unknown."""
+        if self.env is None:
+            return 0
+        res = self.env.exec_wait("cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control "
+                                 "2>/dev/null", timeout_s=10)
+        for line in res.output.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill" and value.strip().isdigit():
+                return int(value)
+        return 0
 
     def _save_verifier_files(self, files: dict[str, bytes], code: int | None, timed_out: bool, took: float) -> None:
         log = files.pop("test-stdout.txt", b"").decode("utf-8", "replace")

@@ -28,6 +28,8 @@ from ablbench.paths import cache_dir
 from ablbench.results import write_json_atomic
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+#: half-seconds ``death_line`` waits for a watcher to record the end of a server found dead
+WATCH_WAITS = 3
 
 
 def record_path(port: int) -> Path:
@@ -79,7 +81,13 @@ def death_line(base_url: str) -> str | None:
     if not how:
         if _alive(record):
             return None
-        how = "is gone (its exit status was not seen: the process that started it had ended)"
+        for _ in range(WATCH_WAITS):  # the watcher polls: give it time to write how the server ended
+            time.sleep(0.5)
+            how = (read_record(parts.port) or {}).get("exit")
+            if how:
+                break
+        else:
+            how = "is gone (its exit status was not seen: the process that started it had ended)"
     who = f"the {record.get('backend', 'model')} server '{record.get('name', '?')}' at {base_url} (pid {record.get('pid')})"
     log = record.get("log") or "not kept"
     return (f"{who} {how}; its log: {log}; restart it (`ablbench serve`) and continue with "
