@@ -5,7 +5,11 @@ It stands for a model server that answers wrongly: the replies follow a per-conv
 fault pattern (``--fault``: every second request, counted over the whole server, answers with it).
 Being a real process, it can be stopped (SIGSTOP: a hung server) and killed like a real one.
 
-    python tests/fault_server.py PORT [--turns solve,done] [--fault nonjson|500|429|500+429]
+    python tests/fault_server.py PORT [--turns solve,done] [--fault nonjson|500|429|500+429] [--stop-at N]
+
+``--stop-at T``: on the first request for reply T of a conversation (counted from 0) the server
+stops itself with SIGSTOP, the whole process, before answering: a hung server, until someone
+sends SIGCONT.
 
 Reply kinds: ``solve`` (writes /app/hello.txt for the hello-world task), ``done`` (claims
 completion), ``ls`` (runs ls), ``prose`` (no JSON: a parse failure), ``e500`` (HTTP 500).
@@ -16,6 +20,8 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
+import signal
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,11 +49,13 @@ def main() -> None:
     ap.add_argument("port", type=int)
     ap.add_argument("--turns", default="solve,done")
     ap.add_argument("--fault", default="")
+    ap.add_argument("--stop-at", type=int, default=-1)
     args = ap.parse_args()
     turns = args.turns.split(",")
     faults = itertools.cycle(args.fault.split("+")) if args.fault else None
     counter = itertools.count()
     lock = threading.Lock()
+    stopped: list[bool] = []
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -79,8 +87,15 @@ def main() -> None:
             if fault in ("500", "429"):
                 return self._send(int(fault), json.dumps({"error": {"message": f"injected {fault}"}}).encode())
             messages = body.get("messages", [])
+            if os.environ.get("FAULT_DEBUG"):
+                print("request", n, [m.get("role") for m in messages], flush=True)
             turn = sum(m.get("role") == "assistant" for m in messages)
             kind = turns[min(turn, len(turns) - 1)]
+            with lock:
+                stop = turn == args.stop_at and not any(stopped)
+                stopped.append(stop)
+            if stop:
+                os.kill(os.getpid(), signal.SIGSTOP)
             if kind == "e500":
                 return self._send(500, b'{"error": {"message": "injected 500 (script)"}}')
             content = REPLIES[kind]

@@ -314,3 +314,73 @@ def test_a_hung_server_is_told_apart_within_the_stall_bound():
         assert time.monotonic() - started < 10  # two stalls and knocks, not the 60 s request timeout
     finally:
         hung.close()
+
+
+# -- issue 26/27: a server ablbench started that died is named, with its signal and log ---------
+class _HttpProcess:
+    """A real local process server (python's http.server) under ablbench's process supervisor:
+    it stands in for llama.cpp here (tests/test_faults.py kills a real llama.cpp server)."""
+
+    @staticmethod
+    def make(tmp_path):
+        import sys
+
+        from runners.servers.process import LocalProcessServer
+
+        class Server(LocalProcessServer):
+            backend = "http.server"
+
+            def command(self) -> list[str]:
+                return [sys.executable, "-m", "http.server", str(self.port), "--bind", "127.0.0.1"]
+
+            def _check_model_path(self) -> None:
+                pass
+
+            def _expected_identity(self, models: dict) -> dict:
+                return {}
+
+        return Server(tmp_path, name="stand-in", log_path=tmp_path / "server.log")
+
+
+@pytest.mark.parametrize("sig", ["SIGSEGV", "SIGKILL"])
+def test_a_dead_server_this_machine_started_is_named_at_once(tmp_path, sig):
+    import os
+    import signal
+
+    import httpx
+
+    from harness.llm_types import ServerDiedError
+    from runners.servers import watch
+
+    server = _HttpProcess.make(tmp_path).start()
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(server.base_url, timeout=1)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "the stand-in server did not start"
+                time.sleep(0.1)
+        assert watch.death_line(server.base_url) is None  # alive: nothing to say
+        os.kill(server.pid, getattr(signal, sig))
+        started = time.monotonic()
+        with pytest.raises(ServerDiedError) as exc:
+            client(server.base_url, max_retries=3, backoff_s=1.0).chat(MSGS, PARAMS)
+        line = str(exc.value)
+        assert f"the http.server server 'stand-in' at {server.base_url} (pid {server.pid}) was killed by {sig}" in line
+        assert f"its log: {tmp_path / 'server.log'}" in line and "--resume" in line and "\n" not in line
+        assert time.monotonic() - started < 5  # no blind retries (they would wait 1 + 2 + 4 s)
+    finally:
+        server.stop()
+    assert (tmp_path / "server.log").exists()  # a server that died keeps its log
+
+
+def test_a_server_stopped_on_purpose_leaves_no_record(tmp_path):
+    from runners.servers import watch
+
+    server = _HttpProcess.make(tmp_path).start()
+    port = server.port
+    assert watch.read_record(port)["pid"] == server.pid
+    server.stop()
+    assert watch.read_record(port) is None and watch.death_line(f"http://127.0.0.1:{port}") is None
