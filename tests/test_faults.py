@@ -324,10 +324,14 @@ def test_results_folder_becomes_read_only(docker_client, base_image, tmp_path):
         out = mnt / "run"
         args = ("run", *HELLO, "--agent", "oracle", "-k", "4", "--out", str(out))
 
-        def remount(mode: str):
-            return lambda: subprocess.run(["mount", "-o", f"remount,{mode}", str(mnt)], check=True)
+        def read_only() -> None:  # a read-only bind mount on top: files the run opens from now on are read-only
+            subprocess.run(["mount", "--bind", str(mnt), str(mnt)], check=True)
+            subprocess.run(["mount", "-o", "remount,ro,bind", str(mnt)], check=True)
 
-        code, err = _stop_after_first(out, args, remount("ro"), remount("rw"))
+        def writable() -> None:
+            subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+        code, err = _stop_after_first(out, args, read_only, writable)
         assert_one_line_error((code, err), 3, "Read-only file system", "make it writable", "--resume")
         kept = _finished(out)
         assert kept
