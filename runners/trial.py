@@ -497,8 +497,8 @@ class Trial:
         ``memory.events`` or v1's ``memory.oom_control``), 0 if unknown."""
         if self.env is None:
             return 0
-        res = self.env.exec_wait("cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control "
-                                 "2>/dev/null", timeout_s=10)
+        res = self.env.exec("cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control "
+                            "2>/dev/null", timeout_s=10)
         for line in res.output.splitlines():
             key, _, value = line.partition(" ")
             if key == "oom_kill" and value.strip().isdigit():

@@ -461,18 +461,28 @@ def test_verifier_hangs_past_its_timeout(docker_client, base_image, tmp_path):
 
 
 def test_image_build_fails(docker_client, base_image, tmp_path):
+    """A failing Dockerfile: the trial's error names the build in one line, the other task's
+    trials still run, no container is left; ``--resume`` keeps the error as it was and
+    ``--rerun-errors`` builds again (a fixed Dockerfile is another experiment: a new --out)."""
     root = tmp_path / "tasks"
     folder = make_task(root, "bad-build")
-    dockerfile = folder / "environment" / "Dockerfile"
-    dockerfile.write_text("FROM ablbench/base:bookworm\nRUN echo about to fail && exit 7\n")
+    make_task(root, "good-build")
+    (folder / "environment" / "Dockerfile").write_text("FROM ablbench/base:bookworm\nRUN echo about to fail && exit 7\n")
     out = tmp_path / "bad-build"
     args = ("run", "--tasks", str(root), "--agent", "oracle", "--out", str(out), "--infra-retries", "0")
     proc = run_cli(*args)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    result = _finished(out)[("bad-build", "1")]
-    assert result["outcome"] == "infra_error" and "build" in result["error"] and "\n" not in result["error"].strip()
+    results = _finished(out)
+    bad = results[("bad-build", "1")]
+    assert bad["outcome"] == "infra_error" and "build" in bad["error"] and "exit 7" in bad["error"], bad["error"]
+    assert "\n" not in bad["error"].strip() and results[("good-build", "1")]["outcome"] == "passed"
     no_containers(docker_client, out)
-    dockerfile.write_text("FROM ablbench/base:bookworm\nWORKDIR /app\n")
+    assert not docker_client.api.containers(all=True, filters={"status": "exited", "ancestor": "ablbench/base:bookworm",
+                                                                 "label": "ablbench.task=bad-build"})
+    kept = run_cli(*args, "--resume")
+    assert kept.returncode == 0 and _finished(out) == results
     again = run_cli(*args, "--resume", "--rerun-errors")
     assert again.returncode == 0, again.stderr[-3000:]
-    assert _finished(out)[("bad-build", "1")]["outcome"] == "passed"
+    assert _finished(out)[("bad-build", "1")]["outcome"] == "infra_error"
+    assert _finished(out)[("good-build", "1")] == results[("good-build", "1")]
+    no_containers(docker_client, out)
