@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import requests
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -84,6 +85,16 @@ class RunFault:
 
     line: str
     code: int
+
+
+#: what the docker SDK raises when the engine does not answer (requests' errors are OSErrors)
+ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
+
+
+def engine_fault(exc: BaseException) -> RunFault:
+    """The one line for a Docker engine that stopped answering."""
+    return RunFault(f"the Docker engine stopped answering ({type(exc).__name__}); finished trials are kept: "
+                    "start it, then continue with --resume", EXIT_ENGINE_LOST)
 
 
 #: exit codes of ``ablbench run`` (README "Faults and exit codes")
@@ -290,7 +301,7 @@ class Scheduler:
                 w.join(max(0.1, deadline - time.monotonic()))
             try:
                 self.final_sweep()
-            except docker.errors.DockerException as exc:  # the engine is gone: resume's start-up sweep removes them
+            except ENGINE_ERRORS as exc:  # the engine is gone: resume's start-up sweep removes them
                 self.console.print(f"[red]could not remove the run's containers ({type(exc).__name__}); "
                                    "--resume removes them once the engine answers[/]")
             while not done_q.empty():  # trials that ended while we were winding down
@@ -416,6 +427,10 @@ class Scheduler:
                 self._running += 1
             try:
                 result = self._run_trial(spec, attempt)
+            except ENGINE_ERRORS as exc:
+                self.fail_run(engine_fault(exc))
+                result = {"task": spec.name, "attempt": attempt, "finished": False,
+                          "error": f"{type(exc).__name__}: {exc}"}
             except OSError as exc:
                 if exc.errno in UNWRITABLE:
                     self.fail_run(unwritable_fault(exc, self.out_dir))
@@ -479,8 +494,7 @@ class Scheduler:
             try:
                 self.client.ping()
             except Exception as exc:  # noqa: BLE001 - any failure: the engine is not answering
-                return RunFault(f"the Docker engine stopped answering ({type(exc).__name__}); finished trials "
-                                "are kept: start it, then continue with --resume", EXIT_ENGINE_LOST)
+                return engine_fault(exc)
         return None
 
     def _read_run_json(self) -> dict:

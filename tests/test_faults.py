@@ -361,11 +361,10 @@ class OwnDockerd:
              "--pidfile", str(self.root / "d.pid"), "--bridge=none", "--iptables=false", "--ip6tables=false",
              "--containerd-namespace", "ablfault", "--containerd-plugins-namespace", "ablfault-p"],
             stdout=(self.root / "dockerd.log").open("ab"), stderr=subprocess.STDOUT)
-        client = docker.DockerClient(base_url=self.host, timeout=60)
         deadline = time.monotonic() + 60
         while True:
             try:
-                client.ping()
+                docker.DockerClient(base_url=self.host, timeout=60).ping()
                 return
             except Exception:  # noqa: BLE001 - not up yet
                 if time.monotonic() > deadline or self.proc.poll() is not None:

@@ -127,10 +127,16 @@ def run_command(
         code = _run(opts)
     except AblbenchError as exc:
         raise fail(str(exc)) from exc
-    except OSError as exc:  # the results folder (or the run's own files) cannot be written
-        from runners.scheduler import unwritable_fault
+    except OSError as exc:  # the results folder cannot be written, or the engine went away
+        from runners.scheduler import ENGINE_ERRORS, UNWRITABLE, engine_fault, unwritable_fault
 
-        fault = unwritable_fault(exc, Path(opts.out or "results"))
+        if isinstance(exc, ENGINE_ERRORS):
+            fault = engine_fault(exc)
+        elif exc.errno in UNWRITABLE:
+            fault = unwritable_fault(exc, Path(opts.out or "results"))
+        else:
+            raise fail(f"{type(exc).__name__}: {exc}; finished trials are kept: fix it, then continue "
+                       "with --resume") from None
         raise fail(fault.line, code=fault.code) from None
     except KeyboardInterrupt:
         raise fail("interrupted before any trial started", code=130) from None
