@@ -34,7 +34,7 @@ from test_run_integrity import ENV, Background, _wait_for
 from test_runner import PASS_TEST, _cli, _finished, make_task
 from test_runner import _containers as labelled_containers
 
-from ablbench.paths import BUNDLED_TASKS, REPO_ROOT
+from ablbench.paths import BUNDLED_TASKS, DEBIAN_IMAGE, REPO_ROOT
 from harness.trial_behaviour import metrics_from_file
 from runners.servers import free_port
 
@@ -385,12 +385,16 @@ def test_docker_engine_stopped_mid_run(docker_client, base_image, tmp_path):
     try:
         engine.start()
         env = {**ENV, "DOCKER_HOST": engine.host}
-        saved = subprocess.Popen(["docker", "save", base_image], stdout=subprocess.PIPE)
+        # the small debootstrap image (the base image is built on it): save/load is the slow part
+        tasks = tmp_path / "tasks"
+        folder = make_task(tasks, "tiny")
+        (folder / "environment" / "Dockerfile").write_text(f"FROM {DEBIAN_IMAGE}\nWORKDIR /app\n")
+        saved = subprocess.Popen(["docker", "save", DEBIAN_IMAGE], stdout=subprocess.PIPE)
         loaded = subprocess.run(["docker", "-H", engine.host, "load", "-q"], stdin=saved.stdout, capture_output=True)
         saved.wait()
         assert loaded.returncode == 0, loaded.stderr
         out = tmp_path / "engine"
-        args = ("run", *HELLO, "--agent", "oracle", "-k", "4", "--out", str(out))
+        args = ("run", "--tasks", str(tasks), "--agent", "oracle", "-k", "4", "--out", str(out))
         run = Background(_cli(*args, "--quiet"), env=env)
         _wait_for(lambda: len(_finished(out)) >= 1, 240, "a finished trial", run)
         engine.stop()
