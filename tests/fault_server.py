@@ -11,7 +11,11 @@ Being a real process, it can be stopped (SIGSTOP: a hung server) and killed like
 stops itself with SIGSTOP, the whole process, before answering: a hung server, until someone
 sends SIGCONT.
 
-Reply kinds: ``solve`` (writes /app/hello.txt for the hello-world task), ``done`` (claims
+``--turns`` may also be ``TAG=kinds;TAG2=kinds``: a conversation whose first user message
+contains ``[TAG]`` follows that script (several scenarios served at once, one per task).
+
+Reply kinds: ``solve`` (writes /app/hello.txt for the hello-world task), ``solveok`` (writes ok to
+/app/out.txt, the tests' tasks), ``done`` (claims
 completion), ``ls`` (runs ls), ``prose`` (no JSON: a parse failure), ``e500`` (HTTP 500).
 """
 
@@ -37,6 +41,7 @@ def action(commands: list[str], done: bool) -> str:
 
 REPLIES = {
     "solve": action(["echo 'Hello, world!' > /app/hello.txt\n"], False),
+    "solveok": action(["echo ok > /app/out.txt\n"], False),
     "done": action([], True),
     "ls": action(["ls /app\n"], False),
     "prose": "I would rather describe what to do than write JSON.",
@@ -51,7 +56,8 @@ def main() -> None:
     ap.add_argument("--fault", default="")
     ap.add_argument("--stop-at", type=int, default=-1)
     args = ap.parse_args()
-    turns = args.turns.split(",")
+    scripts = {tag: kinds.split(",") for tag, _, kinds in (p.partition("=") for p in args.turns.split(";")) if kinds}
+    default = [] if scripts else args.turns.split(",")
     faults = itertools.cycle(args.fault.split("+")) if args.fault else None
     counter = itertools.count()
     lock = threading.Lock()
@@ -90,6 +96,8 @@ def main() -> None:
             if os.environ.get("FAULT_DEBUG"):
                 print("request", n, [m.get("role") for m in messages], flush=True)
             turn = sum(m.get("role") == "assistant" for m in messages)
+            first = next((str(m.get("content", "")) for m in messages if m.get("role") == "user"), "")
+            turns = next((k for tag, k in scripts.items() if f"[{tag}]" in first), default) or ["done"]
             kind = turns[min(turn, len(turns) - 1)]
             with lock:
                 stop = turn == args.stop_at and not any(stopped)

@@ -148,34 +148,41 @@ def small_tmpfs(size: str = "300k") -> Iterator[Path]:
 
 
 # ------------------------------------------------------------------------------------------ the record
-OUTCOMES = {  # scenario: (fault server turns, extra run flags, expected outcome, expected agent_error)
-    "passed": ("solve,done", (), "passed", False),
-    "failed": ("done,done", (), "failed", False),
-    "max_turns": ("ls", (), "failed", False),
-    "parse_fail_exhausted": ("prose", ("--max-turns", "6"), "parse_fail_exhausted", False),  # 5 in a row
-    "passed_after_llm_error": ("solve,e500", (), "passed", True),
-    "llm_error": ("ls,e500", (), "llm_error", True),
+OUTCOMES = {  # scenario: (the model's replies, expected outcome, expected agent_error)
+    "passed": ("solveok,done", "passed", False),
+    "failed": ("done,done", "failed", False),
+    "max_turns": ("ls", "failed", False),
+    "parse_fail_exhausted": ("prose", "parse_fail_exhausted", False),  # 5 in a row, before 6 turns
+    "passed_after_llm_error": ("solveok,e500", "passed", True),
+    "llm_error": ("ls,e500", "llm_error", True),
 }
 
 
 @pytest.mark.slow
 def test_the_record_agrees_on_every_outcome(docker_client, base_image, tmp_path, fault_server):
-    """Issue 27 item 2: counters survive a failing agent; the three records agree whatever the outcome."""
-    for name, (turns, flags, outcome, agent_error) in OUTCOMES.items():
-        server = fault_server(turns)
-        out = tmp_path / name
-        proc = run_cli("run", *HELLO, *terminus(server.url, *flags), "--out", str(out))
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        result = _finished(out)[("hello-world", "1")]
+    """Issue 27 item 2: counters survive a failing agent; the three records agree whatever the
+    outcome. One task per scenario, one model server playing each task's script."""
+    root = tmp_path / "tasks"
+    for name in OUTCOMES:
+        folder = make_task(root, name)
+        (folder / "instruction.md").write_text(f"Write ok to /app/out.txt. [{name}]\n")
+    server = fault_server(";".join(f"{name}={turns}" for name, (turns, _o, _e) in OUTCOMES.items()))
+    out = tmp_path / "outcomes"
+    proc = run_cli("run", "--tasks", str(root), *terminus(server.url, "--max-turns", "6"), "-n", "3",
+                   "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = _finished(out)
+    for name, (_turns, outcome, agent_error) in OUTCOMES.items():
+        result = results[(name, "1")]
         assert result["outcome"] == outcome, (name, result["error"])
         assert bool(result["agent_error"]) is agent_error, name
-        if name == "passed_after_llm_error":  # shown as such: passed, with the agent's error beside it
-            assert result["counters"]["turns"] == 1 and "passed although the agent ended in an error" in result["error"]
-            row = next(csv.DictReader((out / "master_summary.csv").open()))
-            assert row["outcome"] == "passed" and "failed after" in row["agent_error"]
-        assert_record_agrees(out)
-        no_containers(docker_client, out)
-        server.close()
+    crashed = results[("passed_after_llm_error", "1")]  # shown as such: passed, with the agent's error beside it
+    assert crashed["counters"]["turns"] == 1 and "passed although the agent ended in an error" in crashed["error"]
+    row = next(r for r in csv.DictReader((out / "master_summary.csv").open()) if r["task"] == "passed_after_llm_error")
+    assert row["outcome"] == "passed" and "failed after" in row["agent_error"]
+    assert results[("llm_error", "1")]["counters"]["turns"] == 1  # the turn before the failure is still counted
+    assert_record_agrees(out)
+    no_containers(docker_client, out)
 
 
 # ------------------------------------------------------------------------------------------ model server faults
@@ -249,7 +256,7 @@ def bundled_gguf() -> Path:
 
 @pytest.mark.slow
 @pytest.mark.model
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV], ids=["SIGKILL", "SIGSEGV"])
 def test_a_killed_llama_server_gives_the_one_line_message(docker_client, base_image, bundled_gguf, tmp_path, sig):
     """Issue 26 item 2 / 27: the llama.cpp server dies mid-run; the run stops at once with one
     line naming the server, its signal and its log; restarted, ``--resume`` completes the run."""

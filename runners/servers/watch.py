@@ -90,8 +90,7 @@ def death_line(base_url: str) -> str | None:
             how = "is gone (its exit status was not seen: the process that started it had ended)"
     who = f"the {record.get('backend', 'model')} server '{record.get('name', '?')}' at {base_url} (pid {record.get('pid')})"
     log = record.get("log") or "not kept"
-    return (f"{who} {how}; its log: {log}; restart it (`ablbench serve`) and continue with "
-            "`ablbench run ... --resume --rerun-errors`")
+    return f"{who} {how}; its log: {log}; restart it (`ablbench serve`), then continue the run with --resume"
 
 
 def _alive(record: dict[str, Any]) -> bool:
