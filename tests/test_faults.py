@@ -350,14 +350,31 @@ def test_results_folder_becomes_read_only(docker_client, base_image, tmp_path):
 
 # ------------------------------------------------------------------------------------------ docker faults
 class OwnDockerd:
-    """A dockerd of this test's own (own socket, data and exec roots, no bridge, no iptables,
-    its own containerd namespace): stopping it touches nobody else's containers."""
+    """A dockerd of this test's own (own socket, data and exec roots, its own bridge, no iptables,
+    its own containerd namespace): stopping it touches nobody else's containers.
+
+    Not ``--bridge=none``: a dockerd started so deletes the host's ``docker0``, the system
+    engine's bridge, and every container with a network fails to start until it is recreated.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.sock = root / "d.sock"
         self.host = f"unix://{self.sock}"
+        self.bridge = f"ablf{os.getpid() % 100000}"
         self.proc: subprocess.Popen | None = None
+
+    def make_bridge(self) -> None:
+        if shutil.which("ip") is None:
+            missing("iproute2 (`ip`) is not installed")
+        made = subprocess.run(["ip", "link", "add", "name", self.bridge, "type", "bridge"], capture_output=True)
+        if made.returncode != 0:
+            missing(f"cannot make a bridge for a test dockerd: {made.stderr.decode().strip()}")
+        subprocess.run(["ip", "addr", "add", "10.251.77.1/24", "dev", self.bridge], check=True)
+        subprocess.run(["ip", "link", "set", self.bridge, "up"], check=True)
+
+    def remove_bridge(self) -> None:
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
 
     def start(self) -> None:
         exe = shutil.which("dockerd")
@@ -365,7 +382,8 @@ class OwnDockerd:
             missing("dockerd is not installed")
         self.proc = subprocess.Popen(
             [exe, "-H", self.host, "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "x"),
-             "--pidfile", str(self.root / "d.pid"), "--bridge=none", "--iptables=false", "--ip6tables=false",
+             "--pidfile", str(self.root / "d.pid"), f"--bridge={self.bridge}", "--iptables=false",
+             "--ip6tables=false", "--ip-masq=false",
              "--containerd-namespace", "ablfault", "--containerd-plugins-namespace", "ablfault-p"],
             stdout=(self.root / "dockerd.log").open("ab"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
@@ -389,7 +407,9 @@ class OwnDockerd:
 def test_docker_engine_stopped_mid_run(docker_client, base_image, tmp_path):
     root = Path(tempfile.mkdtemp(prefix="abld-", dir="/tmp"))  # short: unix socket paths are limited
     engine = OwnDockerd(root)
+    docker0 = Path("/sys/class/net/docker0").exists()
     try:
+        engine.make_bridge()
         engine.start()
         env = {**ENV, "DOCKER_HOST": engine.host}
         # the small debootstrap image (the base image is built on it): save/load is the slow part
@@ -417,7 +437,9 @@ def test_docker_engine_stopped_mid_run(docker_client, base_image, tmp_path):
         assert not own.api.containers(all=True, filters={"label": f"ablbench.results={out.resolve()}"})
     finally:
         engine.stop()
+        engine.remove_bridge()
         subprocess.run(["rm", "-rf", str(root)], check=False)
+    assert Path("/sys/class/net/docker0").exists() == docker0  # the system engine's bridge is untouched
 
 
 def test_task_container_oom_killed(docker_client, base_image, tmp_path):
