@@ -452,6 +452,10 @@ def _print_summary(console: Any, summary: Any) -> None:
         f"{len(summary.results)}/{summary.total} trials finished ({summary.kept} kept from before) "
         f"in {summary.wall_s:.1f}s; mean reward {summary.mean_reward:.3f}; {counts}"
     )
+    rescued = sum(r["outcome"] == "passed" and bool(r.get("agent_error")) for r in summary.results.values())
+    if rescued:  # counted apart: the final state passed, but the agent had failed (issue 27)
+        console.print(f"{rescued} of the passed trials passed although the agent ended in an error "
+                      "(master_summary.csv: agent_error)")
     console.print(f"results: {summary.out_dir}")
 
 

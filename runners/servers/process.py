@@ -56,7 +56,8 @@ class LocalProcessServer(ModelServer):
     The subclass gives :meth:`command`, :meth:`_check_model_path` and the identity check; this
     class owns the process: start, log file, exit status, stop (the whole group), detach info,
     and its record in ``runners.servers.watch`` (written at start, completed by a watcher thread
-    when the server dies on its own; a server that died keeps its log, even a temporary one).
+    when the server dies on its own; a server that died while serving keeps its log, even a
+    temporary one, since the client's message names it).
     """
 
     def __init__(
@@ -81,6 +82,7 @@ class LocalProcessServer(ModelServer):
         self._pid: int | None = None
         self._final_log: str | None = None
         self._died = False
+        self._died_serving = False
 
     def command(self) -> list[str]:
         """The full argv of the server."""
@@ -123,6 +125,7 @@ class LocalProcessServer(ModelServer):
             time.sleep(0.5)
         if self._proc is proc:  # not stopped by us: it died
             self._died = True
+            self._died_serving = self._healthy  # a failed start reports its log tail in the ServerError
             watch.record_exit(self.port, proc.pid, self._exit_status() or f"exited with code {proc.returncode}")
 
     def _exit_status(self) -> str | None:
@@ -159,7 +162,7 @@ class LocalProcessServer(ModelServer):
         terminate_group(proc.pid, grace_s, proc)
         if not self._died:
             watch.forget(self.port, proc.pid)
-        if self._own_log_dir is not None and not self._died:
+        if self._own_log_dir is not None and not self._died_serving:
             # our own temporary log: keep its tail in memory, leave nothing on disk
             self._final_log = self.logs_tail(200)
             shutil.rmtree(self._own_log_dir, ignore_errors=True)
