@@ -5,7 +5,7 @@ tensor bytes: as a sharded safetensors folder and as one BF16 GGUF file. Each ba
 fresh interpreter (its own wall time, CPU time and peak RSS):
 
 - safetensors, plain folder: sha256 of every source and output byte, in the copy pass; then the
-  same bake again, whose source sha256 comes from abliterate.hash_cache (only the output is hashed);
+  same bake again, whose source sha256 comes from abliterate.bake.hashes (only the output is hashed);
 - safetensors, Hugging Face cache layout: source hashes are the blob names, only the output is hashed;
 - GGUF (BF16 writers stay BF16): the same two runs;
 - GGUF Q8_0 (smaller, ``--q8-gb``): quantized writers are dequantized by gguf.quants (written as F16).
@@ -155,7 +155,7 @@ def build_gguf(path: Path, size_gb: float, qtype: gguf.GGMLQuantizationType) -> 
 _CHILD = """
 import sys, json, math, time, resource
 from pathlib import Path
-from abliterate.bake import bake
+from abliterate.bake.run import bake
 t = time.monotonic()
 rep = bake(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), progress=False)
 ru = resource.getrusage(resource.RUSAGE_SELF)
