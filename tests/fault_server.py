@@ -93,8 +93,6 @@ def main() -> None:
             if fault in ("500", "429"):
                 return self._send(int(fault), json.dumps({"error": {"message": f"injected {fault}"}}).encode())
             messages = body.get("messages", [])
-            if os.environ.get("FAULT_DEBUG"):
-                print("request", n, [m.get("role") for m in messages], flush=True)
             turn = sum(m.get("role") == "assistant" for m in messages)
             first = next((str(m.get("content", "")) for m in messages if m.get("role") == "user"), "")
             turns = next((k for tag, k in scripts.items() if f"[{tag}]" in first), default) or ["done"]
