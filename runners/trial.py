@@ -362,10 +362,11 @@ class Trial:
         deadline = time.monotonic() + budget
         box: dict[str, Any] = {}
         container, self.agent_revoked = revocable_container(self.env.container)
+        agent_env = TaskEnvironment.attach(container)
 
         def target() -> None:
             try:
-                box["res"] = self.agent.run(container, self.spec.instruction, self.dir, deadline, self.spec.path)
+                box["res"] = self.agent.run(agent_env, self.spec.instruction, self.dir, deadline, self.spec.path)
             except BaseException as exc:  # noqa: BLE001 - reported as an agent error
                 box["exc"] = exc
                 box["tb"] = traceback.format_exc()
