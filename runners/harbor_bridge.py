@@ -98,6 +98,8 @@ class HarborEnvironmentBridge:
     def exec(self, cmd: str | list[str], timeout_s: float | None = 60, *, env: dict[str, str] | None = None,
              workdir: str | None = None, user: str | None = None) -> ExecResult:
         """Run ``cmd`` and return its exit code and stdout + stderr (rules 1-4)."""
+        if self._closed.is_set():
+            raise ExecClosed(f"environment {self._name} is closed (the trial was cancelled)")
         command = cmd if isinstance(cmd, str) else shlex.join(cmd)
         size = len(command.encode("utf-8", "surrogatepass"))
         if size > MAX_COMMAND_BYTES:
