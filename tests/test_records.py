@@ -111,6 +111,16 @@ def test_malformed_result_is_one_line_naming_file_and_field_in_the_cli(tmp_path)
     assert "rerun with --resume" in lines[0]
 
 
+def test_resume_over_a_malformed_result_stops_with_the_same_line(tmp_path):
+    folder, bad = _malformed_copy(tmp_path)
+    res = subprocess.run([ABLBENCH, "run", "--agent", "oracle", "--out", str(folder), "--resume", "-k", "2",
+                          "--include", "hello-world", "--include", "make-output-dir", "--quiet"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{bad}: counters.turns: Input should be a valid integer" in lines[0], res.stderr
+
+
 def test_malformed_run_json_names_its_field(tmp_path):
     folder = tmp_path / "nop"
     shutil.copytree(FIXTURES / "nop", folder)

@@ -191,7 +191,7 @@ class AblbenchTerminus(BaseAgent):
             budget = None
         deadline = time.monotonic() + (budget - opts.deadline_margin_s if budget else NO_TIMEOUT_S)
 
-        environment_ = HarborEnvironmentBridge(
+        bridge = HarborEnvironmentBridge(
             environment, loop, name=f"harbor:{trial_name}",
             image=str(getattr(environment.task_env_config, "docker_image", "") or ""))
         client = LLMClient(opts.api_base, model, api_key=os.environ.get(opts.api_key_env) or "EMPTY",
@@ -211,7 +211,7 @@ class AblbenchTerminus(BaseAgent):
         def work() -> None:
             try:
                 agent.for_trial(task, claim_attempt(logs_dir.parent.parent, task, trial_name))
-                res = agent.run(environment_, instruction, logs_dir, deadline)
+                res = agent.run(bridge, instruction, logs_dir, deadline)
                 outcome: tuple[Any, Any] = (done.set_result, res)
             except BaseException as exc:  # noqa: BLE001 - handed to the loop
                 outcome = (done.set_exception, exc)
@@ -219,7 +219,7 @@ class AblbenchTerminus(BaseAgent):
                 loop.call_soon_threadsafe(deliver, *outcome)
 
         def finish(res: AgentResult | None, cancelled: bool) -> None:
-            self._finish(context, res, instruction, model, trial=(agent.task, agent.attempt), execs=environment_.calls,
+            self._finish(context, res, instruction, model, trial=(agent.task, agent.attempt), execs=bridge.calls,
                          cancelled=cancelled, wall_s=time.monotonic() - started)
 
         ctx = contextvars.copy_context()
@@ -233,7 +233,7 @@ class AblbenchTerminus(BaseAgent):
             finish(None, cancelled=False)
             raise AblbenchAgentError(f"the agent raised {type(exc).__name__}: {exc}") from exc
         except asyncio.CancelledError:
-            environment_.close()
+            bridge.close()
             await asyncio.wait({done}, timeout=CANCEL_GRACE_S)
             result = done.result() if done.done() and not done.exception() else None
             finish(result, cancelled=True)
