@@ -161,6 +161,13 @@ class RunRecord(Record):
 
 
 # ---------------------------------------------------------------------------------- analysis
+class Leaderboard(Record):
+    """The TB2 leaderboard's figure: mean over trials ± half_width (1.96 SE; None with one attempt)."""
+
+    mean: float
+    half_width: float | None = None
+
+
 class RunSummary(Record):
     """One run's rates over the shared tasks."""
 
@@ -179,7 +186,23 @@ class RunSummary(Record):
     trial_passes: int
     mean_pass_at_1: float
     mean_of_task_rates: float
+    leaderboard: Leaderboard | None = None
     per_task_rate: dict[str, float] = Field(default_factory=dict)
+
+
+class MeanOfK(Record):
+    """The mean-of-k test of a pair (several attempts per task): per-task rates, permutation p."""
+
+    n: int
+    n_nonzero: int
+    diff: float | None = None
+    p: float
+    method: str
+    ci95: list[float] | None = None
+    ci_method: str = ""
+    left_out_no_scored_trial: list[str] = Field(default_factory=list)
+    design_mde80: dict[str, Any] = Field(default_factory=dict)
+    holm_p: float | None = None
 
 
 class PairStats(Record):
@@ -202,6 +225,7 @@ class PairStats(Record):
     b_only_tasks: list[str] = Field(default_factory=list)
     excluded_errors: list[dict[str, Any]] = Field(default_factory=list)
     mcnemar_holm_p: float | None = None
+    mean_of_k: MeanOfK | None = None
 
 
 class CochranQ(Record):
@@ -231,6 +255,7 @@ class Analysis(Record):
     solved_rule: str
     solved_rule_text: str
     multi_attempt: bool
+    headline_test: str | None = None
     unusual_rule: str
     errors_as_failures: bool
     errors_rule: str

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ablbench.records import SCHEMA_DIR, SCHEMAS, RecordError, TrialResult, schema_text
+from ablbench.records import SCHEMA_DIR, SCHEMAS, Analysis, RecordError, TrialResult, schema_text
 from ablbench.results import RESULT_FILE, load_result, read_result, read_run_meta, scan_results, write_result
 from harness.analysis.compare import analyze
 from harness.analysis.loaders import load_run
@@ -138,7 +138,9 @@ def test_analysis_json_fits_its_schema():
     runs = [load_run(FIXTURES / "oracle"), load_run(FIXTURES / "nop")]
     res = analyze(runs)
     text = to_json(res)
-    assert json.loads(text)["runs"][0]["name"] == "oracle"
+    typed = Analysis.model_validate_json(text)
+    assert typed.runs[0].name == "oracle" and typed.multi_attempt  # oracle has two attempts per task
+    assert typed.pairs[0].mean_of_k is not None and typed.pairs[0].mean_of_k.n == 1
     res["runs"][0]["n"] = "one"
     with pytest.raises(RecordError, match="the analysis: runs.0.n: Input should be a valid integer"):
         to_json(res)
