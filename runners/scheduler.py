@@ -56,6 +56,7 @@ from rich.progress import (
 )
 
 from ablbench.agent_api import Agent, Outcome
+from ablbench.records import RunRecord, check_record
 from ablbench.results import scan_results, trial_dir, write_json_atomic, write_summary
 from ablbench.task_spec import TaskSpec
 from runners.environment import CreationGate, sweep_containers
@@ -529,6 +530,7 @@ class Scheduler:
             "status": session.get("status"),
             "invocations": invocations,
         }
+        check_record(RunRecord, json.loads(json.dumps(data, default=str)), self.out_dir / "run.json")
         write_json_atomic(self.out_dir / "run.json", data)
 
 

@@ -32,7 +32,7 @@ import docker
 
 from ablbench.agent_api import Agent, AgentResult, AgentStop, Outcome
 from ablbench.atif import TRAJECTORY_FILE, write_trajectory
-from ablbench.results import RESULT_FILE, write_json_atomic, write_text_atomic
+from ablbench.results import write_result, write_text_atomic
 from ablbench.task_spec import TaskSpec
 from runners.agent_guard import end_agent_commands, revocable_container
 from runners.environment import (
@@ -333,7 +333,7 @@ class Trial:
         if not (self.dir / "verifier.log").exists():
             write_text_atomic(self.dir / "verifier.log", "[ablbench] the verifier did not run\n")
         write_text_atomic(self.dir / "reward.txt", f"{reward:g}\n")
-        write_json_atomic(self.dir / RESULT_FILE, result)
+        write_result(self.dir, result)
         return result
 
     def _export_trajectory(self, agent_name: str) -> None:
@@ -389,10 +389,11 @@ class Trial:
         deadline = time.monotonic() + budget
         box: dict[str, Any] = {}
         container, self.agent_revoked = revocable_container(self.env.container)
+        agent_env = TaskEnvironment.attach(container)
 
         def target() -> None:
             try:
-                box["res"] = self.agent.run(container, self.spec.instruction, self.dir, deadline, self.spec.path)
+                box["res"] = self.agent.run(agent_env, self.spec.instruction, self.dir, deadline, self.spec.path)
             except BaseException as exc:  # noqa: BLE001 - reported as an agent error
                 box["exc"] = exc
                 box["tb"] = traceback.format_exc()

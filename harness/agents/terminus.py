@@ -40,9 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from docker.models.containers import Container
-
-from ablbench.agent_api import AgentResult, AgentStop
+from ablbench.agent_api import AgentResult, AgentStop, Environment
 from harness.llm_types import ChatResult, ContextOverflowError, LLMError, SamplingParams, ServerDiedError
 from harness.parser import ParsedAction, parse_action, strip_reasoning
 from harness.prompt import initial_messages
@@ -161,7 +159,7 @@ class TerminusAgent:
 
     # ------------------------------------------------------------------ public
     def run(
-        self, container: Container, instruction: str, logs_dir: Path, deadline: float,
+        self, env: Environment, instruction: str, logs_dir: Path, deadline: float,
         task_dir: Path | None = None,
     ) -> AgentResult:
         """Work on the task until done, out of turns, or past ``deadline`` (monotonic seconds)."""
@@ -172,7 +170,7 @@ class TerminusAgent:
         retries_before = getattr(self.client, "total_retries", None)
         try:
             terminal = self.terminal_cls(
-                container, observation_bytes=self.config.observation_bytes,
+                env, observation_bytes=self.config.observation_bytes,
                 history_limit=self.config.history_limit,
             )
             screen = terminal.start()
