@@ -118,6 +118,10 @@ class TrialResult(Record):
     procs_before_verifier: list[ProcessRecord] | None = None
     leftover_procs: int | None = None
     exception: ExceptionRecord | None = None
+    #: the agent's own error when the trial went on to score (a pass after an agent crash shows here)
+    agent_error: str | None = None
+    #: processes the kernel OOM-killed in the task container
+    oom_kills: int | None = None
 
     @model_validator(mode="after")
     def _finished_has_outcome(self) -> TrialResult:
