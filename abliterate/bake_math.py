@@ -87,19 +87,28 @@ def orthogonalize_rows(x: torch.Tensor, u: torch.Tensor, alpha: float, norm_pres
 
 
 @contextlib.contextmanager
-def math_threads() -> Iterator[int]:
-    """torch's thread count for a bake: ``ABLBENCH_TORCH_THREADS``, else the cores the two hash threads leave.
+def math_threads(hash_streams: int = 2) -> Iterator[int]:
+    """torch's thread count for a bake: ``ABLBENCH_TORCH_THREADS``, else the cores the hash threads leave.
 
-    On 2 cores that is 1: a second OpenMP thread would only spin against the hashes.
+    ``hash_streams`` is 2 when a source is hashed too, 1 when every source hash is known. On 2
+    cores that is 1 either way: a second OpenMP thread would only spin against the hashes.
     """
     before = torch.get_num_threads()
     env = os.environ.get("ABLBENCH_TORCH_THREADS", "")
-    n = int(env) if env.isdigit() and int(env) > 0 else max(1, (os.cpu_count() or 1) - 2)
+    n = int(env) if env.isdigit() and int(env) > 0 else max(1, _cores() - hash_streams)
     torch.set_num_threads(n)
     try:
         yield n
     finally:
         torch.set_num_threads(before)
+
+
+def _cores() -> int:
+    """CPUs this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 class Workspace:
