@@ -77,12 +77,12 @@ class StreamTiming:
 class StreamHash:
     """sha256 fed from a worker thread (hashlib releases the GIL), so hashing overlaps I/O and math."""
 
-    def __init__(self, timing: StreamTiming | None = None, lookahead: int = HASH_LOOKAHEAD) -> None:
+    def __init__(self, timing: StreamTiming | None = None, lookahead: int | None = None) -> None:
         self._h = hashlib.sha256()
         self._ex = ThreadPoolExecutor(1, thread_name_prefix="bake-sha256")
         self._pending: deque[tuple[Future, int]] = deque()
         self._pending_bytes = 0
-        self._max = lookahead
+        self._max = HASH_LOOKAHEAD if lookahead is None else lookahead
         self._timing = timing or StreamTiming()
 
     def _update(self, data, n: int) -> None:
