@@ -128,14 +128,18 @@ def decode(raw: memoryview, qtype: Q, n_rows: int, n: int, ws: Workspace | None 
 def encode(w: torch.Tensor, qtype: Q, ws: Workspace | None = None) -> tuple[memoryview, torch.Tensor]:
     """(stored bytes in a fresh buffer, the stored values as fp32) for fp32 ``w`` [n_rows, n].
 
-    The bytes go to the writer thread, so they never share memory with ``w`` or ``ws``.
+    The bytes go to the writer thread, so they never share memory with ``w`` or ``ws``'s compute
+    buffer (they are ``ws``'s pooled output buffers, reused only once the writer is done with them).
     """
+    if qtype in _TORCH and ws is not None:
+        low, data = ws.output(tuple(w.shape), _TORCH[qtype])
+        low.copy_(w)
+        return data, (w if qtype == Q.F32 else ws.get(tuple(w.shape), torch.float32).copy_(low))
     if qtype == Q.F32:
         return memoryview(w.clone().numpy()).cast("B"), w
     if qtype in _TORCH:
         low = w.to(_TORCH[qtype])
-        back = ws.get(tuple(w.shape), torch.float32).copy_(low) if ws is not None else low.to(torch.float32)
-        return memoryview(low.view(torch.uint8).numpy()).cast("B"), back
+        return memoryview(low.view(torch.uint8).numpy()).cast("B"), low.to(torch.float32)
     if qtype == Q.Q8_0:
         q = quantize(w.numpy(), qtype)
         return memoryview(q).cast("B"), torch.from_numpy(np.ascontiguousarray(dequantize(q, qtype), dtype=np.float32))

@@ -240,7 +240,7 @@ def _bake_child(src: Path, direction: Path, out: Path, home: Path, code: Path = 
     os.sync()  # each bake starts with no dirty pages of an earlier one
     load = os.getloadavg()[0]
     proc = subprocess.run([sys.executable, "-c", _CHILD, str(src), str(direction), str(out), str(code)],
-                          capture_output=True, text=True, env=env)
+                          capture_output=True, text=True, env=env, cwd=code)  # python -c puts the cwd first
     if proc.returncode:
         raise SystemExit(f"bake of {src} with the code in {code} failed:\n{proc.stderr[-3000:]}")
     shutil.rmtree(out.parent if out.suffix == ".gguf" else out)
@@ -322,7 +322,7 @@ def main() -> None:
         ap.error(f"--before {args.before} has no abliterate/bake.py; "
                  "fill it with: git archive main abliterate ablbench | tar -x -C DIR")
     before = args.before.resolve() if args.before is not None else None
-    root = Path(tempfile.mkdtemp(prefix="bench-bake-", dir=args.dir))
+    root = Path(tempfile.mkdtemp(prefix="bench-bake-", dir=args.dir)).resolve()
     try:
         src = root / "src"
         t = time.monotonic()

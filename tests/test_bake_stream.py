@@ -184,3 +184,21 @@ def test_torch_dequant_is_bit_identical_to_gguf_quants(qtype):
             got = decode(memoryview(np.ascontiguousarray(raw)).cast("B"), qtype, 64, 256, w)
             assert got.shape == (64, 256) and got.dtype == torch.float32
             assert np.array_equal(got.numpy().view(np.int32), want.view(np.int32))
+
+
+def test_output_buffers_are_reused_only_once_released():
+    """A pooled output buffer still referenced (queued for the writer or the hash) is never handed out again."""
+    ws = Workspace()
+    t1, mv1 = ws.output((16, 32), torch.bfloat16)
+    t1.fill_(1.0)
+    t2, mv2 = ws.output((16, 32), torch.bfloat16)  # mv1 is alive: a second buffer
+    assert mv2.obj is not mv1.obj
+    held = id(mv1.obj)
+    del t1, mv1
+    _, mv3 = ws.output((16, 32), torch.bfloat16)
+    assert id(mv3.obj) == held  # released: reused, no fresh pages
+    assert bytes(mv2) == bytes(t2.contiguous().view(torch.uint8).numpy())  # the bytes view is the tensor's
+    other = id(mv2.obj)
+    del t2, mv2
+    t4, mv4 = ws.output((8, 32), torch.float16)  # a smaller block of another dtype fits a released buffer
+    assert id(mv4.obj) == other and mv4.nbytes == 8 * 32 * 2 and t4.shape == (8, 32)
