@@ -14,7 +14,10 @@ Rules, in order:
    the caller reaches the next edit while the hashes of the bytes before it are still running. A
    hash thread's error is raised in the caller at its next wait (at the latest by ``finish``).
 4. Mapped source pages are dropped (``MADV_DONTNEED``) once their hashes are done: RSS stays at a
-   few chunks, not the file.
+   few chunks, not the file. Each range is announced (``MADV_WILLNEED``) when it is queued, so the
+   kernel reads it ahead of the hash, copy or math that needs it. The map is not marked
+   sequential: that would leave the source's pages unreferenced, first to be evicted, and the
+   next bake of the same source (a search, a control) would read them from disk again.
 5. The output goes to a temp file beside the destination, is fsynced and renamed at the end; an
    error or Ctrl-C leaves no temp file and no worker thread behind. ``finish_in(executor)`` runs
    that tail (the writer and hashes catching up, fsync, rename) on another thread, so the caller
@@ -283,8 +286,6 @@ class OutputStream:
             self._size = os.fstat(fin.fileno()).st_size
             self._fout = st.enter_context(open(self._tmp, "wb", buffering=0))
             self._mm = mmap.mmap(fin.fileno(), 0, access=mmap.ACCESS_READ) if self._size else None
-            if self._mm is not None and hasattr(mmap, "MADV_SEQUENTIAL"):
-                self._mm.madvise(mmap.MADV_SEQUENTIAL)
             self._src_hash = _KnownHash(self._src_sha) if self._src_sha else StreamHash(self.timing)
             self._out_hash = StreamHash(self.timing) if self._hash_output else None
             self._writer = _Writer(fin, self._fout, self.timing)
@@ -316,6 +317,8 @@ class OutputStream:
         while start < end:
             k = min(COPY_CHUNK, end - start)
             view = self._view(start, k)
+            if not edit:
+                self._prefetch(start, k)
             fut = self._src_hash.update(view, wait=not edit)
             if not edit:
                 self._release.add(start, k, [fut])
@@ -340,6 +343,7 @@ class OutputStream:
         while start < end:
             k = min(COPY_CHUNK, end - start)
             view = self._view(start, k)
+            self._prefetch(start, k)
             futs = [self._src_hash.update(view)]
             if self._out_hash is not None:
                 futs.append(self._out_hash.update(view))
@@ -364,7 +368,8 @@ class OutputStream:
         return view
 
     def _prefetch(self, start: int, n: int) -> None:
-        """Start reading an edited range ahead of the math (with a known source hash nothing else reads it)."""
+        """Have the kernel start reading a range ahead of its readers (an edit's: with a known source hash
+        nothing else reads it before the math)."""
         a = start - start % mmap.PAGESIZE
         with contextlib.suppress(OSError, ValueError):
             self._mm.madvise(mmap.MADV_WILLNEED, a, start + n - a)

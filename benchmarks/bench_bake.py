@@ -277,7 +277,8 @@ def _report(label: str, child: dict, total: int, copy_s: float, largest: int | N
           f"writer busy {t['write_s']:.2f} s ({t['copied_bytes'] / GB:.2f} GiB kernel-copied, "
           f"{t['computed_bytes'] / GB:.2f} GiB computed), fsync {t['fsync_s']:.2f} s{waits}")
     peak = child["peak_rss_kb"] * 1024
-    extra = f" = {peak / largest:.2f}x largest shard" if largest else ""
+    extra = (f" = {peak / largest:.2f}x largest shard (goal <= 2x largest shard + 1 GiB: "
+             f"{'met' if peak <= 2 * largest + GB else 'MISSED'})") if largest else ""
     print(f"[{label}]   peak RSS {peak / GB:.2f} GiB{extra} (~0.25 GiB of it is torch)")
     return {"label": label, "ratio": ratio, **child}
 
