@@ -17,11 +17,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from ablbench.atomic import write_json_atomic as write_json_atomic  # re-exported: one writer, in ablbench.atomic
+from ablbench.atomic import write_text_atomic
 from ablbench.errors import AblbenchError
 
 SUMMARY_COLUMNS = (
@@ -56,28 +56,6 @@ GRADED_FAILURES = frozenset({"failed", "agent_timeout", "context_exceeded", "par
 RESULT_FILE = "result.json"
 SUMMARY_FILE = "master_summary.csv"
 RUN_FILE = "run.json"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON, atomically."""
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-
 
 def trial_dir(out_dir: Path, task: str, attempt: int) -> Path:
     """The folder of one trial."""

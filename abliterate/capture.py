@@ -36,7 +36,6 @@ class CaptureOptions:
     no_save_activations: bool = False  # keep only the means
     quiet: bool = False
 
-BUCKETS = ("refuse", "comply")
 MEANS_FILE = "means.safetensors"
 META_FILE = "meta.json"
 

@@ -27,11 +27,11 @@ from collections.abc import Callable
 import numpy as np
 
 from abliterate.errors import AbliterationError
+from abliterate.evaluate.markers import is_refusal
+from abliterate.evaluate.refusal_stats import wilson
 from abliterate.infer import ablated, generate, kl_rows, next_token_logprobs
-from abliterate.markers import is_refusal
 from abliterate.model import LoadedModel
 from abliterate.progress import progress_bar
-from abliterate.refusal_stats import wilson
 
 
 def _marker_rate(texts: list[str]) -> tuple[float, list[float]]:

@@ -72,7 +72,7 @@ def random_orthogonal(reference, seed: int) -> np.ndarray:
 
 def reference_edit(run: Path) -> dict:
     """The reference edit of a run (rule 1): ``{"direction": unit float64 vector, "bake": bake kwargs, "source"}``."""
-    from abliterate.bake_direction import load_direction
+    from abliterate.bake.direction import load_direction
 
     run = Path(run)
     report_path = run / REFERENCE_BAKE
@@ -87,7 +87,7 @@ def reference_edit(run: Path) -> dict:
               "norm_preserve": rep["norm_preserve"], "postnorm_correction": rep["postnorm_correction"]["mode"],
               **{c: p for c, p in rep["profiles"].items()}}
         return {"direction": vec, "bake": kw, "source": str(report_path), "sha256": d.get("unit_vector_sha256")}
-    from abliterate.search import CHOSEN_FILE, SEARCH_DIR, bake_kwargs, read_chosen
+    from abliterate.search.run import CHOSEN_FILE, SEARCH_DIR, bake_kwargs, read_chosen
 
     if (run / SEARCH_DIR / CHOSEN_FILE).is_file():
         chosen = read_chosen(run)
@@ -102,8 +102,8 @@ def bake_control(options: ControlOptions) -> dict:
     """Bake the control edit of ``options.run`` into ``options.out``; returns its abliteration.json content."""
     import torch
 
-    from abliterate.bake import REPORT_NAME, bake
-    from abliterate.bake_direction import load_direction
+    from abliterate.bake.direction import load_direction
+    from abliterate.bake.run import REPORT_NAME, bake
 
     model, run, out, seed, direction, layer = (options.model, options.run, options.out, options.seed,
                                                options.direction, options.layer)
@@ -140,10 +140,10 @@ def bake_control(options: ControlOptions) -> dict:
 def bake_target(model: Path, out: Path, tag: str) -> Path:
     """Where a bake of ``model`` goes: ``out`` itself (a folder, or a ``.gguf`` file), or for a GGUF
     model and a folder ``out``, ``out/<stem>.<tag>.gguf`` (the bake puts abliteration.json beside it)."""
-    from abliterate.model import is_gguf
+    from abliterate.model import has_gguf_suffix
 
     out = Path(out)
-    if is_gguf(model) and out.suffix.lower() != ".gguf":
+    if has_gguf_suffix(model) and out.suffix.lower() != ".gguf":
         return out / f"{Path(model).stem}.{tag}.gguf"
     return out
 
@@ -153,9 +153,9 @@ def _report_dir(target: Path) -> Path:
 
 
 def _gguf_kw(model: Path, gguf_type: str) -> dict:
-    from abliterate.model import is_gguf
+    from abliterate.model import has_gguf_suffix
 
-    return {"gguf_type": gguf_type} if is_gguf(model) else {}
+    return {"gguf_type": gguf_type} if has_gguf_suffix(model) else {}
 
 
 def bake_run(options: BakeRunOptions) -> dict:
@@ -163,7 +163,7 @@ def bake_run(options: BakeRunOptions) -> dict:
     e.g. its GGUF, so every arm of a benchmark carries the same edit; returns abliteration.json."""
     import torch
 
-    from abliterate.bake import REPORT_NAME, bake
+    from abliterate.bake.run import REPORT_NAME, bake
 
     model = options.model
     ref = reference_edit(options.run)

@@ -28,12 +28,12 @@ from abliterate.capture import capture_records
 from abliterate.contrast import make_records, read_contrast
 from abliterate.directions import blend, compute_directions, load_directions, unit_rows
 from abliterate.errors import AbliterationError
+from abliterate.evaluate.markers import is_refusal
+from abliterate.evaluate.refusal_stats import rate_with_ci
 from abliterate.fsio import atomic_path, write_json, write_text
 from abliterate.infer import generate
-from abliterate.markers import is_refusal
 from abliterate.model import LoadedModel
 from abliterate.prompts import NEUTRAL_SYSTEM_PROMPT, neutral_prompts
-from abliterate.refusal_stats import rate_with_ci
 
 
 @dataclass(frozen=True)

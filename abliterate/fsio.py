@@ -1,47 +1,26 @@
-"""Atomic file writing (temp file in the same folder + ``os.replace``) and small readers."""
+"""The abliteration steps' file helpers: the atomic writers of :mod:`ablbench.atomic` (JSON keeps
+non-ASCII characters), JSON lines, and a file's sha256."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
-import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import jsonlines
 
+from ablbench.atomic import atomic_path as atomic_path  # re-exported for the steps
+from ablbench.atomic import write_json_atomic, write_text_atomic
 from abliterate.errors import AbliterationError
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temp path next to ``path``; on success it replaces ``path`` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide the file from servers in containers
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def write_text(path: Path, text: str) -> None:
     """Write text atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    write_text_atomic(path, text)
 
 
 def write_json(path: Path, obj) -> None:
-    """Write pretty JSON atomically."""
-    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+    """Write pretty JSON atomically (non-ASCII characters kept as they are)."""
+    write_json_atomic(path, obj, ensure_ascii=False)
 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:

@@ -97,7 +97,7 @@ def ablated(lm: LoadedModel, direction) -> Iterator[None]:
     """Project ``direction`` out of everything written into the residual stream.
 
     This is inference-time directional ablation, equal to baking the direction out of every writer
-    (abliterate.bake): the embedding's output, each attention and MLP output (in sandwich-norm
+    (abliterate.bake.run): the embedding's output, each attention and MLP output (in sandwich-norm
     blocks, each post-norm's output) and each decoder layer's output are projected, so no
     layer, norm or LM head ever reads a component along the direction (also between a block's
     attention and its MLP).

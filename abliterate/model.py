@@ -59,7 +59,7 @@ class LoadedModel:
         return "<think>" in (self.tokenizer.chat_template or "")
 
 
-def is_gguf(path: Path) -> bool:
+def has_gguf_suffix(path: Path) -> bool:
     """True for a ``.gguf`` file path (a model transformers reads through ``gguf_file=``)."""
     return Path(path).suffix.lower() == ".gguf"
 
@@ -74,7 +74,7 @@ def _gguf_args(path: Path) -> tuple[Path, dict]:
 
 def read_config(path: Path) -> dict:
     """The config of an HF folder (its config.json) or of a GGUF file (as transformers maps it)."""
-    if is_gguf(path):
+    if has_gguf_suffix(path):
         from transformers import AutoConfig
 
         folder, kw = _gguf_args(path)
@@ -152,7 +152,7 @@ def load_tokenizer(path: Path):
     """The tokenizer of an HF folder; a missing chat template is an error."""
     from transformers import AutoTokenizer
 
-    if is_gguf(path):
+    if has_gguf_suffix(path):
         folder, kw = _gguf_args(path)
         tok = AutoTokenizer.from_pretrained(folder, **kw)
     else:
@@ -210,7 +210,7 @@ def load_model(
     cls = getattr(transformers, arch, None) if arch else None
     if cls is None:
         cls = transformers.AutoModelForCausalLM
-    where, kw = _gguf_args(path) if is_gguf(path) else (path, {})
+    where, kw = _gguf_args(path) if has_gguf_suffix(path) else (path, {})
     try:
         model = cls.from_pretrained(where, dtype=dt, **kw)
     except (OSError, ValueError) as exc:

@@ -13,7 +13,7 @@ Run folder::
     notes/         <step>.log, state.json
 
 "choose" picks one layer and bakes at full strength; "search" (``search=True``; by default on
-only with a GPU, it is slow on a CPU) replaces it with the Optuna search of abliterate/search.py
+only with a GPU, it is slow on a CPU) replaces it with the Optuna search of abliterate/search/run.py
 and bakes the chosen trial's per-component profile.
 
 A step is skipped when ``notes/state.json`` records it as finished with the same key (a hash of
@@ -32,7 +32,7 @@ from pathlib import Path
 
 from abliterate.contrast import COMPLY_FILE, REFUSE_FILE, MessageBuilder, build_contrast, make_records, select
 from abliterate.errors import AbliterationError
-from abliterate.fsio import file_sha256, read_jsonl, write_json
+from abliterate.fsio import file_sha256, write_json
 from abliterate.progress import console, warnings_to_file
 from abliterate.prompts import SMOKE_PROMPT, PromptItem
 
@@ -148,7 +148,7 @@ def run_pipeline(
     ``format_check`` tells whether a reply is a valid agent action (the search's format-damage
     objective; the CLI passes the harness's parser).
     """
-    from abliterate.model import check_supported, is_gguf, load_model, load_tokenizer
+    from abliterate.model import check_supported, has_gguf_suffix, load_model, load_tokenizer
 
     opts = options or PipelineOptions()
     model, out = Path(model), Path(out)
@@ -275,7 +275,7 @@ def run_pipeline(
 
     # 5. bake (a GGUF model is baked into a GGUF file inside abliterated_model/)
     edited_dir = out / "abliterated_model"
-    edited = edited_dir / f"{model.stem}.abliterated.gguf" if is_gguf(model) else edited_dir
+    edited = edited_dir / f"{model.stem}.abliterated.gguf" if has_gguf_suffix(model) else edited_dir
     searched = "profiles" in choice
     bake_key = _hash([choose_key, file_sha256(vectors / "refusal_dir.pt"), model_fingerprint(model),
                       list(opts.components), opts.weight, opts.norm_preserve, choice.get("profiles")])
@@ -283,7 +283,7 @@ def run_pipeline(
     def do_bake(log: StepLog) -> None:
         fn = bake_fn
         if fn is None:
-            from abliterate.bake import bake as fn
+            from abliterate.bake.run import bake as fn
         if edited_dir.exists():
             shutil.rmtree(edited_dir)  # our own output folder from an earlier, different run
         kw = {"components": tuple(opts.components)}
@@ -294,7 +294,7 @@ def run_pipeline(
         n_edit = len(report.get("edited", [])) if isinstance(report, dict) else "?"
         log(f"baked {n_edit} tensor(s) into {edited}")
 
-    bake_outputs = [str(edited.relative_to(out)) if is_gguf(model) else "abliterated_model/config.json"]
+    bake_outputs = [str(edited.relative_to(out)) if has_gguf_suffix(model) else "abliterated_model/config.json"]
     step("bake", bake_key, ["abliterated_model/abliteration.json", *bake_outputs], do_bake)
     summary["edited_model"] = str(edited)
 
@@ -304,7 +304,7 @@ def run_pipeline(
     eval_key = _hash([bake_key, opts.eval_tokens, opts.eval_limit, edited_id, opts.judge, opts.rd])
 
     def do_evaluate(log: StepLog) -> None:
-        from abliterate.evaluate import evaluate
+        from abliterate.evaluate.run import evaluate
 
         er, ec = select(refuse, "eval") or refuse, select(comply, "eval") or comply
         eb = benign_records(tok)
@@ -313,7 +313,7 @@ def run_pipeline(
         smoke = smoke_records(tok, refuse_messages, comply_messages)
         judge = None
         if opts.judge:
-            from abliterate.judge import Judge
+            from abliterate.evaluate.judge import Judge
 
             judge = Judge(*opts.judge)
         rep = evaluate(model, edited, refuse=er, comply=ec, smoke=smoke, max_new_tokens=opts.eval_tokens,
@@ -351,7 +351,7 @@ def search_step(model: Path, out: Path, lm_factory: Callable, opts: PipelineOpti
     """Run the search and write what the later steps read: vectors/refusal_dir.pt and reports/choice.json."""
     import shutil as _shutil
 
-    from abliterate.search import SearchOptions, run_search
+    from abliterate.search.run import SearchOptions, run_search
 
     sopts = SearchOptions(trials=opts.search_trials, seed=opts.seed, prompts=opts.search_prompts,
                           gen_tokens=opts.search_gen_tokens, format_tokens=opts.search_format_tokens,
@@ -440,8 +440,3 @@ def choose_step(lm_factory: Callable, acts: Path, vectors: Path, reports: Path, 
     plot_layers(vectors / PLOT_FILE, rows, chosen=float(report["chosen_layer"]))
     write_json(reports / "choice.json", report)
     return report
-
-
-def read_records(out: Path) -> tuple[list[dict], list[dict]]:
-    """The contrast records of a run folder."""
-    return read_jsonl(Path(out) / REFUSE_FILE), read_jsonl(Path(out) / COMPLY_FILE)

@@ -141,11 +141,6 @@ def builtin_prompts() -> list[PromptItem]:
     return items
 
 
-def builtin_categories() -> list[str]:
-    """Names of the built-in categories."""
-    return list(_BUILTIN)
-
-
 # --- user prompt files ---------------------------------------------------------------------
 
 _REFUSE_LABELS = {"refuse", "refusal", "harmful", "unsafe", "1", "true", "yes", "positive"}

@@ -22,8 +22,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from abliterate.bake_keys import POSTNORM_AFTER, POSTNORM_FAMILIES
-from abliterate.bake_profile import COMPONENTS, FLAT, StrengthProfile, coerce_profile
+from abliterate.bake.keys import POSTNORM_AFTER, POSTNORM_FAMILIES
+from abliterate.bake.profile import COMPONENTS, FLAT, StrengthProfile, coerce_profile
 from abliterate.errors import AbliterationError
 from abliterate.model import LoadedModel
 

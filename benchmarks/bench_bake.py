@@ -5,7 +5,7 @@ tensor bytes: as a sharded safetensors folder and as one BF16 GGUF file. Each ba
 fresh interpreter (its own wall time, CPU time and peak RSS):
 
 - safetensors, plain folder: sha256 of every source and output byte, in the copy pass; then the
-  same bake again, whose source sha256 comes from abliterate.hash_cache (only the output is hashed);
+  same bake again, whose source sha256 comes from abliterate.bake.hashes (only the output is hashed);
 - safetensors, Hugging Face cache layout: source hashes are the blob names, only the output is hashed;
 - GGUF (BF16 writers stay BF16): the same two runs;
 - GGUF Q8_0 (smaller, ``--q8-gb``): quantized writers are dequantized (written as F16).
@@ -163,7 +163,10 @@ _CHILD = """
 import sys, json, math, time, resource
 from pathlib import Path
 import abliterate
-from abliterate.bake import bake
+try:
+    from abliterate.bake.run import bake
+except ImportError:  # a --before tree from before the bake/ subpackage
+    from abliterate.bake import bake
 assert abliterate.__file__.startswith(sys.argv[4]), (abliterate.__file__, sys.argv[4])
 ru0 = resource.getrusage(resource.RUSAGE_SELF)
 t = time.monotonic()

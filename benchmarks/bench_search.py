@@ -60,7 +60,7 @@ def build_run(model: Path, root: Path, batch_size: int):
 def time_trials(model: Path, run: Path, lm, *, trials: int, prompts: int, gen: int, fmt: int, bs: int,
                 tag: str) -> float:
     """Seconds per trial (mean over the trials, base measurement excluded)."""
-    from abliterate.search import SearchOptions, run_search
+    from abliterate.search.run import SearchOptions, run_search
     from harness.commands._abliterate_search import agent_format_ok
 
     times: list[float] = []
@@ -91,7 +91,7 @@ def main() -> None:
         from harness.embedded_model import materialize
 
         args.model = materialize()
-    from abliterate.search import DEMO_SEARCH
+    from abliterate.search.run import DEMO_SEARCH
 
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp)

@@ -15,7 +15,7 @@ Rules, in order:
    when present, else a parse error is read from the feedback text and a turn without tool calls
    that does not mark the task complete is ``no_cmd``).
 4. ``refusal_turns``: turns whose visible reply (reasoning blocks removed) contains a marker of
-   :data:`abliterate.markers.REFUSAL_MARKERS` (one list for the whole project). They are keyword
+   :data:`abliterate.evaluate.markers.REFUSAL_MARKERS` (one list for the whole project). They are keyword
    matches: :func:`refusal_turns` returns each hit with an excerpt so a person can check them.
 5. ``commands``: commands executed (keystroke batches sent to the terminal);
    ``distinct_commands``: distinct keystroke strings among them (surrounding whitespace ignored).
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ablbench.atif import read_trace_records
-from abliterate.markers import matched_markers, normalize
+from abliterate.evaluate.markers import matched_markers, normalize
 from harness.parser import strip_reasoning
 
 #: the keys of :func:`metrics_from_trace` / :func:`metrics_from_atif`, in report order

@@ -27,7 +27,6 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
-LABEL_PREFIX = "ablbench"
 #: capabilities of docker's default set that no task needs
 DROPPED_CAPS = ["NET_RAW", "MKNOD", "AUDIT_WRITE", "SETFCAP"]
 

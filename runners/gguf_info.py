@@ -39,7 +39,7 @@ class GGUFFacts:
     abliteration: dict[str, Any] = field(default_factory=dict)
 
 
-def is_gguf(path: Path) -> bool:
+def has_gguf_magic(path: Path) -> bool:
     """True when ``path`` is a file starting with the GGUF magic."""
     try:
         with open(path, "rb") as fh:
@@ -55,7 +55,7 @@ def read_facts(path: Path) -> GGUFFacts:
         raise GGUFError(f"{path} is a folder (a Hugging Face model?), not a GGUF file")
     if not path.is_file():
         raise GGUFError(f"{path} does not exist: pass a .gguf file")
-    if not is_gguf(path):
+    if not has_gguf_magic(path):
         raise GGUFError(f"{path} is not a GGUF file (no GGUF magic in its first bytes)")
     from gguf import GGUFReader
 

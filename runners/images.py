@@ -20,24 +20,19 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import docker
 import docker.errors
 from filelock import FileLock
 
 from ablbench.task_spec import TaskSpec
-
-if TYPE_CHECKING:
-    from runners.runtime_image import AgentRuntime
+from runners.image_errors import ImageError
+from runners.keyed_locks import KeyedLocks
+from runners.runtime_image import AgentRuntime
 
 Log = Callable[[str], None]
 TAG_REPO = "ablbench-task"
 _FROM = re.compile(r"^(\s*FROM\s+)((?:--\S+\s+)*)(\S+)(.*)$", re.IGNORECASE)
-
-
-class ImageError(RuntimeError):
-    """The task's image could not be found, pulled or built (an infrastructure error)."""
 
 
 def parse_image_map(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
@@ -96,17 +91,13 @@ class ImageResolver:
     def __init__(self, client: docker.DockerClient, options: ImageOptions | None = None) -> None:
         self.client = client
         self.options = options or ImageOptions()
-        self._locks: dict[str, threading.Lock] = {}
+        self._lock_for = KeyedLocks()
         self._guard = threading.Lock()
         self._warned: set[str] = set()
         self._pull_failed: set[str] = set()
         self._runtime: AgentRuntime | None = None
 
     # -- small helpers -------------------------------------------------------------------
-    def _lock_for(self, key: str) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(key, threading.Lock())
-
     def exists(self, ref: str) -> bool:
         """True when ``ref`` is present in the local engine."""
         try:
@@ -178,8 +169,6 @@ class ImageResolver:
 
     def runtime(self) -> AgentRuntime:
         """The agent-runtime bootstrap shared by every trial of this resolver."""
-        from runners.runtime_image import AgentRuntime  # here: that module imports this one
-
         with self._guard:
             if self._runtime is None:
                 self._runtime = AgentRuntime(self.client, tools=self.options.runtime_tools)

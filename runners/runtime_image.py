@@ -20,7 +20,8 @@ Rules, in order:
    missing and the fix (add tmux to the task's Dockerfile, or ``--base-image-map`` its image
    to one that has it). The trial records it as an ``infra_error``. A failed build is not
    retried by later trials of the same run (they fail at once with the same message).
-5. ``check`` says the same without building anything (``ablbench tasks check --images``):
+5. ``check`` says the same without building anything (``ablbench tasks check --images``,
+   :mod:`runners.task_readiness`):
    ready, needs bootstrap, cannot run, or unknown (image not present locally and its name
    says nothing about its package manager).
 """
@@ -33,10 +34,9 @@ import io
 import json
 import re
 import secrets
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -45,8 +45,8 @@ import docker.errors
 from filelock import FileLock
 
 from ablbench.paths import cache_dir
-from ablbench.task_spec import TaskSpec
-from runners.images import ImageError, ImageResolver
+from runners.image_errors import ImageError
+from runners.keyed_locks import KeyedLocks
 
 Log = Callable[[str], None]
 #: bump when the Dockerfile recipe below changes: every derived image is rebuilt
@@ -144,14 +144,9 @@ class AgentRuntime:
         self.install_timeout_s = install_timeout_s
         self._probes: dict[str, Probe] = {}
         self._failed: dict[str, str] = {}  # tag -> the error of its failed build (this run)
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
+        self._lock_for = KeyedLocks()
 
     # -- probing -------------------------------------------------------------------------
-    def _lock_for(self, key: str) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(key, threading.Lock())
-
     def image_id(self, ref: str) -> str:
         """The local image id of ``ref`` (ImageError when absent)."""
         try:
@@ -330,14 +325,14 @@ _APT = re.compile(
     r"(^|/)(debian|ubuntu|python|node|golang|rust|openjdk|eclipse-temurin|buildpack-deps|gcc|r-base|perl|ruby|php|"
     r"nvidia/cuda|pytorch/pytorch|continuumio/miniconda3|rocker/|kalilinux/)|bookworm|bullseye|buster|jammy|noble|focal"
 )
-_INSTALLS_TMUX = re.compile(r"^\s*RUN\b.*\b(apt-get|apt|apk|dnf|microdnf|yum)\b.*\btmux\b", re.IGNORECASE | re.MULTILINE)
+INSTALLS_TMUX = re.compile(r"^\s*RUN\b.*\b(apt-get|apt|apk|dnf|microdnf|yum)\b.*\btmux\b", re.IGNORECASE | re.MULTILINE)
 
 
 def infer_from_name(ref: str, dockerfile_text: str | None = None) -> Readiness:
     """Rule 5 for an image that is not present locally: judged by its name (and the Dockerfile
     that builds it, when it installs tmux itself)."""
     name = ref.lower()
-    if dockerfile_text and _INSTALLS_TMUX.search(dockerfile_text):
+    if dockerfile_text and INSTALLS_TMUX.search(dockerfile_text):
         return Readiness("ready", "its Dockerfile installs tmux")
     if _NONE.search(name):
         return Readiness("cannot run", f"{ref} has no package manager (scratch/distroless/busybox)")
@@ -348,17 +343,6 @@ def infer_from_name(ref: str, dockerfile_text: str | None = None) -> Readiness:
     if _APT.search(name):
         return Readiness("needs bootstrap", f"{ref} is Debian/Ubuntu-based: apt-get (inferred from the name)")
     return Readiness("unknown", f"{ref} is not present locally; pull it (or --base-image-map it) to check")
-
-
-@dataclass
-class TaskReadiness:
-    """One row of ``ablbench tasks check --images``."""
-
-    task: str
-    image: str
-    status: Status
-    detail: str
-    notes: list[str] = field(default_factory=list)
 
 
 _FROM_RE = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?", re.IGNORECASE | re.MULTILINE)
@@ -374,39 +358,3 @@ def final_base(dockerfile_text: str) -> str | None:
             stages[alias.lower()] = base
         last = base
     return last
-
-
-def check_task(spec: TaskSpec, resolver: ImageResolver, runtime: AgentRuntime) -> TaskReadiness:
-    """Rule 5 for one task: which image it would run in and whether the runtime can be provided
-    there; nothing is pulled or built (``--base-image-map`` and ``--offline`` are applied)."""
-    opts = resolver.options
-    notes: list[str] = []
-
-    def local(ref: str, why: str = "") -> TaskReadiness:
-        r = runtime.readiness(ref)
-        return TaskReadiness(spec.name, ref, r.status, r.detail + why, notes)
-
-    if spec.docker_image:
-        ref = opts.base_image_map.get(spec.docker_image, spec.docker_image)
-        if resolver.exists(ref):
-            return local(ref)
-        if spec.dockerfile is None:
-            if opts.offline and opts.fallback_image and resolver.exists(opts.fallback_image):
-                return local(opts.fallback_image, f" (offline: {ref} is absent, the fallback is used)")
-            r = infer_from_name(ref)
-            return TaskReadiness(spec.name, ref, r.status, r.detail, notes)
-        notes.append(f"prebuilt {ref} absent: judged by its Dockerfile")
-    if spec.dockerfile is None:
-        return TaskReadiness(spec.name, "-", "cannot run", "neither a docker_image nor a Dockerfile", notes)
-    text = resolver.rewrite_dockerfile(spec.dockerfile.read_text(encoding="utf-8"), lambda _m: None)
-    tag = resolver.build_tag(spec, text)
-    if resolver.exists(tag):
-        return local(tag)
-    base = final_base(text) or "?"
-    if _INSTALLS_TMUX.search(text):
-        return TaskReadiness(spec.name, f"build FROM {base}", "ready", "its Dockerfile installs tmux", notes)
-    if base.lower() != "scratch" and resolver.exists(base):
-        r = runtime.readiness(base)
-        return TaskReadiness(spec.name, f"build FROM {base}", r.status, r.detail, notes)
-    r = infer_from_name(base, text)
-    return TaskReadiness(spec.name, f"build FROM {base}", r.status, r.detail, notes)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from tiny_runs import build_tiny_run
 from typer.testing import CliRunner
 
-from abliterate.bake import bake
+from abliterate.bake.run import bake
 from abliterate.control import random_orthogonal
 from abliterate.directions import blend, load_directions
 from harness.cli import app

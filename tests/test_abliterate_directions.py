@@ -23,7 +23,7 @@ from abliterate.directions import (
     write_directions,
 )
 from abliterate.errors import AbliterationError
-from abliterate.markers import is_refusal, refusal_rate
+from abliterate.evaluate.markers import is_refusal, refusal_rate
 
 
 def fake_capture(folder, n=40, layers=5, d=16, signal_layers=(2, 3), seed=0):

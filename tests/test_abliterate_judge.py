@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from abliterate.judge import Judge, agreement, judged_rates, load_labelled
-from abliterate.judge_prompt import JUDGE_PROMPT_VERSION, LABELS, judge_messages, parse_label
-from abliterate.refusal_stats import cohens_kappa, rate_with_ci, wilson
+from abliterate.evaluate.judge import Judge, agreement, judged_rates, load_labelled
+from abliterate.evaluate.judge_prompt import JUDGE_PROMPT_VERSION, LABELS, judge_messages, parse_label
+from abliterate.evaluate.refusal_stats import cohens_kappa, rate_with_ci, wilson
 
 
 def brute_kappa(a: list[str], b: list[str]) -> float:

@@ -21,12 +21,12 @@ import torch
 from tiny_models import build_tiny
 from tiny_runs import build_tiny_run
 
-from abliterate.bake import bake
+from abliterate.bake.run import bake
 from abliterate.model import load_model
-from abliterate.search import SearchOptions, bake_kwargs, run_search
-from abliterate.search_front import choose_trial, dominates
-from abliterate.search_space import from_params
-from abliterate.search_study import STUDY_FILE, completed, pareto_trials, run_study
+from abliterate.search.front import choose_trial, dominates
+from abliterate.search.run import SearchOptions, bake_kwargs, run_search
+from abliterate.search.space import from_params
+from abliterate.search.study import STUDY_FILE, completed, pareto_trials, run_study
 from abliterate.writer_hooks import ablated_writers
 
 ABLBENCH = str(Path(sys.executable).parent / "ablbench")

@@ -20,7 +20,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tiny_models import build_tiny  # tests/ is on sys.path (rootdir conftest)
 
-from abliterate.bake import bake
+from abliterate.bake.run import bake
 
 PRE_NORM = ["llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "qwen3_next", "qwen3_5", "gpt_oss"]
 FAMILIES = [*PRE_NORM, "gemma2", "gemma3"]

@@ -23,8 +23,8 @@ from conftest import missing
 from tiny_gguf import hf_to_gguf
 from tiny_models import build_tiny
 
-from abliterate.bake import bake
-from abliterate.bake_errors import BakeError
+from abliterate.bake.errors import BakeError
+from abliterate.bake.run import bake
 
 Q = gguf.GGMLQuantizationType
 WRITER_RE = re.compile(r"^(?:token_embd|blk\.\d+\.(?:attn_output|ffn_down))\.weight$")
@@ -281,7 +281,7 @@ def test_llamacpp_logits_of_the_baked_file_equal_hooked_ablation(tiny, family):
 
 def test_header_rewrite_is_byte_exact_without_changes(tiny, tmp_path):
     """With no new keys and no type changes, the rebuilt header equals the source's byte for byte."""
-    from abliterate.bake_gguf import _header, _read_source
+    from abliterate.bake.gguf.writer import _header, _read_source
 
     src = _read_source(tiny("llama")[0])
     header = _header(src, tmp_path / "x.gguf", [(t, t.qtype, t.nbytes) for t in src.tensors], [])

@@ -13,10 +13,10 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 from gguf.quants import dequantize, quantize
 from safetensors.torch import load_file, save_file
 
-import abliterate.bake_stream as bs
-from abliterate.bake_gguf_codec import TORCH_DEQUANT, decode
-from abliterate.bake_io import read_header, rewrite_shard, rewrite_shards
-from abliterate.bake_math import EditStats, Workspace, make_editor
+import abliterate.bake.stream as bs
+from abliterate.bake.gguf.codec import TORCH_DEQUANT, decode
+from abliterate.bake.io import read_header, rewrite_shard, rewrite_shards
+from abliterate.bake.math import EditStats, Workspace, make_editor
 
 D = 64
 

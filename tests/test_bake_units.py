@@ -12,10 +12,10 @@ import typer
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
-from abliterate.bake import bake
-from abliterate.bake_direction import load_direction
-from abliterate.bake_errors import BakeError
-from abliterate.bake_profile import StrengthProfile, parse_profile_specs
+from abliterate.bake.direction import load_direction
+from abliterate.bake.errors import BakeError
+from abliterate.bake.profile import StrengthProfile, parse_profile_specs
+from abliterate.bake.run import bake
 from harness.commands._bake_cmd import bake_command
 
 D, INNER, LAYERS = 8, 12, 4
@@ -221,7 +221,7 @@ def test_fused_expert_layout_comes_from_the_model_type(tmp_path, model_type, sha
 
 def test_failed_bake_leaves_no_output(tmp_path, monkeypatch):
     """The whole output folder is staged and renamed at the end: a failure leaves nothing behind."""
-    import abliterate.bake as bake_mod
+    import abliterate.bake.run as bake_mod
 
     src = _checkpoint(tmp_path / "src")
     (src / "extra.txt").write_text("side file")
@@ -271,7 +271,7 @@ def test_interrupt_mid_shard_cleans_up_threads_and_files(tmp_path, monkeypatch):
     """Ctrl-C inside an edit: no staging folder, no temp shard, no worker thread left running."""
     import threading
 
-    import abliterate.bake as bake_mod
+    import abliterate.bake.run as bake_mod
 
     src = _checkpoint(tmp_path / "src")
     real = bake_mod.make_editor

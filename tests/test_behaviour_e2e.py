@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from ablbench.paths import BUNDLED_TASKS
 from ablbench.results import BEHAVIOUR_COLUMNS
-from abliterate.markers import is_refusal
+from abliterate.evaluate.markers import is_refusal
 from harness.cli import app
 from harness.parser import strip_reasoning
 

@@ -208,7 +208,7 @@ def test_summary_row_appends_behaviour_columns_after_the_old_ones():
 
 def test_markers_come_from_the_one_list():
     import harness.trial_behaviour as tb
-    from abliterate import markers
+    from abliterate.evaluate import markers
 
     assert tb.matched_markers is markers.matched_markers
     assert Path(markers.__file__).name == "markers.py"
@@ -219,7 +219,7 @@ def test_metric_extraction_stays_light():
     import subprocess
     import sys
 
-    code = ("import sys, harness.trial_behaviour, abliterate.markers; "
+    code = ("import sys, harness.trial_behaviour, abliterate.evaluate.markers; "
             "print(sorted({'torch', 'numpy', 'scipy', 'transformers'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          cwd=Path(__file__).parent.parent)

@@ -46,3 +46,14 @@ def test_abliterate_importing_runners_breaks_the_contract(tmp_path: Path) -> Non
     out = _lint(tmp_path)
     assert out.returncode != 0
     assert "abliterate.errors -> runners.tmux_keys" in out.stdout
+
+
+def test_one_error_root() -> None:
+    """Every user-facing error, abliterate's included, is an AblbenchError."""
+    from ablbench.errors import AblbenchError
+    from abliterate.bake.errors import BakeError
+    from abliterate.errors import AbliterationError
+    from runners.terminal import TerminalError
+
+    for cls in (AbliterationError, BakeError, TerminalError):
+        assert issubclass(cls, AblbenchError), cls

@@ -14,18 +14,19 @@ from typer.models import ArgumentInfo, OptionInfo
 from typer.testing import CliRunner
 
 from ablbench.errors import AblbenchError
-from abliterate.bake import BakeOptions
+from abliterate.bake.run import BakeOptions
 from abliterate.capture import CaptureOptions
 from abliterate.contrast import ContrastOptions
 from abliterate.control import BakeRunOptions, ControlOptions
 from abliterate.direction_report import DirectionReportOptions
 from abliterate.directions import DirectionsOptions
-from abliterate.evaluate import EvaluationOptions
-from abliterate.judge import JudgeCheckOptions
+from abliterate.evaluate.judge import JudgeCheckOptions
+from abliterate.evaluate.run import EvaluationOptions
 from abliterate.pipeline import PipelineOptions
-from abliterate.search import DEMO_SEARCH, SearchOptions
+from abliterate.search.run import DEMO_SEARCH, SearchOptions
 from harness.analysis import AnalyzeOptions, analyze, load_run
 from harness.analysis.live import ViewOptions
+from harness.analysis.options import PlanOptions
 from harness.analysis.report import to_json
 from harness.cli import app
 from harness.commands._run_options import RunOptions
@@ -51,6 +52,7 @@ VERBS = {
     "run": Verb(RunOptions),
     "analyze": Verb(AnalyzeOptions, beside=frozenset({"runs"})),
     "view": Verb(ViewOptions, beside=frozenset({"runs"})),
+    "plan": Verb(PlanOptions),
     "serve": Verb(ServeOptions, beside=frozenset({"ctx"}), no_flag=frozenset({"extra_args"})),
     "smoke": Verb(SmokeOptions),
     "doctor": Verb(None),

@@ -85,7 +85,7 @@ RULES = [
     "(+1: a higher on every task that differs), Hodges–Lehmann shift; Holm-adjusted across the metrics.",
     "Rates pooled over turns are tested with a permutation test that swaps the two runs' turns task by task "
     "(turns of one task are not independent), Holm-adjusted across the rate metrics.",
-    "Refusal = a marker of abliterate.markers in the reply outside reasoning blocks: keyword matches, listed below "
+    "Refusal = a marker of abliterate.evaluate.markers in the reply outside reasoning blocks: keyword matches, listed below "
     "for checking by eye.",
 ]
 

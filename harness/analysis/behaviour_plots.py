@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from harness.analysis.behaviour import METRICS
-from harness.analysis.plots import COLORS, INK, _save
+from harness.analysis.figure import COLORS, INK, save_figure
 
 NCOLS = 4
 #: the small multiples stay legible at this resolution and keep the HTML report light
@@ -66,7 +66,7 @@ def per_run(beh: dict, path: Path) -> Path:
         ax.spines[["top", "right"]].set_visible(False)
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("Behaviour per run (points: trials; boxes: quartiles)", fontsize=10)
-    return _save(fig, path, dpi=DPI)
+    return save_figure(fig, path, dpi=DPI)
 
 
 def paired_differences(beh: dict, pair: dict, path: Path) -> Path:
@@ -95,7 +95,7 @@ def paired_differences(beh: dict, pair: dict, path: Path) -> Path:
         ax.tick_params(axis="x", labelsize=7)
         ax.spines[["top", "right", "left"]].set_visible(False)
     fig.suptitle(f"Per-task differences {pair['a']} − {pair['b']} (points: tasks; red: median)", fontsize=10)
-    return _save(fig, path, dpi=DPI)
+    return save_figure(fig, path, dpi=DPI)
 
 
 def make_behaviour_plots(res: dict, out_dir: Path) -> list[Path]:

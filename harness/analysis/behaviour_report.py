@@ -8,24 +8,10 @@ refusal marker fired (with the judge's verdict when one was asked).
 from __future__ import annotations
 
 from harness.analysis.behaviour import BY_KEY, METRICS, format_value
+from harness.analysis.markdown import fmt_p, md_table
 
 #: rows of the refusal table shown in markdown (the JSON holds every one)
 MAX_REFUSAL_ROWS = 100
-
-
-def _row(cells: list[object]) -> str:
-    return "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
-
-
-def _table(header: list[str], rows: list[list[object]], align: str) -> list[str]:
-    seps = ["---:" if a == "r" else "---" for a in align]
-    return [_row(header), _row(seps), *(_row(r) for r in rows), ""]
-
-
-def _p(p: float | None) -> str:
-    if p is None:
-        return "—"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def _value(key: str, entry: dict) -> str:
@@ -67,18 +53,18 @@ def section(beh: dict) -> list[str]:
              *(_value(m.key, r["metrics"][m.key]) for r in runs)] for m in METRICS]
     rows.append(["trials with behaviour (infra errors left out)",
                  *(f"{r['with_behaviour']} of {r['trials']}" for r in runs)])
-    lines += ["Per run:", "", *_table(header, rows, "l" + "r" * len(runs))]
+    lines += ["Per run:", "", *md_table(header, rows, "l" + "r" * len(runs))]
     for pair in beh["pairs"]:
         prow = []
         for m in pair["metrics"]:
             pct = m["kind"] in ("rate", "share")
             pooled = m.get("pooled")
             prow.append([m["label"], m["n"], _num(m["mean_diff"], pct), _num(m["hodges_lehmann"], pct),
-                         f"{m['rank_biserial']:+.2f}", _p(m["wilcoxon_p"]), _p(m["wilcoxon_holm_p"]),
-                         _num(pooled["diff"], True) if pooled else "", _p(pooled["p"]) if pooled else "",
-                         _p(pooled["holm_p"]) if pooled else ""])
+                         f"{m['rank_biserial']:+.2f}", fmt_p(m["wilcoxon_p"]), fmt_p(m["wilcoxon_holm_p"]),
+                         _num(pooled["diff"], True) if pooled else "", fmt_p(pooled["p"]) if pooled else "",
+                         fmt_p(pooled["holm_p"]) if pooled else ""])
         lines += [f"Paired, {pair['a']} − {pair['b']} per task:", ""]
-        lines += _table(["metric", "tasks", "mean difference", "Hodges–Lehmann", "rank-biserial r", "Wilcoxon p",
+        lines += md_table(["metric", "tasks", "mean difference", "Hodges–Lehmann", "rank-biserial r", "Wilcoxon p",
                          "Holm (Wilcoxon)", "pooled difference", "permutation p (tasks)", "Holm (permutation)"], prow, "lrrrrrrrrr")
     lines += _refusals(beh)
     return lines
@@ -97,7 +83,7 @@ def _refusals(beh: dict) -> list[str]:
     header = ["run", "task", "attempt", "turn", "markers", "excerpt"] + (["judge"] if judged else [])
     rows = [[h["run"], h["task"], h["attempt"], h["turn"], ", ".join(h["markers"]), h["excerpt"]]
             + ([h.get("judge", {}).get("verdict", "—")] if judged else []) for h in hits[:MAX_REFUSAL_ROWS]]
-    lines += _table(header, rows, "llrrll" + ("l" if judged else ""))
+    lines += md_table(header, rows, "llrrll" + ("l" if judged else ""))
     if len(hits) > MAX_REFUSAL_ROWS:
         lines += [f"({len(hits) - MAX_REFUSAL_ROWS} more in the JSON report.)", ""]
     if judged:

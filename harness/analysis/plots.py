@@ -5,30 +5,13 @@ Drawn with matplotlib's object API on the Agg canvas (no pyplot state, no displa
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-INK = "#333333"
-DOT_OFF = "#dddddd"
-COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
-
-
-def _save(fig: Figure, path: Path, dpi: int = 150) -> Path:
-    FigureCanvasAgg(fig)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", facecolor="white")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+from harness.analysis.behaviour_plots import make_behaviour_plots
+from harness.analysis.figure import COLORS, DOT_OFF, INK, save_figure
 
 
 def pass_rates(res: dict, path: Path) -> Path:
@@ -67,7 +50,7 @@ def pass_rates(res: dict, path: Path) -> Path:
         ax.set_xlabel("tasks solved (%)  —  bars: Wilson 95% interval")
     ax.grid(axis="x", alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def upset(res: dict, path: Path, *, show_empty_up_to: int = 4) -> Path:
@@ -130,7 +113,7 @@ def upset(res: dict, path: Path, *, show_empty_up_to: int = 4) -> Path:
         label_ax.text(0.5, y, n, ha="center", va="center", fontsize=9)
     sizes.set_xlabel("solved", fontsize=8)
     sizes.spines[["top", "left", "right"]].set_visible(False)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def venn(res: dict, path: Path) -> Path | None:
@@ -165,7 +148,7 @@ def venn(res: dict, path: Path) -> Path | None:
         label.set_fontsize(7 if len(tasks) else 9)
     ax.set_title(f"Solved tasks (areas not to scale; {res['unsolved_by_all']} of {res['n_tasks']} solved by none)",
                  fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def heatmap(res: dict, path: Path) -> Path | None:
@@ -191,7 +174,7 @@ def heatmap(res: dict, path: Path) -> Path | None:
     note = f"; {hidden} tasks at 0 in every run not shown" if hidden else ""
     ax.set_title(f"Per-task pass rate over all attempts{note}", fontsize=9, pad=30)
     fig.colorbar(im, ax=ax, fraction=0.05, pad=0.04, label="pass rate")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def make_plots(res: dict, out_dir: Path) -> list[Path]:
@@ -208,7 +191,5 @@ def make_plots(res: dict, out_dir: Path) -> list[Path]:
         h = heatmap(res, out_dir / "task_heatmap.png")
         if h:
             made.append(h)
-    from harness.analysis.behaviour_plots import make_behaviour_plots  # imports this module: no cycle at load
-
     made += make_behaviour_plots(res, out_dir)
     return made

@@ -1,6 +1,6 @@
 """``ablbench abliterate control|bake-run|direction-report|judge-check``: controls and the refusal checks.
 
-Library: :mod:`abliterate.control`, :mod:`abliterate.direction_report`, :mod:`abliterate.judge`.
+Library: :mod:`abliterate.control`, :mod:`abliterate.direction_report`, :mod:`abliterate.evaluate.judge`.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from harness.commands.abliterate import _BATCH, _DEVICE, _DTYPE, _JUDGE, _LAYERS_PATH, _errors
+from harness.commands._abliterate_shared import BATCH, DEVICE, DTYPE, JUDGE, LAYERS_PATH, cli_errors
 
 if TYPE_CHECKING:
     from abliterate.direction_report import DirectionReportOptions
-    from abliterate.judge import JudgeCheckOptions
+    from abliterate.evaluate.judge import JudgeCheckOptions
 
 
 def control_cmd(
@@ -72,7 +72,7 @@ def direction_report_cmd(
     prompts: int = typer.Option(32, "--prompts", help="Refuse-bucket prompts for the base marker rate."),
     gen_tokens: int = typer.Option(100, "--gen-tokens", help="Greedy tokens per reply."),
     floor: float = typer.Option(0.1, "--refusal-floor", help="'Measurably refuses' = Wilson lower bound >= this."),
-    batch_size: int = _BATCH, device: str = _DEVICE, dtype: str = _DTYPE, layers_path: str | None = _LAYERS_PATH,
+    batch_size: int = BATCH, device: str = DEVICE, dtype: str = DTYPE, layers_path: str | None = LAYERS_PATH,
 ) -> None:
     """Does the base refuse the refuse bucket, and is the direction mostly 'a system prompt is present'?"""
     from abliterate.direction_report import DirectionReportOptions
@@ -95,20 +95,20 @@ def _direction_report(o: DirectionReportOptions) -> None:
 
 
 def judge_check_cmd(
-    judge: tuple[str, str] = _JUDGE,
+    judge: tuple[str, str] = JUDGE,
     out: Path | None = typer.Option(None, "--out", help="Write the agreement (with every item) as JSON here."),
     workers: int = typer.Option(4, "--workers", help="Requests in flight at once."),
 ) -> None:
     """Cohen's kappa of an LLM judge against the shipped labelled set (64 replies, four kinds)."""
-    from abliterate.judge import JudgeCheckOptions
+    from abliterate.evaluate.judge import JudgeCheckOptions
 
     _judge_check(JudgeCheckOptions(judge=judge, out=out, workers=workers))
 
 
 def _judge_check(o: JudgeCheckOptions) -> None:
     from abliterate.errors import AbliterationError
+    from abliterate.evaluate.judge import Judge, agreement
     from abliterate.fsio import write_json
-    from abliterate.judge import Judge, agreement
 
     if not o.judge or not o.judge[0]:
         raise AbliterationError("judge-check needs --judge URL MODEL (an OpenAI-compatible server)")
@@ -123,7 +123,7 @@ def _judge_check(o: JudgeCheckOptions) -> None:
 
 def register(abl_app: typer.Typer) -> None:
     """Add the commands to the ``abliterate`` group."""
-    abl_app.command("control")(_errors(control_cmd))
-    abl_app.command("direction-report")(_errors(direction_report_cmd))
-    abl_app.command("judge-check")(_errors(judge_check_cmd))
-    abl_app.command("bake-run")(_errors(bake_run_cmd))
+    abl_app.command("control")(cli_errors(control_cmd))
+    abl_app.command("direction-report")(cli_errors(direction_report_cmd))
+    abl_app.command("judge-check")(cli_errors(judge_check_cmd))
+    abl_app.command("bake-run")(cli_errors(bake_run_cmd))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from harness.commands.abliterate import _DEVICE, _DTYPE, _LAYERS_PATH, _errors
+from harness.commands._abliterate_shared import DEVICE, DTYPE, LAYERS_PATH, cli_errors
 
 
 def agent_format_ok(text: str) -> bool:
@@ -39,10 +39,10 @@ def search_cmd(
     damage_tolerance: float = typer.Option(0.1, "--damage-tolerance", help="Format guard of the choice rule."),
     batch_size: int = typer.Option(8, "--batch-size", help="Prompts per forward pass."),
     fresh: bool = typer.Option(False, "--fresh", help="Delete the stored study and start over."),
-    device: str = _DEVICE, dtype: str = _DTYPE, layers_path: str | None = _LAYERS_PATH,
+    device: str = DEVICE, dtype: str = DTYPE, layers_path: str | None = LAYERS_PATH,
 ) -> None:
     """Multi-objective Optuna search over heretic's parameters, with hooks; resumable from SQLite."""
-    from abliterate.search import SearchOptions, run_search
+    from abliterate.search.run import SearchOptions, run_search
 
     opts = SearchOptions(trials=trials, seed=seed, startup=startup, prompts=prompts, gen_tokens=gen_tokens,
                          format_tokens=format_tokens, batch_size=batch_size, kl_bound=kl_bound,
@@ -58,4 +58,4 @@ def search_cmd(
 
 def register(abl_app: typer.Typer) -> None:
     """Add the commands to the ``abliterate`` group."""
-    abl_app.command("search")(_errors(search_cmd))
+    abl_app.command("search")(cli_errors(search_cmd))

@@ -66,8 +66,7 @@ def bake_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would change; write nothing."),
 ) -> None:
     """Orthogonalize every residual-stream writer of MODEL against a direction, streaming tensor by tensor."""
-    from abliterate.bake import BakeOptions, run_bake
-    from abliterate.bake_errors import BakeError
+    from abliterate.bake.run import BakeOptions, run_bake
 
     options = BakeOptions(
         model=model, direction=direction, out=out, layer=layer,
@@ -77,7 +76,7 @@ def bake_command(
     )
     try:
         report = run_bake(options)
-    except (AblbenchError, BakeError) as exc:  # BakeError is an AbliterationError
+    except AblbenchError as exc:  # BakeError included (an AbliterationError)
         raise fail(str(exc)) from exc
     _print_summary(report, options.out, options.dry_run)
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from harness.structured_check import GRAMMAR_LIMIT_S
+
 EXPERIMENT = {"role": "experiment"}
 AGENT = {"role": "agent"}
 RUN = {"role": "run"}
@@ -44,6 +46,7 @@ class RunOptions:
     seed: int = field(default=0, metadata=AGENT)
     context_length: int | None = field(default=None, metadata=AGENT)
     structured: bool = field(default=False, metadata=AGENT)  # fingerprinted as the agent's response_format
+    grammar_limit: float = field(default=GRAMMAR_LIMIT_S, metadata=RUN)  # --structured preflight: grammar seconds
     parallel: int = field(default=1, metadata=RUN)
     out: Path | None = field(default=None, metadata=RUN)
     resume: bool = field(default=False, metadata=RUN)

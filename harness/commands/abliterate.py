@@ -8,46 +8,30 @@ sees on a benchmark's first turn: "refuse" = the task without the agent system p
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
 from ablbench.errors import AblbenchError
-from harness.errors import fail
+from harness.commands._abliterate_checks import register as register_checks
+from harness.commands._abliterate_search import agent_format_ok
+from harness.commands._abliterate_search import register as register_search
+from harness.commands._abliterate_shared import BATCH as _BATCH
+from harness.commands._abliterate_shared import DEVICE as _DEVICE
+from harness.commands._abliterate_shared import DTYPE as _DTYPE
+from harness.commands._abliterate_shared import JUDGE as _JUDGE
+from harness.commands._abliterate_shared import LAYERS_PATH as _LAYERS_PATH
+from harness.commands._abliterate_shared import cli_errors as _errors
 
 if TYPE_CHECKING:
     from abliterate.capture import CaptureOptions
     from abliterate.contrast import ContrastOptions
     from abliterate.directions import DirectionsOptions
-    from abliterate.evaluate import EvaluationOptions
+    from abliterate.evaluate.run import EvaluationOptions
 
 abl_app = typer.Typer(help="Find, choose, bake and evaluate a refusal direction.", no_args_is_help=True)
-
-
-def _errors(fn: Callable) -> Callable:
-    """Check the [abliterate] extra, then turn library errors into ``error: ...`` + exit 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from abliterate.errors import AbliterationError
-        from harness.extras import require
-
-        verb = fn.__name__.removesuffix("_cmd")
-        try:
-            require("abliterate", f"abliterate {verb}")
-            from ablbench.paths import cache_dir
-            from abliterate.progress import warnings_to_file
-
-            with warnings_to_file(cache_dir() / "logs" / f"abliterate-{verb}.log"):
-                return fn(*args, **kwargs)
-        except (AblbenchError, AbliterationError) as exc:
-            raise fail(str(exc)) from exc
-
-    return wrapper
 
 
 def agent_builders():
@@ -109,13 +93,7 @@ _LIMIT = typer.Option(None, "--limit", help="Use at most N prompts per bucket (b
 _EVAL_FRACTION = typer.Option(0.2, "--eval-fraction", help="Share of prompts held out for evaluation.")
 _SEED = typer.Option(0, "--seed", help="Seed of the train/eval split.")
 _DISJOINT = typer.Option(False, "--disjoint-categories", help="Hold out whole categories (no category in both).")
-_DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ...")
-_DTYPE = typer.Option("auto", "--dtype", help="auto (fp32 on CPU, stored dtype on GPU), float32, bfloat16 ...")
-_BATCH = typer.Option(8, "--batch-size", help="Prompts per forward pass (memory is bounded by this).")
-_LAYERS_PATH = typer.Option(None, "--layers-path", help="Dotted path of the decoder layers for an unknown arch.")
 _QUIET = typer.Option(False, "--quiet", help="No progress bars.")
-_JUDGE = typer.Option(None, "--judge", metavar="URL MODEL",
-                      help="Also judge refusals with an LLM behind an OpenAI-compatible URL (pinned prompt).")
 
 
 @abl_app.command("contrast")
@@ -260,7 +238,7 @@ def evaluate_cmd(
 ) -> None:
     """Base vs edited side by side: refusal (markers, optional judge) with Wilson intervals, over-refusal,
     RRR / CE / RD, first-token KL, generations."""
-    from abliterate.evaluate import EvaluationOptions
+    from abliterate.evaluate.run import EvaluationOptions
 
     report, out_dir = run_evaluation(EvaluationOptions(
         base=base, edited=edited, run=run, out=out, max_new_tokens=max_new_tokens, limit=limit, benign=benign,
@@ -271,10 +249,10 @@ def evaluate_cmd(
 
 
 def _judge(spec: tuple[str, str] | None):
-    """An ``abliterate.judge.Judge`` for ``--judge URL MODEL`` (None when not given)."""
+    """An ``abliterate.evaluate.judge.Judge`` for ``--judge URL MODEL`` (None when not given)."""
     if not spec or not spec[0]:
         return None
-    from abliterate.judge import Judge
+    from abliterate.evaluate.judge import Judge
 
     return Judge(spec[0], spec[1])
 
@@ -282,7 +260,7 @@ def _judge(spec: tuple[str, str] | None):
 def run_evaluation(o: EvaluationOptions) -> tuple[dict, Path]:
     """Records (run's eval split, or built-in prompts) + smoke prompt + benign prompts -> evaluate()."""
     from abliterate.contrast import build_contrast, read_contrast, select
-    from abliterate.evaluate import evaluate
+    from abliterate.evaluate.run import evaluate
     from abliterate.model import load_tokenizer
     from abliterate.pipeline import benign_records, smoke_records
     from abliterate.prompts import builtin_prompts
@@ -358,8 +336,7 @@ def pipeline_cmd(
 ) -> None:
     """contrast -> capture -> directions -> choose | search -> report -> bake -> evaluate, resumable."""
     from abliterate.pipeline import PipelineOptions, run_pipeline
-    from abliterate.search import DEMO_SEARCH
-    from harness.commands._abliterate_search import agent_format_ok
+    from abliterate.search.run import DEMO_SEARCH
 
     if demo_search:
         search = True
@@ -403,9 +380,7 @@ def _register_bake() -> None:
 
 def register(app: typer.Typer) -> None:
     """Add the ``abliterate`` verb group."""
-    from harness.commands import _abliterate_checks, _abliterate_search
-
     _register_bake()
-    _abliterate_search.register(abl_app)
-    _abliterate_checks.register(abl_app)
+    register_search(abl_app)
+    register_checks(abl_app)
     app.add_typer(abl_app, name="abliterate")

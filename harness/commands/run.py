@@ -15,12 +15,12 @@ from typing import Any
 import typer
 
 from ablbench.errors import AblbenchError
+from harness.agents import AGENT_NAMES
 from harness.commands._run_options import RunOptions
 from harness.errors import fail
 
-AGENTS = ("terminus", "oracle", "nop")
 #: agent-settings entries that record a server probe's answer, not a setting: never fingerprinted
-PROBED_AGENT_FACTS = frozenset({"seed_supported"})
+PROBED_AGENT_FACTS = frozenset({"seed_supported", "structured_preflight"})
 
 
 def register(app: typer.Typer) -> None:
@@ -36,7 +36,9 @@ def run_command(
         None, "--model-url", help="OpenAI-compatible server root, e.g. http://127.0.0.1:8123 (terminus agent only)."
     ),
     model: str | None = typer.Option(None, "--model", help="Model name as served (terminus agent only)."),
-    agent: str = typer.Option("terminus", "--agent", help="terminus | oracle | nop."),
+    agent: str = typer.Option(
+        "terminus", "--agent", help="terminus | oracle | nop | replay (the reference solution through the Terminus loop)."
+    ),
     parallel: int = typer.Option(1, "-n", "--parallel", min=1, help="Trials running at once."),
     attempts: int = typer.Option(1, "-k", "--attempts", min=1, help="Attempts per task."),
     include: list[str] = typer.Option([], "--include", help="Only tasks matching this glob (repeatable)."),
@@ -87,6 +89,11 @@ def run_command(
         help="Constrain replies to the action JSON schema (response_format; the server must honour it: "
         "llama.cpp, sglang, vLLM). Changes what is measured: use it in every arm or none.",
     ),
+    grammar_limit: float = typer.Option(
+        RunOptions.grammar_limit, "--grammar-limit", min=0.0,
+        help="--structured: stop before any trial when the action schema delays the first token of a reply "
+        "by more than this many seconds (measured once by the preflight).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No live progress display."),
 ) -> None:
     """Run tasks with an agent (N trials in parallel); results go to results/<run>/."""
@@ -109,6 +116,7 @@ def run_command(
         seed=seed,
         context_length=context_length,
         structured=structured,
+        grammar_limit=grammar_limit,
         parallel=parallel,
         out=out,
         resume=resume,
@@ -140,8 +148,8 @@ def _run(o: RunOptions) -> int:
     from runners.trial import TrialConfig
 
     console = Console(stderr=True)
-    if o.agent not in AGENTS:
-        raise AblbenchError(f"--agent {o.agent!r} is unknown; use one of {', '.join(AGENTS)}")
+    if o.agent not in AGENT_NAMES:
+        raise AblbenchError(f"--agent {o.agent!r} is unknown; use one of {', '.join(AGENT_NAMES)}")
     if o.resume and o.out is None:
         raise AblbenchError("--resume needs --out pointing at the results folder of the run to continue")
     _check_rerun(o)
@@ -159,7 +167,8 @@ def _run(o: RunOptions) -> int:
         raise AblbenchError(
             f"{out_dir} already holds finished trials: pass --resume to continue that run, or choose another --out"
         )
-    agent_factory, agent_settings, identity = _agent(o, lambda m: console.print(f"[yellow]warning: {m}[/]"))
+    agent_factory, agent_settings, identity = _agent(o, lambda m: console.print(f"[yellow]warning: {m}[/]"),
+                                                     say=console.print)
     try:
         client = docker.from_env(timeout=600, max_pool_size=max(10, 3 * o.parallel))
         client.ping()
@@ -184,7 +193,7 @@ def _run(o: RunOptions) -> int:
             fallback_image=BASE_IMAGE,
             warn=lambda m: console.print(f"[yellow]warning: {m}[/]"),
             # the terminus agent drives tmux: images without it get a cached derived image (issue 12)
-            runtime_tools=AGENT_TOOLS if o.agent == "terminus" else (),
+            runtime_tools=AGENT_TOOLS if o.agent in ("terminus", "replay") else (),
         ),
     )
     trial_config = TrialConfig(
@@ -227,7 +236,7 @@ def _run(o: RunOptions) -> int:
     return 0
 
 
-def _agent(o: RunOptions, warn: Any) -> tuple[Any, dict, dict | None]:
+def _agent(o: RunOptions, warn: Any, say: Any = print) -> tuple[Any, dict, dict | None]:
     """(factory of a fresh agent per trial, agent settings for run.json, model identity)."""
     from harness.agents.simple import NopAgent, OracleAgent
 
@@ -235,6 +244,10 @@ def _agent(o: RunOptions, warn: Any) -> tuple[Any, dict, dict | None]:
         return OracleAgent, {"name": "oracle"}, None
     if o.agent == "nop":
         return NopAgent, {"name": "nop"}, None
+    if o.agent == "replay":
+        from harness.agents.replay import STEP_DURATION_S, ReplayAgent
+
+        return ReplayAgent, {"name": "replay", "step_duration_s": STEP_DURATION_S}, None
     if not o.model_url or not o.model:
         raise AblbenchError("--agent terminus needs --model-url and --model (start a server with `ablbench serve`)")
     from dataclasses import asdict
@@ -262,19 +275,25 @@ def _agent(o: RunOptions, warn: Any) -> tuple[Any, dict, dict | None]:
         seed=o.seed,
         context_length=o.context_length or (int(served_len) if served_len else None),
     )
-    if o.structured:  # --structured: the server must honour the action schema (preflight)
+    probed: dict[str, Any] = {}
+    if o.structured:  # --structured: the server must honour the run's own action schema, cheaply (preflight)
         from harness.action_schema import action_schema, bounds_for, response_format
         from harness.structured_check import check_structured
 
-        style = check_structured(o.model_url, o.model)
-        cfg.response_format = response_format(action_schema(bounds_for(o.max_tokens)), style)
+        schema = action_schema(bounds_for(o.max_tokens))
+        found = check_structured(o.model_url, o.model, schema, grammar_limit_s=o.grammar_limit)
+        say(found.summary())
+        cfg.response_format = response_format(schema, found.style)
+        probed["structured_preflight"] = {"style": found.style, "ttft_s": round(found.ttft_s, 3),
+                                          "plain_ttft_s": round(found.plain_ttft_s, 3),
+                                          "grammar_s": round(found.grammar_s, 3)}
 
     def factory() -> Any:
         return TerminusAgent(LLMClient(o.model_url, o.model), cfg)
 
     from harness.seeds import SEED_RULE
 
-    settings = {"name": "terminus", **asdict(cfg), "seed_rule": SEED_RULE, "seed_supported": seed_ok}
+    settings = {"name": "terminus", **asdict(cfg), "seed_rule": SEED_RULE, "seed_supported": seed_ok, **probed}
     return factory, settings, identity
 
 

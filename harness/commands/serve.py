@@ -100,11 +100,11 @@ def default_backend(model: Path | None = None, embedded: bool = False) -> tuple[
     llamacpp on its bundled GGUF when llama-cpp-python is installed, else transformers. An HF
     folder: sglang with a GPU and the pinned image, else transformers.
     """
-    from runners.gguf_info import is_gguf
+    from runners.gguf_info import has_gguf_magic
     from runners.servers import SGLANG_IMAGE
     from runners.servers.llamacpp import llama_cpp_installed
 
-    if model is not None and is_gguf(model):
+    if model is not None and has_gguf_magic(model):
         return "llamacpp", "a GGUF file"
     if not gpu_present():
         if embedded and llama_cpp_installed():
@@ -169,11 +169,11 @@ def register(app: typer.Typer) -> None:
 
 
 def _preflight(model: Path, base: Path | None, check: bool, force: bool) -> None:
-    from runners.gguf_info import is_gguf
+    from runners.gguf_info import has_gguf_magic
     from runners.gguf_preflight import check_gguf
     from runners.preflight import check_model, errors
 
-    problems = check_gguf(model, base) if is_gguf(model) else check_model(model, base)
+    problems = check_gguf(model, base) if has_gguf_magic(model) else check_model(model, base)
     for problem in problems:
         typer.secho(str(problem), err=True, fg=typer.colors.RED if problem.severity == "error" else typer.colors.YELLOW)
     bad = errors(problems)
@@ -188,7 +188,7 @@ def _preflight(model: Path, base: Path | None, check: bool, force: bool) -> None
 
 def _resolve_model(model: Path | None, backend: str | None) -> tuple[Path, str, str]:
     """(model path, backend, why): the bundled model when ``model`` is None; the backend checked against it."""
-    from runners.gguf_info import is_gguf
+    from runners.gguf_info import has_gguf_magic
 
     embedded = model is None
     if embedded:
@@ -203,7 +203,7 @@ def _resolve_model(model: Path | None, backend: str | None) -> tuple[Path, str, 
         chosen, why = (backend, "asked") if backend else default_backend(model)
     if chosen not in BACKEND_NAMES:
         raise AblbenchError(f"unknown backend {chosen!r}: choose one of {', '.join(BACKEND_NAMES)}")
-    gguf = is_gguf(model)
+    gguf = has_gguf_magic(model)
     if chosen == "llamacpp" and not gguf:
         raise AblbenchError(
             f"{model} is not a GGUF file (an HF folder?): llama.cpp serves GGUF files; "

@@ -48,7 +48,6 @@ def register(app: typer.Typer) -> None:
 
 def _smoke(o: SmokeOptions) -> None:
     """The evaluation ``o`` asks for, with smoke's fixed choices: 8 per batch, ``limit`` benign prompts, no RD."""
-    from abliterate.errors import AbliterationError
     from harness.commands.abliterate import print_evaluation, run_evaluation
     from harness.extras import require
 
@@ -60,7 +59,7 @@ def _smoke(o: SmokeOptions) -> None:
 
             base = materialize()
         from ablbench.paths import cache_dir
-        from abliterate.evaluate import EvaluationOptions
+        from abliterate.evaluate.run import EvaluationOptions
         from abliterate.progress import warnings_to_file
 
         with warnings_to_file(cache_dir() / "logs" / "smoke.log"):
@@ -68,7 +67,7 @@ def _smoke(o: SmokeOptions) -> None:
                 base=base, edited=o.edited, run=o.run, out=o.out, max_new_tokens=o.max_new_tokens, limit=o.limit,
                 benign=o.limit, no_rd=True, batch_size=8, device=o.device, dtype=o.dtype, quiet=o.quiet,
             ))
-    except (AblbenchError, AbliterationError) as exc:
+    except AblbenchError as exc:  # AbliterationError included
         raise fail(str(exc)) from exc
     print_evaluation(report)
     typer.echo(out_dir / "evaluation.md")
