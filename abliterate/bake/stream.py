@@ -46,7 +46,7 @@ from abliterate.bake.errors import BakeError
 
 COPY_CHUNK = 32 << 20
 #: how far (bytes) a hash may lag the caller: mapped source pages, or computed buffers the writer holds too
-HASH_LOOKAHEAD = 256 << 20
+HASH_LOOKAHEAD = 512 << 20
 _TIMING_LOCK = threading.Lock()
 
 
@@ -148,9 +148,12 @@ class _Writer:
 
     Jobs are ("copy", src_offset, n, view): an in-kernel copy from the source file
     (``copy_file_range``, falling back to writing ``view``), or ("data", buffer): computed bytes.
+    Copy jobs hold no memory (a range of the map) and computed bytes are bounded by ``max_bytes``,
+    so the queue is deep: the caller queues a whole untouched run and goes on to the next edit
+    while the kernel copies.
     """
 
-    def __init__(self, fin, fout, timing: StreamTiming, depth: int = 6, max_bytes: int = 256 << 20) -> None:
+    def __init__(self, fin, fout, timing: StreamTiming, depth: int = 64, max_bytes: int = 256 << 20) -> None:
         self._in, self._out = fin.fileno(), fout.fileno()
         self._q: queue.Queue = queue.Queue(depth)
         self._budget = threading.Condition()
