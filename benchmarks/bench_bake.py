@@ -326,8 +326,9 @@ def main() -> None:
     ap.add_argument("--before", type=Path, default=None,
                     help="a folder with another copy of the abliterate and ablbench packages, run first for every case")
     args = ap.parse_args()
-    if args.before is not None and not (args.before / "abliterate" / "bake.py").is_file():
-        ap.error(f"--before {args.before} has no abliterate/bake.py; "
+    if args.before is not None and not any((args.before / "abliterate" / f).is_file()
+                                           for f in ("bake/run.py", "bake.py")):
+        ap.error(f"--before {args.before} has no abliterate/bake/run.py; "
                  "fill it with: git archive main abliterate ablbench | tar -x -C DIR")
     before = args.before.resolve() if args.before is not None else None
     root = Path(tempfile.mkdtemp(prefix="bench-bake-", dir=args.dir)).resolve()
