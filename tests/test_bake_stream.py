@@ -30,6 +30,7 @@ def shards(tmp_path, monkeypatch):
     """Three bf16 shards; chunks and the hash lookahead shrunk so every shard spans many of both."""
     monkeypatch.setattr(bs, "COPY_CHUNK", 4096)
     monkeypatch.setattr(bs, "HASH_LOOKAHEAD", 3 * 4096)
+    monkeypatch.setattr(bs, "BUFFER_LOOKAHEAD", 2 * 4096)
     g = torch.Generator().manual_seed(0)
     paths = []
     for i in range(3):

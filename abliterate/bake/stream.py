@@ -10,7 +10,8 @@ Rules, in order:
    (no file is read back).
 3. Each hash runs on its own worker thread (hashlib releases the GIL), so the two hashes, the
    kernel copy and the caller's math overlap on different cores. Queues are bounded in bytes: a
-   hash may lag the caller by :data:`HASH_LOOKAHEAD` bytes of mapped source (no copy is made), so
+   hash may lag the caller by :data:`HASH_LOOKAHEAD` bytes of mapped source (no copy is made) and
+   :data:`BUFFER_LOOKAHEAD` bytes of computed buffers (memory held until hashed), so
    the caller reaches the next edit while the hashes of the bytes before it are still running. A
    hash thread's error is raised in the caller at its next wait (at the latest by ``finish``).
 4. Mapped source pages are dropped (``MADV_DONTNEED``) once their hashes are done: RSS stays at a
@@ -45,8 +46,10 @@ from pathlib import Path
 from abliterate.bake.errors import BakeError
 
 COPY_CHUNK = 32 << 20
-#: how far (bytes) a hash may lag the caller: mapped source pages, or computed buffers the writer holds too
+#: how far (bytes) a hash may lag the caller in mapped source (not resident until hashed) ...
 HASH_LOOKAHEAD = 512 << 20
+#: ... and in computed buffers (held in memory until hashed: keep within bake_math's output pool)
+BUFFER_LOOKAHEAD = 256 << 20
 _TIMING_LOCK = threading.Lock()
 
 
@@ -83,9 +86,10 @@ class StreamHash:
     def __init__(self, timing: StreamTiming | None = None, lookahead: int | None = None) -> None:
         self._h = hashlib.sha256()
         self._ex = ThreadPoolExecutor(1, thread_name_prefix="bake-sha256")
-        self._pending: deque[tuple[Future, int]] = deque()
-        self._pending_bytes = 0
-        self._max = HASH_LOOKAHEAD if lookahead is None else lookahead
+        self._pending: deque[tuple[Future, int, bool]] = deque()
+        self._pending_bytes = [0, 0]  # mapped, held
+        self._max = [HASH_LOOKAHEAD if lookahead is None else lookahead,
+                     BUFFER_LOOKAHEAD if lookahead is None else lookahead]
         self._timing = timing or StreamTiming()
 
     def _update(self, data, n: int) -> None:
@@ -93,31 +97,35 @@ class StreamHash:
         self._h.update(data)
         self._timing.add(hash_cpu_s=time.thread_time() - t, hashed_bytes=n)
 
-    def update(self, data, wait: bool = True) -> Future:
+    def update(self, data, wait: bool = True, held: bool = False) -> Future:
         """Queue ``data`` (kept alive until hashed); blocks while more than the lookahead is pending.
 
+        ``held``: ``data`` is a computed buffer (memory), not a range of the source's map.
         ``wait=False`` queues without blocking (an edited tensor's source: the hash catches up
         while the math runs instead of holding the math back). A failed update raises here.
         """
         n = memoryview(data).nbytes
         fut = self._ex.submit(self._update, data, n)
-        self._pending.append((fut, n))
-        self._pending_bytes += n
+        self._pending.append((fut, n, held))
+        self._pending_bytes[held] += n
         t = time.perf_counter()
         waited = False
-        while self._pending and (self._pending[0][0].done() or (wait and self._pending_bytes > self._max)):
+        while self._pending and (self._pending[0][0].done() or (wait and self._over())):
             waited = waited or not self._pending[0][0].done()
-            done, k = self._pending.popleft()
-            self._pending_bytes -= k
+            done, k, was_held = self._pending.popleft()
+            self._pending_bytes[was_held] -= k
             done.result()
         if waited:
             self._timing.add(wait_hash_s=time.perf_counter() - t)
         return fut
 
+    def _over(self) -> bool:
+        return self._pending_bytes[0] > self._max[0] or self._pending_bytes[1] > self._max[1]
+
     def hexdigest(self) -> str:
         while self._pending:
             self._pending.popleft()[0].result()
-        self._pending_bytes = 0
+        self._pending_bytes = [0, 0]
         return self._h.hexdigest()
 
     def close(self) -> None:
@@ -133,7 +141,7 @@ class _KnownHash:
         self._done: Future = Future()
         self._done.set_result(None)
 
-    def update(self, data, wait: bool = True) -> Future:
+    def update(self, data, wait: bool = True, held: bool = False) -> Future:
         return self._done
 
     def hexdigest(self) -> str:
@@ -381,7 +389,7 @@ class OutputStream:
         """Append computed bytes to the output (the buffer must not change until written)."""
         if self._out_hash is None:
             raise BakeError("internal: computed bytes in a stream opened with hash_output=False")
-        self._out_hash.update(data)
+        self._out_hash.update(data, held=True)
         self._writer.put(("data", data))
 
     def write_all(self, chunks: Iterable) -> int:
