@@ -47,6 +47,7 @@ SUMMARY_COLUMNS = (
     "task_complete_claimed",
     "false_completion",
     "first_cmd_s",
+    "agent_error",  # the agent's own error (crash, LLM failure), also on a passed trial (issue 27)
 )
 #: the appended behaviour columns, filled from result.json's ``agent_extra.behaviour``
 BEHAVIOUR_COLUMNS = ("commands", "distinct_commands", "refusal_turns", "task_complete_claimed",
@@ -93,6 +94,7 @@ def summary_row(result: dict) -> dict[str, Any]:
         "cut_off": counters.get("cut_off", 0),
         "leftover_procs": int(result.get("leftover_procs") or 0),
         **behaviour_cells(result),
+        "agent_error": " ".join(str(result.get("agent_error") or "").split())[:300],
     }
 
 
