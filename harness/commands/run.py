@@ -59,6 +59,11 @@ def run_command(
     infra_retries: int = typer.Option(
         1, "--infra-retries", min=0, help="Retries of a trial that hits an infrastructure error."
     ),
+    llm_stall_s: float = typer.Option(
+        60.0, "--llm-stall-s", min=1.0,
+        help="Seconds a model request may go unanswered before the client checks that the server still "
+        "answers HTTP; one that does not is hung and the request is retried (a busy server is waited for).",
+    ),
     timeout_multiplier: float = typer.Option(
         1.0, "--timeout-multiplier", min=0.01, help="Multiply every task's agent timeout."
     ),
@@ -127,12 +132,24 @@ def run_command(
         rerun=tuple(rerun),
         rerun_unscored=rerun_unscored,
         infra_retries=infra_retries,
+        llm_stall_s=llm_stall_s,
         quiet=quiet,
     )
     try:
         code = _run(opts)
     except AblbenchError as exc:
         raise fail(str(exc)) from exc
+    except OSError as exc:  # the results folder cannot be written, or the engine went away
+        from runners.scheduler import ENGINE_ERRORS, UNWRITABLE, engine_fault, unwritable_fault
+
+        if isinstance(exc, ENGINE_ERRORS):
+            fault = engine_fault(exc)
+        elif exc.errno in UNWRITABLE:
+            fault = unwritable_fault(exc, Path(opts.out or "results"))
+        else:
+            raise fail(f"{type(exc).__name__}: {exc}; finished trials are kept: fix it, then continue "
+                       "with --resume") from None
+        raise fail(fault.line, code=fault.code) from None
     except KeyboardInterrupt:
         raise fail("interrupted before any trial started", code=130) from None
     if code:
@@ -232,6 +249,12 @@ def _run(o: RunOptions) -> int:
     except RunError as exc:
         raise AblbenchError(str(exc)) from None
     _print_summary(console, summary)
+    if summary.fault is not None:  # one line: the cause and the fix (runners.scheduler rule 7)
+        again = " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--resume")
+        console.print(f"[red]stopped[/]: {len(summary.results)} of {summary.total} trials finished; "
+                      f"continue with: ablbench {again} --resume", highlight=False)
+        typer.secho(f"error: {summary.fault.line}", err=True, fg=typer.colors.RED)
+        return summary.fault.code
     if summary.interrupted:
         sig = state["signal"] or scheduler.stop_reason or "stop"
         again = " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--resume")
@@ -298,7 +321,7 @@ def _agent(o: RunOptions, warn: Any, say: Any = print) -> tuple[Any, dict, dict 
                                           "grammar_s": round(found.grammar_s, 3)}
 
     def factory() -> Any:
-        return TerminusAgent(LLMClient(o.model_url, o.model), cfg)
+        return TerminusAgent(LLMClient(o.model_url, o.model, stall_s=o.llm_stall_s), cfg)
 
     from harness.seeds import SEED_RULE
 
@@ -457,6 +480,10 @@ def _print_summary(console: Any, summary: Any) -> None:
         f"{len(summary.results)}/{summary.total} trials finished ({summary.kept} kept from before) "
         f"in {summary.wall_s:.1f}s; mean reward {summary.mean_reward:.3f}; {counts}"
     )
+    rescued = sum(r["outcome"] == "passed" and bool(r.get("agent_error")) for r in summary.results.values())
+    if rescued:  # counted apart: the final state passed, but the agent had failed (issue 27)
+        console.print(f"{rescued} of the passed trials passed although the agent ended in an error "
+                      "(master_summary.csv: agent_error)")
     console.print(f"results: {summary.out_dir}")
 
 
