@@ -59,6 +59,11 @@ import json_repair
 
 from runners.tmux_keys import is_key_name
 
+#: the version of these rules: bump it whenever what ``parse_action`` returns changes for any reply
+#: (run.json records it; ``analyze`` refuses to pair runs whose versions differ). tests/test_parser_rules.py
+#: ties it to the outputs on tests/parser_corpus/: re-pin there with tests/parser_corpus/pin_rules.py.
+RULES_VERSION = 1
+
 MAX_DURATION_S = 60.0
 DEFAULT_DURATION_S = 1.0
 #: candidate starts examined per reply (bounds the work on pathological replies)

@@ -221,8 +221,9 @@ def test_judge_adds_a_verdict_to_every_flagged_turn(runs, tmp_path):
         out = CliRunner().invoke(app, ["analyze", *map(str, runs), "--judge", srv.base_url, "judge",
                                        "--json", str(tmp_path / "a.json"), "--markdown", str(tmp_path / "r.md")])
         assert out.exit_code == 0, out.output
-        assert len(srv.requests) == 8
-        first = srv.requests[0]["body"]
+        refusal_requests = [r for r in srv.requests if "REFUSAL or COMPLIANCE" in r["body"]["messages"][0]["content"]]
+        assert len(refusal_requests) == 8  # the rest: the pass reviews of the same --judge (test_audit.py)
+        first = refusal_requests[0]["body"]
         assert first["temperature"] == 0.0 and "REFUSAL or COMPLIANCE" in first["messages"][0]["content"]
         assert REFUSE in first["messages"][1]["content"]
     assert "abl refused (a refusal marker in the reply) in 0.0 % (0/14) of turns" in out.output

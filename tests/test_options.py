@@ -26,12 +26,13 @@ from abliterate.pipeline import PipelineOptions
 from abliterate.search.run import DEMO_SEARCH, SearchOptions
 from harness.analysis import AnalyzeOptions, analyze, load_run
 from harness.analysis.live import ViewOptions
+from harness.analysis.options import PlanOptions
 from harness.analysis.report import to_json
 from harness.cli import app
 from harness.commands._run_options import RunOptions
 from harness.commands.serve import ServeOptions
 from harness.commands.smoke import SmokeOptions
-from harness.commands.tasks import TasksCheckOptions, TasksListOptions
+from harness.commands.tasks import TasksCheckOptions, TasksDiffOptions, TasksListOptions
 from harness.embedded_model import EmbeddedModelOptions, embedded_model
 from sft.run import SftOptions
 
@@ -52,12 +53,14 @@ VERBS = {
     "run": Verb(RunOptions),
     "analyze": Verb(AnalyzeOptions, beside=frozenset({"runs"})),
     "view": Verb(ViewOptions, beside=frozenset({"runs"})),
+    "plan": Verb(PlanOptions),
     "serve": Verb(ServeOptions, beside=frozenset({"ctx"}), no_flag=frozenset({"extra_args"})),
     "smoke": Verb(SmokeOptions),
     "sft": Verb(SftOptions),
     "doctor": Verb(None),
     "tasks list": Verb(TasksListOptions),
     "tasks check": Verb(TasksCheckOptions),
+    "tasks diff": Verb(TasksDiffOptions),
     "model embedded": Verb(EmbeddedModelOptions),
     "abliterate contrast": Verb(ContrastOptions),
     "abliterate capture": Verb(CaptureOptions),

@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import csv
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from ablbench.agent_api import AgentStop
 from ablbench.paths import TRAIN_TASKS
-from harness.agents.replay import ReplayClient, Step, solution_steps
+from harness.agents.replay import ReplayAgent, ReplayClient, Step, solution_steps
 from harness.cli import app
 from harness.llm_types import SamplingParams
 from harness.parser import parse_action
+from harness.tasks import load_task
 from harness.trace import read_trace
 
 MULTI = """#!/bin/bash
@@ -85,6 +88,14 @@ def test_stand_in_analysis_reads_the_latest_observation():
     quiet = f"New terminal output:\n{prompt}wc -l f\n{prompt}"
     assert parse_action(client.chat([{"role": "user", "content": quiet}], SamplingParams()).content).analysis == (
         "`wc -l f` finished without printing anything.")
+
+
+def test_a_task_without_a_reference_solution_is_an_agent_error(tmp_path):
+    shutil.copytree(TRAIN_TASKS / "touch-ready-marker", tmp_path / "task")
+    shutil.rmtree(tmp_path / "task" / "solution")
+    agent = ReplayAgent().for_task(load_task(tmp_path / "task"))
+    res = agent.run(None, "x", tmp_path, time.monotonic() + 5)  # stops before touching a container
+    assert res.stop is AgentStop.ERROR and "no reference solution" in res.error
 
 
 # ------------------------------------------------------------------ real replays

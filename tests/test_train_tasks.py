@@ -125,6 +125,7 @@ def test_cli_lists_and_checks_the_training_set_only_when_pointed_at_it():
     default = runner.invoke(app, ["tasks", "list"], env={"COLUMNS": "200"})
     assert default.exit_code == 0, default.output
     assert "12 tasks" in default.output and "copy-backup-todo" not in default.output
+    assert f"ablbench tasks list {TRAIN_TASKS}" in " ".join(default.output.split())  # where the others are
     train = runner.invoke(app, ["tasks", "list", str(TRAIN_TASKS)], env={"COLUMNS": "200"})
     assert train.exit_code == 0, train.output
     assert f"{len(TRAIN)} tasks" in train.output and "hello-world" not in train.output

@@ -15,6 +15,8 @@ Rules, in order:
 4. Each trial's record (:func:`harness.analysis.trials.trial_record`) is embedded as gzip +
    base64 in its own ``<script type="application/gzip+base64">``; the page decodes one only when
    it is opened. ``ablbench view`` embeds none and serves them from ``/api/trial`` instead.
+   A passing trial the audit flagged carries its flags in its matrix cell (``audit``): the cell
+   shows a flag mark and the trial view lists them.
 5. Nothing is fetched: a Content-Security-Policy meta tag allows no source but the page's own
    hashed script and style and ``data:`` images (``view`` adds ``connect-src 'self'`` for its
    polling). The template, CSS and JS are package files in ``report_assets/``.
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ablbench.results import read_run_meta
+from harness.analysis.audit import RULE_TEXT, flags_by_trial
 from harness.analysis.model import Run
 from harness.analysis.trials import InstructionSource, trial_folder, trial_record, unfinished_trials
 
@@ -219,6 +222,12 @@ def page_data(runs: list[Run], res: dict | None, plots: list[Path], *, live: boo
     from harness.analysis.report import to_markdown
 
     tasks, per_run = matrix_cells(runs)
+    flags = flags_by_trial((res or {}).get("audit") or {})
+    for i, cells in enumerate(per_run):  # the pass audit's flags go beside the trial (harness.analysis.audit)
+        for cell in cells:
+            if (i, cell["task"], cell["attempt"]) in flags:
+                cell["audit"] = [{"rule": RULE_TEXT.get(f["rule"], f["rule"]), "command": f["command"]}
+                                 for f in flags[(i, cell["task"], cell["attempt"])]]
     analysed = set(res["runs"][0]["per_task_rate"]) if res else set()
     overlap = [{"label": o["label"], "runs": o["runs"], "tasks": o["tasks"]} for o in (res or {}).get("overlap", [])]
     if res:

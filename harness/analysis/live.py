@@ -41,8 +41,10 @@ class ViewOptions:
 
     names: str | None = None  # comma-separated, one per run (harness.analysis.options.run_labels)
     port: int = 8765  # on 127.0.0.1; 0 picks a free port
-    solved: str = "first"  # a key of harness.analysis.compare.SOLVED_RULES
+    solved: str = "mean"  # a key of harness.analysis.compare.SOLVED_RULES
     poll: float = 3.0  # seconds between the page's checks for finished trials
+    allow_harness_drift: bool = False  # as AnalyzeOptions
+    allow_task_drift: bool = False
 
 
 def _stamp(path: Path) -> str:
@@ -115,7 +117,9 @@ class LiveReport:
         from harness.analysis.html import draw_plots
 
         try:
-            res = analyze(runs, AnalyzeOptions(solved=self.options.solved))
+            res = analyze(runs, AnalyzeOptions(solved=self.options.solved,
+                                               allow_harness_drift=self.options.allow_harness_drift,
+                                               allow_task_drift=self.options.allow_task_drift))
         except AblbenchError as exc:
             waiting = [r.name for r in runs if not r.trials]
             why = f"no finished trial yet in {', '.join(waiting)}" if waiting else str(exc)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from harness.structured_check import GRAMMAR_LIMIT_S
+
 EXPERIMENT = {"role": "experiment"}
 AGENT = {"role": "agent"}
 RUN = {"role": "run"}
@@ -44,12 +46,16 @@ class RunOptions:
     seed: int = field(default=0, metadata=AGENT)
     context_length: int | None = field(default=None, metadata=AGENT)
     structured: bool = field(default=False, metadata=AGENT)  # fingerprinted as the agent's response_format
+    grammar_limit: float = field(default=GRAMMAR_LIMIT_S, metadata=RUN)  # --structured preflight: grammar seconds
     parallel: int = field(default=1, metadata=RUN)
     out: Path | None = field(default=None, metadata=RUN)
     resume: bool = field(default=False, metadata=RUN)
     rerun_errors: bool = field(default=False, metadata=RUN)
     rerun: tuple[str, ...] = field(default=(), metadata=RUN)
+    rerun_unscored: bool = field(default=False, metadata=RUN)
     infra_retries: int = field(default=1, metadata=RUN)
+    #: seconds a model request may go unanswered before the server is checked for a hang (harness.llm_client)
+    llm_stall_s: float = field(default=60.0, metadata=RUN)
     quiet: bool = field(default=False, metadata=RUN)
 
     def with_role(self, role: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from harness.commands._run_options import RunOptions
 from harness.errors import fail
 
 #: agent-settings entries that record a server probe's answer, not a setting: never fingerprinted
-PROBED_AGENT_FACTS = frozenset({"seed_supported"})
+PROBED_AGENT_FACTS = frozenset({"seed_supported", "structured_preflight"})
 
 
 def register(app: typer.Typer) -> None:
@@ -36,7 +36,9 @@ def run_command(
         None, "--model-url", help="OpenAI-compatible server root, e.g. http://127.0.0.1:8123 (terminus agent only)."
     ),
     model: str | None = typer.Option(None, "--model", help="Model name as served (terminus agent only)."),
-    agent: str = typer.Option("terminus", "--agent", help="terminus | oracle | nop | replay (the reference solution through the Terminus loop)."),
+    agent: str = typer.Option(
+        "terminus", "--agent", help="terminus | oracle | nop | replay (the reference solution through the Terminus loop)."
+    ),
     parallel: int = typer.Option(1, "-n", "--parallel", min=1, help="Trials running at once."),
     attempts: int = typer.Option(1, "-k", "--attempts", min=1, help="Attempts per task."),
     include: list[str] = typer.Option([], "--include", help="Only tasks matching this glob (repeatable)."),
@@ -51,8 +53,16 @@ def run_command(
         "--rerun",
         help="With --resume: also rerun finished trials with this outcome, e.g. verifier_error (repeatable).",
     ),
+    rerun_unscored: bool = typer.Option(
+        False, "--rerun-unscored", help="With --resume: rerun every trial the verifier did not score (infra, llm "
+        "and verifier errors, agent crashes); keep every scored trial, failed or passed."),
     infra_retries: int = typer.Option(
         1, "--infra-retries", min=0, help="Retries of a trial that hits an infrastructure error."
+    ),
+    llm_stall_s: float = typer.Option(
+        60.0, "--llm-stall-s", min=1.0,
+        help="Seconds a model request may go unanswered before the client checks that the server still "
+        "answers HTTP; one that does not is hung and the request is retried (a busy server is waited for).",
     ),
     timeout_multiplier: float = typer.Option(
         1.0, "--timeout-multiplier", min=0.01, help="Multiply every task's agent timeout."
@@ -87,6 +97,11 @@ def run_command(
         help="Constrain replies to the action JSON schema (response_format; the server must honour it: "
         "llama.cpp, sglang, vLLM). Changes what is measured: use it in every arm or none.",
     ),
+    grammar_limit: float = typer.Option(
+        RunOptions.grammar_limit, "--grammar-limit", min=0.0,
+        help="--structured: stop before any trial when the action schema delays the first token of a reply "
+        "by more than this many seconds (measured once by the preflight).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No live progress display."),
 ) -> None:
     """Run tasks with an agent (N trials in parallel); results go to results/<run>/."""
@@ -109,18 +124,32 @@ def run_command(
         seed=seed,
         context_length=context_length,
         structured=structured,
+        grammar_limit=grammar_limit,
         parallel=parallel,
         out=out,
         resume=resume,
         rerun_errors=rerun_errors,
         rerun=tuple(rerun),
+        rerun_unscored=rerun_unscored,
         infra_retries=infra_retries,
+        llm_stall_s=llm_stall_s,
         quiet=quiet,
     )
     try:
         code = _run(opts)
     except AblbenchError as exc:
         raise fail(str(exc)) from exc
+    except OSError as exc:  # the results folder cannot be written, or the engine went away
+        from runners.scheduler import ENGINE_ERRORS, UNWRITABLE, engine_fault, unwritable_fault
+
+        if isinstance(exc, ENGINE_ERRORS):
+            fault = engine_fault(exc)
+        elif exc.errno in UNWRITABLE:
+            fault = unwritable_fault(exc, Path(opts.out or "results"))
+        else:
+            raise fail(f"{type(exc).__name__}: {exc}; finished trials are kept: fix it, then continue "
+                       "with --resume") from None
+        raise fail(fault.line, code=fault.code) from None
     except KeyboardInterrupt:
         raise fail("interrupted before any trial started", code=130) from None
     if code:
@@ -133,6 +162,7 @@ def _run(o: RunOptions) -> int:
 
     from ablbench.paths import BASE_IMAGE, BUNDLED_TASKS, RESULTS_ROOT
     from ablbench.results import scan_results
+    from harness.identity import harness_identity
     from harness.tasks import discover_tasks
     from runners.images import ImageOptions, ImageResolver, parse_image_map
     from runners.runtime_image import AGENT_TOOLS
@@ -159,7 +189,8 @@ def _run(o: RunOptions) -> int:
         raise AblbenchError(
             f"{out_dir} already holds finished trials: pass --resume to continue that run, or choose another --out"
         )
-    agent_factory, agent_settings, identity = _agent(o, lambda m: console.print(f"[yellow]warning: {m}[/]"))
+    agent_factory, agent_settings, identity = _agent(o, lambda m: console.print(f"[yellow]warning: {m}[/]"),
+                                                     say=console.print)
     try:
         client = docker.from_env(timeout=600, max_pool_size=max(10, 3 * o.parallel))
         client.ping()
@@ -196,11 +227,15 @@ def _run(o: RunOptions) -> int:
         resume=o.resume,
         rerun_errors=o.rerun_errors,
         rerun=frozenset(o.rerun),
+        rerun_unscored=o.rerun_unscored,
         infra_retries=o.infra_retries,
         provenance=provenance,
         fingerprint=experiment_fingerprint(o, specs, agent_settings, identity, trial_config),
         experiment={"agent": agent_settings, "model": identity, "tasks_root": provenance["tasks_root"],
-                    "structured": provenance["structured"]},
+                    "structured": provenance["structured"],
+                    # what of ablbench itself can move a score: `analyze` pairs only equal ones
+                    "harness": harness_identity(agent_settings, o.timeout_multiplier,
+                                                provenance["versions"]["ablbench"], provenance["git"])},
         show_progress=not o.quiet,
     )
     try:
@@ -214,6 +249,12 @@ def _run(o: RunOptions) -> int:
     except RunError as exc:
         raise AblbenchError(str(exc)) from None
     _print_summary(console, summary)
+    if summary.fault is not None:  # one line: the cause and the fix (runners.scheduler rule 7)
+        again = " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--resume")
+        console.print(f"[red]stopped[/]: {len(summary.results)} of {summary.total} trials finished; "
+                      f"continue with: ablbench {again} --resume", highlight=False)
+        typer.secho(f"error: {summary.fault.line}", err=True, fg=typer.colors.RED)
+        return summary.fault.code
     if summary.interrupted:
         sig = state["signal"] or scheduler.stop_reason or "stop"
         again = " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--resume")
@@ -227,7 +268,7 @@ def _run(o: RunOptions) -> int:
     return 0
 
 
-def _agent(o: RunOptions, warn: Any) -> tuple[Any, dict, dict | None]:
+def _agent(o: RunOptions, warn: Any, say: Any = print) -> tuple[Any, dict, dict | None]:
     """(factory of a fresh agent per trial, agent settings for run.json, model identity)."""
     from harness.agents.simple import NopAgent, OracleAgent
 
@@ -266,19 +307,25 @@ def _agent(o: RunOptions, warn: Any) -> tuple[Any, dict, dict | None]:
         seed=o.seed,
         context_length=o.context_length or (int(served_len) if served_len else None),
     )
-    if o.structured:  # --structured: the server must honour the action schema (preflight)
+    probed: dict[str, Any] = {}
+    if o.structured:  # --structured: the server must honour the run's own action schema, cheaply (preflight)
         from harness.action_schema import action_schema, bounds_for, response_format
         from harness.structured_check import check_structured
 
-        style = check_structured(o.model_url, o.model)
-        cfg.response_format = response_format(action_schema(bounds_for(o.max_tokens)), style)
+        schema = action_schema(bounds_for(o.max_tokens))
+        found = check_structured(o.model_url, o.model, schema, grammar_limit_s=o.grammar_limit)
+        say(found.summary())
+        cfg.response_format = response_format(schema, found.style)
+        probed["structured_preflight"] = {"style": found.style, "ttft_s": round(found.ttft_s, 3),
+                                          "plain_ttft_s": round(found.plain_ttft_s, 3),
+                                          "grammar_s": round(found.grammar_s, 3)}
 
     def factory() -> Any:
-        return TerminusAgent(LLMClient(o.model_url, o.model), cfg)
+        return TerminusAgent(LLMClient(o.model_url, o.model, stall_s=o.llm_stall_s), cfg)
 
     from harness.seeds import SEED_RULE
 
-    settings = {"name": "terminus", **asdict(cfg), "seed_rule": SEED_RULE, "seed_supported": seed_ok}
+    settings = {"name": "terminus", **asdict(cfg), "seed_rule": SEED_RULE, "seed_supported": seed_ok, **probed}
     return factory, settings, identity
 
 
@@ -289,8 +336,15 @@ def _check_rerun(o: RunOptions) -> None:
     unknown = [x for x in o.rerun if x not in known]
     if unknown:
         raise AblbenchError(f"--rerun {unknown[0]!r} is not an outcome; use one of {', '.join(sorted(known))}")
-    if (o.rerun or o.rerun_errors) and not o.resume:
-        raise AblbenchError("--rerun/--rerun-errors only make sense with --resume (they pick trials to run again)")
+    if (o.rerun or o.rerun_errors or o.rerun_unscored) and not o.resume:
+        raise AblbenchError("--rerun/--rerun-errors/--rerun-unscored only make sense with --resume (they pick trials "
+                            "to run again)")
+    from runners.scheduler import SCORED_OUTCOMES
+
+    scored = sorted(set(o.rerun) & SCORED_OUTCOMES)
+    if o.rerun_unscored and scored:
+        raise AblbenchError(f"--rerun-unscored keeps every scored trial, but --rerun {scored[0]} reruns scored ones; "
+                            "drop one of the two")
 
 
 def experiment_fingerprint(
@@ -303,14 +357,7 @@ def experiment_fingerprint(
     hash, the local fallback image and the trial limits.
     """
     from ablbench.paths import BASE_IMAGE
-    from runners.fingerprint import tree_hash
-
-    def task_hash(spec: Any) -> str:
-        roots = [spec.path] + [
-            p for p in (spec.tests_dir, spec.test_script_path, spec.build_context)
-            if p is not None and not Path(p).resolve().is_relative_to(Path(spec.path).resolve())
-        ]
-        return tree_hash(*roots)
+    from harness.task_versions import task_hash
 
     entry = (identity or {}).get("server_entry") or {}
     model = {"name": identity.get("model"), "root": entry.get("root")} if identity else {}
@@ -433,6 +480,10 @@ def _print_summary(console: Any, summary: Any) -> None:
         f"{len(summary.results)}/{summary.total} trials finished ({summary.kept} kept from before) "
         f"in {summary.wall_s:.1f}s; mean reward {summary.mean_reward:.3f}; {counts}"
     )
+    rescued = sum(r["outcome"] == "passed" and bool(r.get("agent_error")) for r in summary.results.values())
+    if rescued:  # counted apart: the final state passed, but the agent had failed (issue 27)
+        console.print(f"{rescued} of the passed trials passed although the agent ended in an error "
+                      "(master_summary.csv: agent_error)")
     console.print(f"results: {summary.out_dir}")
 
 

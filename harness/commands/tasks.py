@@ -1,4 +1,4 @@
-"""``ablbench tasks list|check``: inspect and validate task folders."""
+"""``ablbench tasks list|check|diff``: inspect, validate and compare task folders."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from ablbench.errors import AblbenchError
-from ablbench.paths import BUNDLED_TASKS
+from ablbench.paths import BUNDLED_TASKS, TRAIN_TASKS
 from harness.errors import fail
 
 
@@ -29,6 +29,14 @@ class TasksCheckOptions:
     images: bool = False
     base_image_map: tuple[str, ...] = ()
     offline: bool = False
+
+
+@dataclass(frozen=True)
+class TasksDiffOptions:
+    """The options of ``ablbench tasks diff`` (two task folders, old then new)."""
+
+    old: Path
+    new: Path
 
 
 def _fmt_s(seconds: float) -> str:
@@ -62,6 +70,14 @@ def register(app: typer.Typer) -> None:
         """Validate every task under PATH; print each problem with its file; exit 1 if any."""
         _check(TasksCheckOptions(path=path, images=images, base_image_map=tuple(base_image_map), offline=offline))
 
+    @tasks_app.command("diff")
+    def diff(
+        old: Path = typer.Argument(..., help="The old folder of tasks (or one task folder).", show_default=False),
+        new: Path = typer.Argument(..., help="The new folder of tasks (or one task folder).", show_default=False),
+    ) -> None:
+        """List the tasks changed (same name, other content), added and removed between OLD and NEW."""
+        _diff(TasksDiffOptions(old=old, new=new))
+
     app.add_typer(tasks_app, name="tasks")
 
 
@@ -90,6 +106,9 @@ def _list(o: TasksListOptions) -> None:
                       f"{_fmt_s(s.agent_timeout_s)} / {_fmt_s(s.verifier_timeout_s)}", env,
                       "yes" if s.allow_internet else "no")
     Console().print(table)
+    if Path(o.path).resolve() == BUNDLED_TASKS.resolve() and TRAIN_TASKS.is_dir():
+        # the training set lives apart (never run by default): say where
+        Console().print(f"[dim]training tasks (for SFT data, not evaluation): ablbench tasks list {TRAIN_TASKS}[/]")
 
 
 def _check(o: TasksCheckOptions) -> None:
@@ -152,3 +171,21 @@ def _check_images(specs: list, o: TasksCheckOptions) -> None:
     if counts["cannot run"]:
         raise fail(f"{counts['cannot run']} task image(s) cannot host the agent: add tmux and bash to their "
                    "Dockerfiles, or map them with --base-image-map FROM=IMAGE_WITH_TMUX")
+
+
+def _diff(o: TasksDiffOptions) -> None:
+    """``tasks diff``: changed tasks with the files that differ, then added and removed ones."""
+    from harness.task_versions import diff_tasks
+    from harness.tasks import discover_tasks
+
+    try:
+        d = diff_tasks(discover_tasks(o.old), discover_tasks(o.new))
+    except AblbenchError as exc:
+        raise fail(str(exc)) from exc
+    for name, files in d.changed.items():
+        typer.echo(f"changed  {name}: {', '.join(files)}")
+    for name in d.added:
+        typer.echo(f"added    {name}")
+    for name in d.removed:
+        typer.echo(f"removed  {name}")
+    typer.echo(f"{len(d.changed)} changed, {len(d.added)} added, {len(d.removed)} removed, {len(d.same)} the same")

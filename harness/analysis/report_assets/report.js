@@ -200,9 +200,11 @@
   function cellButton(c, multi) {
     const [label, short, glyph] = OUTCOMES[c.outcome] || [c.outcome, c.outcome, "?"];
     const tip = [`${c.task} · attempt ${c.attempt}: ${label}`, c.reward !== undefined ? `reward ${c.reward}` : null,
-      c.error ? c.error : null, c.trace ? null : "no trial folder: summary only"].filter(Boolean).join("\n");
-    return el("button", { class: `cell ${oclass(c.outcome)}${multi ? " k" : ""}${c.trace ? "" : " notrace"}${S.openKey === c.key ? " sel" : ""}`,
-      "data-key": c.key, "data-outcome": c.outcome, title: tip, onclick: () => openTrial(c.key, true) }, multi ? glyph : short);
+      c.error ? c.error : null, c.trace ? null : "no trial folder: summary only",
+      ...(c.audit || []).map((f) => "\u2691 " + f.rule + ": " + f.command)].filter(Boolean).join("\n");
+    const flag = c.audit && c.audit.length ? "\u2691" : "";
+    return el("button", { class: `cell ${oclass(c.outcome)}${multi ? " k" : ""}${c.trace ? "" : " notrace"}${flag ? " flagged" : ""}${S.openKey === c.key ? " sel" : ""}`,
+      "data-key": c.key, "data-outcome": c.outcome, title: tip, onclick: () => openTrial(c.key, true) }, (multi ? glyph : short) + flag);
   }
   function applyFilters() {
     const region = regionOf();
@@ -236,7 +238,9 @@
         el("span", { class: "reward", text: "reward " + (res.reward ?? cell.reward ?? "—") })),
       factsLine([["turns", ctr.turns ?? (rec && rec.turns ? rec.turns.length : null)], ["parse_fail", ctr.parse_fail ?? cell.parse_fail],
         ["no_cmd", ctr.no_cmd ?? cell.no_cmd], ["tokens in", ctr.tokens_in], ["tokens out", ctr.tokens_out],
-        ["agent", secs(tm.agent)], ["verifier", secs(tm.verifier)], ["total", secs(tm.total)], ["agent stop", res.agent_stop]]));
+        ["agent", secs(tm.agent)], ["verifier", secs(tm.verifier)], ["total", secs(tm.total)], ["agent stop", res.agent_stop]]),
+      cell.audit && cell.audit.length ? el("div", { class: "audit-flags" }, el("b", { text: "\u2691 audit flags (the pass still counts)" }),
+        el("ul", {}, cell.audit.map((f) => el("li", {}, f.rule + ": ", el("code", { text: f.command }))))) : null);
   }
   function turnCard(t) {
     const p = t.parse || {};
