@@ -10,7 +10,7 @@ from pathlib import Path
 from ablbench.paths import REPO_ROOT
 
 LINT = Path(sys.executable).parent / "lint-imports"
-PACKAGES = ("ablbench", "abliterate", "harness", "runners")
+PACKAGES = ("ablbench", "abliterate", "harness", "runners", "sft")
 
 
 def _lint(root: Path) -> subprocess.CompletedProcess:
