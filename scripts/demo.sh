@@ -19,7 +19,7 @@
 # Knobs: DEMO_MODEL (a GGUF; default the bundled one) with DEMO_MODEL_HF (its HF folder),
 # DEMO_EDITED (an already edited GGUF: skips the SFT and abliteration steps, two arms),
 # DEMO_SFT=0 (no SFT: base vs abliterated base, the old demo), DEMO_SFT_ARGS (default
-# `--epochs 3 --batch-tokens 2048 --lr 2e-3 --val-fraction 0.1`), DEMO_PARALLEL (2), DEMO_MAX_TURNS (4), DEMO_MAX_TOKENS (256),
+# `--epochs 1 --batch-tokens 2048 --lr 2e-3 --val-fraction 0.1`), DEMO_PARALLEL (2), DEMO_MAX_TURNS (4), DEMO_MAX_TOKENS (256),
 # DEMO_STRUCTURED (1: schema-constrained actions in every arm; 0: free-form replies),
 # DEMO_TIMEOUT_MULTIPLIER (0.5), DEMO_SEARCH (0), DEMO_ABLITERATE_ARGS (default: 4 candidate
 # layers, 16 evaluation and 16 report prompts of 64 tokens, to keep the demo within 20 minutes
@@ -62,7 +62,7 @@ else
     step "SFT: LoRA on the passed replays -> merged HF folder + merged GGUF"
     # shellcheck disable=SC2086 # DEMO_SFT_ARGS is a list of arguments
     "$ABL" sft --model "$SOURCE" --traces "$OUT/replays" --gguf "$BASE" --out "$OUT/sft" --quiet \
-      ${DEMO_SFT_ARGS:---epochs 3 --batch-tokens 2048 --lr 2e-3 --val-fraction 0.1}
+      ${DEMO_SFT_ARGS:---epochs 1 --batch-tokens 2048 --lr 2e-3 --val-fraction 0.1}
     TARGET="$OUT/sft/merged.gguf"; TARGET_HF="$OUT/sft/merged"; NAME=sft-abliterated; CTRL_NAME=sft-control
     arms+=(--model "sft=$TARGET")
   fi
