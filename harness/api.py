@@ -9,6 +9,8 @@ Rules, in order:
 3. ``Sweep(models, SweepOptions(...)).run() -> int``: serve each model in turn, run it, analyse
    all runs (``scripts/full_bench_parallel.sh``).
 4. ``start_server`` / ``stop_server`` serve one model and report it as a ``ServedModel``.
+   ``run_evaluation(EvaluationOptions)`` and ``contrast_inputs`` are the abliteration steps that
+   need the agent's prompt (the others are ``abliterate``'s own functions over typed options).
 5. Errors a user can fix raise ``ablbench.errors.AblbenchError`` with a one-line message.
    Nothing here parses flags or prints to stdout.
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.abliteration import contrast_inputs, run_evaluation
 from harness.analysis.options import AnalyzeOptions
 from harness.analysis.write import Analysis, analyze_paths
 from harness.job import Job, RunResult
@@ -41,6 +44,8 @@ __all__ = [
     "Sweep",
     "SweepOptions",
     "analyze",
+    "contrast_inputs",
+    "run_evaluation",
     "start_server",
     "stop_server",
 ]
