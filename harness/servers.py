@@ -175,8 +175,9 @@ def preflight(model: Path, base: Path | None) -> list:
     return check_gguf(model, base) if has_gguf_magic(model) else check_model(model, base)
 
 
-def make(o: ServeOptions, model: Path, backend: str) -> Any:
-    """The server ``o`` asks for (not started yet)."""
+def make(o: ServeOptions, model: Path, backend: str, die_with_parent: bool | None = None) -> Any:
+    """The server ``o`` asks for (not started yet); a local process dies with this one unless detached
+    (``die_with_parent=True``: even when detached, e.g. the sweep's servers, stopped by the sweep anyway)."""
     from runners.servers import make_server
     from runners.servers.base import default_name
     from runners.servers.detached import detached_alive
@@ -184,7 +185,8 @@ def make(o: ServeOptions, model: Path, backend: str) -> Any:
     if backend in {"transformers", "llamacpp"}:
         log_path = state_dir() / f"{o.name or default_name(model)}.log" if o.detach else None  # outlives the command
         server = make_server(backend, model, name=o.name, port=o.port, extra_args=o.extra_args,
-                             health_budget_s=o.health_budget, die_with_parent=not o.detach, log_path=log_path)
+                             health_budget_s=o.health_budget, log_path=log_path,
+                             die_with_parent=not o.detach if die_with_parent is None else die_with_parent)
     else:
         gpus = None if o.gpus in {"none", ""} else (int(o.gpus) if o.gpus.isdigit() else o.gpus)
         server = make_server(backend, model, name=o.name, port=o.port, extra_args=o.extra_args,

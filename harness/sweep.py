@@ -94,7 +94,6 @@ class Sweep:
         from runners.preflight import errors
 
         o = self.options
-        server = None
         try:
             resolved, backend, why = resolve_model(model, o.backend)
             say(f"== {name}: serving {model} with {backend} ({why})")
@@ -105,7 +104,7 @@ class Sweep:
                 raise AblbenchError(f"{resolved}: {len(errors(problems))} preflight error(s) (see above)")
             serve = ServeOptions(model=resolved, backend=backend, name=f"fullpar-{name}-{os.getpid()}", detach=True,
                                  health_budget=o.health_budget, extra_args=o.server_args)
-            server = make(serve, resolved, backend)
+            server = make(serve, resolved, backend, die_with_parent=True)  # even a second signal's os._exit
             served = start_server(server, resolved, backend, detach=True)
         except AblbenchError as exc:
             print(f"error: {exc}\nfull_bench_parallel: serving {name} failed (exit 1)", file=sys.stderr, flush=True)
