@@ -9,7 +9,7 @@
 # Example (the user's Qwen3.5-4B experiment on a GPU box):
 #   scripts/full_bench_parallel.sh --model base=/models/Qwen3.5-4B \
 #       --model abl=/runs/qwen35/abliterated_model --tasks ~/terminal-bench-2 \
-#       --backend sglang -n 6 --max-turns 20 --max-tokens 4096 -- --reasoning-parser qwen3
+#       --backend sglang -n 6 -- --reasoning-parser qwen3
 # Three arms, with a control edit (`ablbench abliterate control --run RUN --out CTRL`: a random
 # direction orthogonal to the run's, same layers and strengths):
 #   scripts/full_bench_parallel.sh --model base=/models/M --model abl=RUN/abliterated_model \

@@ -58,7 +58,7 @@ def test_agent_defaults_are_written_once():
             assert not re.search(rf"\b{name}\b[^\n]*?(=|Option\()\s*{value}\b", text), f"{path} repeats {name}'s default"
     for script in ("full_bench_parallel.sh", "harbor_sweep.sh"):
         text = (REPO_ROOT / "scripts" / script).read_text()
-        assert not re.search(r"max_turns=\d|max_tokens=\d|temperature=\d", text), script
+        assert not re.search(r"max_turns=\d|max_tokens=\d|temperature=\d|--max-(turns|tokens) \d", text), script
 
 
 def test_harbor_sweep_reads_the_defaults_from_python():
