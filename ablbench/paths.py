@@ -12,6 +12,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 def _bundled_tasks() -> Path:
     """The bundled tasks: package data in an installed wheel, ``tasks/`` in a checkout."""
+    checkout = REPO_ROOT / "tasks"
+    if (REPO_ROOT / "setup.py").is_file() and (checkout / "__init__.py").is_file():
+        return checkout  # this checkout's own tasks, even when another checkout is installed editable
     try:
         found = Path(str(resources.files("ablbench.bundled_tasks")))
     except ModuleNotFoundError:
@@ -20,6 +23,9 @@ def _bundled_tasks() -> Path:
 
 
 BUNDLED_TASKS = _bundled_tasks()
+#: the bundled TRAINING tasks (SFT data): a sub-folder without task.toml, so loading
+#: ``BUNDLED_TASKS`` never picks them; ``--tasks`` must point here explicitly
+TRAIN_TASKS = BUNDLED_TASKS / "train"
 #: default results root, relative: a run writes to ./results/<run> in the current directory
 RESULTS_ROOT = Path("results")
 

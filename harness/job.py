@@ -28,7 +28,7 @@ from harness.agents import AGENT_NAMES
 from harness.run_options import RunOptions
 
 #: agent-settings entries that record a server probe's answer, not a setting: never fingerprinted
-PROBED_AGENT_FACTS = frozenset({"seed_supported"})
+PROBED_AGENT_FACTS = frozenset({"seed_supported", "structured_preflight"})
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,8 @@ def _run(o: RunOptions) -> RunResult:
         raise AblbenchError(
             f"{out_dir} already holds finished trials: pass --resume to continue that run, or choose another --out"
         )
-    agent_factory, agent_settings, identity = _agent(o, lambda m: console.print(f"[yellow]warning: {m}[/]"))
+    agent_factory, agent_settings, identity = _agent(o, lambda m: console.print(f"[yellow]warning: {m}[/]"),
+                                                     say=console.print)
     try:
         client = docker.from_env(timeout=600, max_pool_size=max(10, 3 * o.parallel))
         client.ping()
@@ -111,7 +112,7 @@ def _run(o: RunOptions) -> RunResult:
             fallback_image=BASE_IMAGE,
             warn=lambda m: console.print(f"[yellow]warning: {m}[/]"),
             # the terminus agent drives tmux: images without it get a cached derived image (issue 12)
-            runtime_tools=AGENT_TOOLS if o.agent == "terminus" else (),
+            runtime_tools=AGENT_TOOLS if o.agent in ("terminus", "replay") else (),
         ),
     )
     trial_config = TrialConfig(
@@ -148,7 +149,7 @@ def _run(o: RunOptions) -> RunResult:
                      by_signal=bool(state["signal"]), summary=summary)
 
 
-def _agent(o: RunOptions, warn: Any) -> tuple[Any, dict, dict | None]:
+def _agent(o: RunOptions, warn: Any, say: Any = print) -> tuple[Any, dict, dict | None]:
     """(factory of a fresh agent per trial, agent settings for run.json, model identity)."""
     from harness.agents.simple import NopAgent, OracleAgent
 
@@ -156,6 +157,10 @@ def _agent(o: RunOptions, warn: Any) -> tuple[Any, dict, dict | None]:
         return OracleAgent, {"name": "oracle"}, None
     if o.agent == "nop":
         return NopAgent, {"name": "nop"}, None
+    if o.agent == "replay":
+        from harness.agents.replay import STEP_DURATION_S, ReplayAgent
+
+        return ReplayAgent, {"name": "replay", "step_duration_s": STEP_DURATION_S}, None
     if not o.model_url or not o.model:
         raise AblbenchError("--agent terminus needs --model-url and --model (start a server with `ablbench serve`)")
     from dataclasses import asdict
@@ -183,19 +188,25 @@ def _agent(o: RunOptions, warn: Any) -> tuple[Any, dict, dict | None]:
         seed=o.seed,
         context_length=o.context_length or (int(served_len) if served_len else None),
     )
-    if o.structured:  # --structured: the server must honour the action schema (preflight)
+    probed: dict[str, Any] = {}
+    if o.structured:  # --structured: the server must honour the run's own action schema, cheaply (preflight)
         from harness.action_schema import action_schema, bounds_for, response_format
         from harness.structured_check import check_structured
 
-        style = check_structured(o.model_url, o.model)
-        cfg.response_format = response_format(action_schema(bounds_for(o.max_tokens)), style)
+        schema = action_schema(bounds_for(o.max_tokens))
+        found = check_structured(o.model_url, o.model, schema, grammar_limit_s=o.grammar_limit)
+        say(found.summary())
+        cfg.response_format = response_format(schema, found.style)
+        probed["structured_preflight"] = {"style": found.style, "ttft_s": round(found.ttft_s, 3),
+                                          "plain_ttft_s": round(found.plain_ttft_s, 3),
+                                          "grammar_s": round(found.grammar_s, 3)}
 
     def factory() -> Any:
         return TerminusAgent(LLMClient(o.model_url, o.model), cfg)
 
     from harness.seeds import SEED_RULE
 
-    settings = {"name": "terminus", **asdict(cfg), "seed_rule": SEED_RULE, "seed_supported": seed_ok}
+    settings = {"name": "terminus", **asdict(cfg), "seed_rule": SEED_RULE, "seed_supported": seed_ok, **probed}
     return factory, settings, identity
 
 

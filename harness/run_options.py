@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.agents import defaults
+from harness.structured_check import GRAMMAR_LIMIT_S
 
 EXPERIMENT = {"role": "experiment"}
 AGENT = {"role": "agent"}
@@ -46,6 +47,7 @@ class RunOptions:
     seed: int = field(default=defaults.SEED, metadata=AGENT)
     context_length: int | None = field(default=None, metadata=AGENT)
     structured: bool = field(default=False, metadata=AGENT)  # fingerprinted as the agent's response_format
+    grammar_limit: float = field(default=GRAMMAR_LIMIT_S, metadata=RUN)  # --structured preflight: grammar seconds
     parallel: int = field(default=1, metadata=RUN)
     out: Path | None = field(default=None, metadata=RUN)
     resume: bool = field(default=False, metadata=RUN)

@@ -26,6 +26,7 @@ from abliterate.pipeline import PipelineOptions
 from abliterate.search.run import DEMO_SEARCH, SearchOptions
 from harness.analysis import AnalyzeOptions, analyze, load_run
 from harness.analysis.live import ViewOptions
+from harness.analysis.options import PlanOptions
 from harness.analysis.report import to_json
 from harness.cli import app
 from harness.commands.serve import ServeOptions
@@ -51,6 +52,7 @@ VERBS = {
     "run": Verb(RunOptions),
     "analyze": Verb(AnalyzeOptions, beside=frozenset({"runs"})),
     "view": Verb(ViewOptions, beside=frozenset({"runs"})),
+    "plan": Verb(PlanOptions),
     "serve": Verb(ServeOptions, beside=frozenset({"ctx"}), no_flag=frozenset({"extra_args"})),
     "smoke": Verb(SmokeOptions),
     "doctor": Verb(None),

@@ -66,6 +66,19 @@ def test_tasks_list_finds_the_bundled_tasks_from_anywhere(core_venv: Path, tmp_p
     assert str(REPO_ROOT) not in out.stdout  # they come from the installed package data
 
 
+def test_the_wheel_ships_the_training_tasks_apart_from_the_evaluation_tasks(core_venv: Path, tmp_path: Path) -> None:
+    probe = "from ablbench.paths import TRAIN_TASKS; print(TRAIN_TASKS)"
+    clean_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the wheel's paths, not the checkout's
+    train = subprocess.run([str(core_venv / "bin" / "python"), "-c", probe], cwd=tmp_path, capture_output=True,
+                           text=True, check=True, env=clean_env).stdout.strip()
+    assert str(REPO_ROOT) not in train
+    listed = _ablbench(core_venv, "tasks", "list", train, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "copy-backup-todo" in listed.stdout and "hello-world" not in listed.stdout
+    default = _ablbench(core_venv, "tasks", "list", cwd=tmp_path)
+    assert "12 tasks" in default.stdout and "copy-backup-todo" not in default.stdout
+
+
 @pytest.mark.docker
 def test_oracle_run_of_two_bundled_tasks_outside_the_checkout(core_venv: Path, tmp_path: Path, base_image) -> None:
     out = _ablbench(core_venv, "run", "--agent", "oracle", "-n", "2", "--include", "hello-world",

@@ -16,14 +16,17 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import missing
+from recording_proxy import RecordingProxy
 from server_helpers import ABLBENCH, assert_gone, pids_with_port_arg, run_cli, serve_in_foreground_then_ctrl_c
 
-from harness.action_schema import action_schema, bounds_for, response_format
+from ablbench.errors import AblbenchError
+from harness.action_schema import CEILING, ActionBounds, action_schema, bounds_for, response_format
 from harness.llm_client import LLMClient
 from harness.llm_types import SamplingParams
 from harness.parser import parse_action
@@ -92,9 +95,11 @@ def test_chat_answers_paris(llama_server):
 def test_structured_reply_parses_as_an_action(llama_server):
     from harness.structured_check import check_structured
 
-    style = check_structured(llama_server.base_url, llama_server.model_name)
-    assert style == "json_object"  # llama-cpp-python rejects OpenAI's json_schema shape
     bounds = bounds_for(256)
+    found = check_structured(llama_server.base_url, llama_server.model_name, action_schema(bounds))
+    style = found.style
+    assert style == "json_object"  # llama-cpp-python rejects OpenAI's json_schema shape
+    assert found.plain_ttft_s > 0 and found.ttft_s > 0 and found.grammar_s >= 0
     client = LLMClient(llama_server.base_url, llama_server.model_name, timeout_s=300, max_retries=0)
     params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=256, seed=0,
                             response_format=response_format(action_schema(bounds), style))
@@ -107,6 +112,26 @@ def test_structured_reply_parses_as_an_action(llama_server):
     parsed = parse_action(result.content)
     assert parsed.status in {"ok", "no_cmd"} and parsed.error is None
     assert [c.keystrokes for c in parsed.commands] == [c["keystrokes"] for c in action["commands"]]
+
+
+def test_preflight_stops_on_a_schema_that_crashes_llamacpp(bundled_gguf):
+    """The bounds before issue 26 at --max-tokens 4096 (strings of 2000+ characters): llama.cpp
+    cannot parse the grammar and its server dies on the request; the preflight says so in one
+    line, before any trial. A throwaway server: this one is killed."""
+    from harness.structured_check import check_structured
+
+    old_4096 = action_schema(ActionBounds(analysis=2000, plan=1000, keystrokes=2457, commands=8))
+    with make_server("llamacpp", bundled_gguf, name="doomed", threads=1) as server:
+        with pytest.raises(AblbenchError) as exc:
+            check_structured(server.base_url, server.model_name, old_4096)
+        message = str(exc.value)
+        assert "\n" not in message and "dropped the request carrying the action schema" in message
+        assert "crashed compiling the schema's grammar" in message
+        assert "answered the same request without the schema" in message
+        deadline = time.monotonic() + 30
+        while server.exit_status() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert server.exit_status() == "was killed by SIGSEGV"
 
 
 def test_parallel_requests_are_queued_and_all_answered(llama_server):
@@ -204,30 +229,72 @@ def test_cli_bundled_model_detached_then_stopped(tmp_path, bundled_gguf):
 
 
 @pytest.mark.docker
-def test_run_structured_against_llamacpp_records_it(llama_server, base_image, tmp_path):
-    """`ablbench run --structured`: the preflight passes, every finished reply is an action object,
-    and run.json says the run was structured (with the exact response_format sent)."""
+@pytest.mark.parametrize("max_tokens", [256, 4096, 32768])
+def test_run_structured_at_any_budget_sends_its_own_schema(llama_server, base_image, tmp_path, max_tokens):
+    """`ablbench run --structured` at 256, 4096 and 32768 tokens, through a recording proxy: the
+    preflight sends exactly the run's schema and prints its first-token time, every turn's reply
+    is an action object, run.json records the schema, and the server survives (issue 26: at
+    4096 the old schema's grammar crashed llama.cpp)."""
     out = tmp_path / "run"
     env = {**os.environ, "ABLBENCH_HOME": str(tmp_path / "home")}
-    res = subprocess.run(
-        [ABLBENCH, "run", "--structured", "--model-url", llama_server.base_url, "--model", llama_server.model_name,
-         "--include", "make-output-dir", "--max-turns", "2", "--max-tokens", "256", "--context-length", "8192",
-         "--temperature", "0", "--offline", "--quiet", "--out", str(out)],
-        capture_output=True, text=True, timeout=600, env=env)
+    with RecordingProxy(llama_server.base_url) as proxy:
+        res = subprocess.run(
+            [ABLBENCH, "run", "--structured", "--model-url", proxy.base_url, "--model", llama_server.model_name,
+             "--include", "make-output-dir", "--max-turns", "2", "--max-tokens", str(max_tokens),
+             "--context-length", "8192", "--temperature", "0", "--offline", "--quiet", "--out", str(out)],
+            capture_output=True, text=True, timeout=900, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
+    assert re.search(r"--structured preflight: first token after [0-9.]+ s with the action schema \(json_object\)",
+                     " ".join(res.stderr.split()))
+    assert llama_server.exit_status() is None
+    assert httpx.get(f"{llama_server.base_url}/v1/models", timeout=30).status_code == 200
+
+    schema = action_schema(bounds_for(max_tokens))
+    if max_tokens >= 4096:
+        props = schema["properties"]
+        assert props["analysis"]["maxLength"] == CEILING.analysis and props["commands"]["maxItems"] == CEILING.commands
     meta = json.loads((out / "run.json").read_text())
     assert meta["structured"] is True
     sent = meta["agent"]["response_format"]
-    assert sent["type"] == "json_object" and sent["schema"] == action_schema(bounds_for(256))
+    assert sent == {"type": "json_object", "schema": schema}
+    measured = meta["agent"]["structured_preflight"]
+    assert measured["style"] == "json_object" and measured["ttft_s"] > 0 and measured["grammar_s"] >= 0
+    # what the server received: the preflight's streamed requests carry the run's schema in each
+    # shape (json_schema refused, json_object honoured), and every turn carries run.json's exactly
+    with_schema = [b for b in proxy.bodies() if "response_format" in b]
+    preflight = [b for b in with_schema if b.get("stream")]
+    turns_sent = [b for b in with_schema if not b.get("stream")]
+    assert [b["response_format"]["type"] for b in preflight] == ["json_schema", "json_object"]
+    assert preflight[0]["response_format"]["json_schema"]["schema"] == schema
+    assert preflight[1]["response_format"] == sent
+    assert turns_sent and all(b["response_format"] == sent for b in turns_sent)
+
     [trace] = (out / "make-output-dir").glob("*/trace.jsonl")
-    turns = [json.loads(line) for line in trace.read_text().splitlines()]
-    turns = [t for t in turns if "turn" in t]
-    assert 1 <= len(turns) <= 2
-    finished = [t for t in turns if t["finish_reason"] == "stop"]
-    assert finished, [t["finish_reason"] for t in turns]
-    for t in finished:
-        assert set(json.loads(t["reply"])) == {"analysis", "plan", "commands", "task_complete"}
-        assert t["parse"]["status"] != "parse_fail"
+    turns = [t for t in map(json.loads, trace.read_text().splitlines()) if "turn" in t]
+    assert 1 <= len(turns) == len(turns_sent) <= 2
+    for t in turns:
+        if max_tokens >= 4096:  # the largest action fits the reply budget: every reply closes
+            assert t["finish_reason"] == "stop", t
+        if t["finish_reason"] == "stop":
+            assert set(json.loads(t["reply"])) == {"analysis", "plan", "commands", "task_complete"}
+            assert t["parse"]["status"] != "parse_fail"
+
+
+def test_grammar_limit_stops_the_run_in_one_line(llama_server, tmp_path):
+    """A schema that delays the first token past --grammar-limit stops the run before any trial.
+    The proxy holds back each request with a schema by 3 s: it stands for a slow grammar engine."""
+    out = tmp_path / "run"
+    with RecordingProxy(llama_server.base_url, schema_delay_s=3.0) as proxy:
+        res = run_cli("run", "--structured", "--model-url", proxy.base_url, "--model", llama_server.model_name,
+                      "--include", "hello-world", "--max-tokens", "4096", "--grammar-limit", "1",
+                      "--context-length", "8192", "--offline", "--out", str(out), home=tmp_path / "home", timeout=300)
+    assert res.returncode == 1
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert re.match(r"error: --structured: the action schema delays every reply of the server at \S+ by [3-9]\.\d s",
+                    lines[0])
+    assert "over --grammar-limit 1 s" in lines[0] and "raise --grammar-limit" in lines[0]
+    assert not (out / "run.json").exists()
 
 
 @pytest.mark.docker

@@ -13,20 +13,30 @@ from pathlib import Path
 import pytest
 
 from ablbench.errors import AblbenchError
-from harness.action_schema import STYLES, action_schema, bounds_for, response_format
+from harness.action_schema import CEILING, STYLES, action_schema, bounds_for, response_format
 from harness.analysis import load_run
 from harness.analysis.structured import check_structured_pairing, run_structured
 
 ABLBENCH = str(Path(sys.executable).parent / "ablbench")
 
 
-def test_bounds_scale_with_the_reply_budget_and_are_capped():
-    small, large = bounds_for(256), bounds_for(4096)
+def test_bounds_scale_with_small_budgets_and_stop_at_a_fixed_ceiling():
+    small = bounds_for(256)
     assert (small.analysis, small.plan, small.keystrokes, small.commands) == (192, 115, 307, 1)
-    assert (large.analysis, large.plan, large.keystrokes, large.commands) == (2000, 1000, 2457, 8)
     # a maximal small action (every field full) stays within about the reply budget
     assert small.analysis + small.plan + small.commands * small.keystrokes + 120 <= 3 * 256
     assert bounds_for(1).analysis == 64 and bounds_for(1).commands == 1
+    # from the user's default budget up, the same bounds: the grammar does not grow with --max-tokens
+    assert {bounds_for(n) for n in (2700, 4096, 16384, 32768, 10**6)} == {CEILING}
+    assert (CEILING.analysis, CEILING.plan, CEILING.keystrokes, CEILING.commands) == (800, 400, 800, 8)
+    for n in (1, 100, 256, 1000, 1024, 2048, 3000, 8192):
+        b = bounds_for(n)
+        assert b.analysis <= CEILING.analysis and b.plan <= CEILING.plan
+        assert b.keystrokes <= CEILING.keystrokes and b.commands <= CEILING.commands
+    # llama.cpp cannot parse a bounded string of more than 1000 characters (issue 26); the
+    # largest action fits the default 4096-token reply at 3 characters per token
+    assert max(CEILING.analysis, CEILING.plan, CEILING.keystrokes) <= 1000
+    assert CEILING.analysis + CEILING.plan + CEILING.commands * (CEILING.keystrokes + 40) + 120 <= 3 * 4096
 
 
 def test_schema_bounds_every_field_and_both_request_shapes():

@@ -3,6 +3,8 @@
 - ``terminus``: the Terminus-style LLM agent (``harness.agents.terminus``);
 - ``oracle``: runs the task's reference solution; ``nop``: does nothing
   (``harness.agents.simple``). With a correct task the oracle passes and nop fails.
+- ``replay``: the Terminus loop answered by the reference solution, one action per step
+  (``harness.agents.replay``): trajectories for SFT.
 
 ``harness.agents.harbor_agent`` wraps ``terminus`` as a harbor agent (``harbor run -a
 harness.agents.harbor_agent:AblbenchTerminus``); it imports harbor, so only harbor's Python
@@ -11,4 +13,4 @@ harness.agents.harbor_agent:AblbenchTerminus``); it imports harbor, so only harb
 
 from __future__ import annotations
 
-AGENT_NAMES = ("terminus", "oracle", "nop")
+AGENT_NAMES = ("terminus", "oracle", "nop", "replay")

@@ -12,7 +12,18 @@ Rules, in order:
    why. ``errors_as_failures=True`` (``--errors-as-failures``) restores the rule of 2.
 4. Cochran's Q comes with its asymptotic (chi-square) and its exact conditional p-value.
 5. What the design can resolve is the minimum detectable effect at 80 % power (power.py), not
-   power at the observed rates.
+   power at the observed rates. With several attempts per task it is stated for the design as
+   run (tasks x attempts) by ``plan``'s simulation, with per-task rates from a beta-binomial fit
+   to the pair's own trials.
+6. With several attempts per task every attempt counts (``--solved mean``, the default): the
+   headline test of a pair is the mean-of-k test (``mean_of_k``), the paired permutation test of
+   per-task success rates with a paired bootstrap interval; a task's rate is taken over its
+   scored trials (errors leave the rate, not the task, unless ``--errors-as-failures``), and a
+   task leaves the test only when a run has no scored trial there. The per-task 0/1 views
+   (solved counts, McNemar, overlap, Cochran's Q) then use attempt 1. With ``--solved
+   first|any|majority`` the headline is McNemar on that 0/1 rule, and the mean-of-k test is shown
+   beside it. With one attempt per task every rule gives the same answer and McNemar is the
+   headline (the mean-of-k test is then the same test).
 """
 
 from __future__ import annotations
@@ -24,13 +35,15 @@ from itertools import combinations
 import numpy as np
 
 from ablbench.errors import AblbenchError
-from harness.analysis import power, stats
+from harness.analysis import mean_of_k, plan, power, stats
 from harness.analysis.behaviour import analyze_behaviour
 from harness.analysis.model import Run, Trial
 from harness.analysis.options import AnalyzeOptions
 from harness.analysis.overlap import regions, unsolved_by_all
 
 SOLVED_RULES = {
+    "mean": "every attempt counts: the headline test compares per-task success rates (mean-of-k); for the "
+            "per-task 0/1 views (solved counts, McNemar, overlap) a task counts as solved in attempt 1",
     "first": "solved in attempt 1 (the lowest-numbered attempt); keeps the paired tests exactly the "
              "single-attempt design and is unaffected by runs having different numbers of attempts",
     "any": "solved in at least one attempt (the pass@k set)",
@@ -51,7 +64,7 @@ OUTCOME_ORDER = ["passed", "failed", "agent_timeout", "context_exceeded", "parse
 
 
 def _solved(trials: list[Trial], rule: str) -> bool:
-    if rule == "first":
+    if rule in ("first", "mean"):
         return trials[0].solved
     if rule == "any":
         return any(t.solved for t in trials)
@@ -60,7 +73,7 @@ def _solved(trials: list[Trial], rule: str) -> bool:
 
 def _error_of(trials: list[Trial], rule: str) -> str | None:
     """The error outcome that takes this task out of the paired tests, or None (rule 3)."""
-    used = trials[:1] if rule == "first" else trials
+    used = trials[:1] if rule in ("first", "mean") else trials
     return next((t.outcome for t in used if t.outcome in ERROR_OUTCOMES), None)
 
 
@@ -106,6 +119,9 @@ def _run_summary(run: Run, grouped: dict[str, list[Trial]], solved: set[str], dr
         "mean_pass_at_1": sum(t.reward for ts in grouped.values() for t in ts) / n_trials,
         "mean_of_task_rates": float(np.mean(list(rates.values()))),
     }
+    # the TB2 leaderboard's own figure: mean over trials +- 1.96 SE (None with one attempt per task)
+    summary["leaderboard"] = {"mean": summary["mean_pass_at_1"],
+                              "half_width": stats.leaderboard_ci(list(rates.values()), attempts)}
     kmin = min(attempts)
     if max(attempts) > 1:
         summary["ci95_fixed_tasks"] = stats.leaderboard_ci(list(rates.values()), attempts)
@@ -119,7 +135,7 @@ def _run_summary(run: Run, grouped: dict[str, list[Trial]], solved: set[str], dr
     return summary
 
 
-def _pair(a: dict, b: dict, sa: set[str], sb: set[str], shared: list[str], multi: bool,
+def _pair(a: dict, b: dict, sa: set[str], sb: set[str], shared: list[str],
           errors: dict[str, dict[str, str]]) -> dict:
     ea, eb = errors.get(a["name"], {}), errors.get(b["name"], {})
     excluded = [{"task": t, a["name"]: ea.get(t), b["name"]: eb.get(t)} for t in shared if t in ea or t in eb]
@@ -143,12 +159,41 @@ def _pair(a: dict, b: dict, sa: set[str], sb: set[str], shared: list[str], multi
         "mde80": {"discordant": discordant, "discordant_share": discordant / n if n else None,
                   "mcnemar": power.mde_mcnemar(n, discordant / n) if n else None},
     }
-    if multi:
-        diffs = [a["per_task_rate"][t] - b["per_task_rate"][t] for t in tasks]
-        p, method = stats.sign_flip_test(diffs)
-        out.update({"mean_rate_diff": float(np.mean(diffs)) if diffs else None, "sign_flip_p": p,
-                    "sign_flip_method": method})
-        out["mde80"]["sign_flip"] = power.mde_mean_diff(diffs)
+    return out
+
+
+def _scored_rate(trials: list[Trial], errors_as_failures: bool) -> tuple[int, int] | None:
+    """(successes, scored attempts) of a task (rule 6); None when no attempt was scored."""
+    used = trials if errors_as_failures else [t for t in trials if t.outcome not in ERROR_OUTCOMES]
+    return (sum(t.solved for t in used), len(used)) if used else None
+
+
+def _mean_of_k_pair(ga: dict[str, list[Trial]], gb: dict[str, list[Trial]], shared: list[str],
+                    errors_as_failures: bool) -> dict:
+    """The mean-of-k test of one pair (rule 6) and the detectable effect of its design (rule 5)."""
+    counts = {t: (_scored_rate(ga[t], errors_as_failures), _scored_rate(gb[t], errors_as_failures)) for t in shared}
+    tasks = [t for t, (ca, cb) in counts.items() if ca is not None and cb is not None]
+    left = [t for t in shared if t not in tasks]
+    ra = [counts[t][0][0] / counts[t][0][1] for t in tasks]  # type: ignore[index]
+    rb = [counts[t][1][0] / counts[t][1][1] for t in tasks]  # type: ignore[index]
+    res = mean_of_k.mean_of_k_test(ra, rb)
+    out: dict = {"n": res.n, "n_nonzero": res.n_nonzero, "diff": res.diff, "p": res.p, "method": res.method,
+                 "ci95": list(res.ci95) if res.ci95 else None, "ci_method": res.ci_method,
+                 "left_out_no_scored_trial": left}
+    attempts = [counts[t][i][1] for t in tasks for i in (0, 1)]  # type: ignore[index]
+    k = min(attempts) if attempts else 0
+    successes = [counts[t][i][0] for t in tasks for i in (0, 1)]  # type: ignore[index]
+    design: dict = {"tasks": len(tasks), "attempts": k, "mde": None, "model": None}
+    if k >= 2 and len(tasks) >= 2:
+        try:
+            model = plan.model_from_counts(successes, attempts, source="both runs' scored trials")
+        except AblbenchError as exc:
+            design["model"] = f"no rate model: {exc}"
+        else:
+            design["model"] = model.describe()
+            design["mde"] = plan.design_mde(model, len(tasks), k)
+    out["design_mde80"] = design
+    return out
     return out
 
 
@@ -181,6 +226,8 @@ def analyze(runs: Sequence[Run], options: AnalyzeOptions = AnalyzeOptions()) -> 
         "solved_rule": solved_rule,
         "solved_rule_text": SOLVED_RULES[solved_rule] if multi else "one attempt per task: solved = reward 1",
         "multi_attempt": multi,
+        # rule 6: which test is the pair's headline
+        "headline_test": "mean_of_k" if multi and solved_rule == "mean" else "mcnemar",
         "unusual_rule": UNUSUAL_RULE,
         "errors_as_failures": errors_as_failures,
         "errors_rule": ERRORS_RULE[errors_as_failures],
@@ -189,7 +236,13 @@ def analyze(runs: Sequence[Run], options: AnalyzeOptions = AnalyzeOptions()) -> 
     }
     by_name = {s["name"]: s for s in summaries}
     for a, b in combinations(names, 2):
-        result["pairs"].append(_pair(by_name[a], by_name[b], solved[a], solved[b], tasks, multi, errors))
+        pair = _pair(by_name[a], by_name[b], solved[a], solved[b], tasks, errors)
+        if multi:
+            mk = _mean_of_k_pair(grouped[a], grouped[b], tasks, errors_as_failures)
+            pair.update({"mean_of_k": mk, "mean_rate_diff": mk["diff"], "sign_flip_p": mk["p"],
+                         "sign_flip_method": mk["method"]})
+            pair["mde80"]["mean_of_k"] = mk["design_mde80"]["mde"]
+        result["pairs"].append(pair)
     if len(runs) >= 3:
         clean = [t for t in tasks if not any(t in errors.get(n, {}) for n in names)]
         matrix = np.array([[t in solved[n] for n in names] for t in clean], dtype=float).reshape(len(clean), len(names))
@@ -200,10 +253,16 @@ def analyze(runs: Sequence[Run], options: AnalyzeOptions = AnalyzeOptions()) -> 
         for pair, adj in zip(result["pairs"], stats.holm([p["mcnemar_exact_p"] for p in result["pairs"]]),
                              strict=True):
             pair["mcnemar_holm_p"] = adj
+        if multi:
+            for pair, adj in zip(result["pairs"], stats.holm([p["mean_of_k"]["p"] for p in result["pairs"]]),
+                                 strict=True):
+                pair["mean_of_k"]["holm_p"] = adj
     result["overlap"] = [{"runs": list(r.runs), "label": r.label(names), "tasks": list(r.tasks)}
                          for r in regions(solved, names)]
     result["unsolved_by_all"] = len(unsolved_by_all(solved, shared))
     attempts = {(s["attempts_min"], s["attempts_max"]) for s in summaries}
+    result["design"] = {"tasks": len(tasks), "attempts_min": min(a for a, _ in attempts),
+                        "attempts_max": max(b for _, b in attempts)}
     notes = []
     if solved_rule == "any" and len(attempts) > 1:
         notes.append("runs have different numbers of attempts: with --solved any the run with more attempts "

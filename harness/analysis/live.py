@@ -41,7 +41,7 @@ class ViewOptions:
 
     names: str | None = None  # comma-separated, one per run (harness.analysis.options.run_labels)
     port: int = 8765  # on 127.0.0.1; 0 picks a free port
-    solved: str = "first"  # a key of harness.analysis.compare.SOLVED_RULES
+    solved: str = "mean"  # a key of harness.analysis.compare.SOLVED_RULES
     poll: float = 3.0  # seconds between the page's checks for finished trials
 
 

@@ -9,7 +9,8 @@ is a function of the observed p-value and adds nothing.
   rates, p10 - p01, which can be at most that share. Computed by exact enumeration.
 - ``mde_mean_diff``: with k attempts per task, the paired sign-flip test on per-task mean
   rewards, by the paired t approximation with the observed SD of per-task differences (that
-  SD already holds the attempt-to-attempt noise of k attempts).
+  SD already holds the attempt-to-attempt noise of k attempts). A quick closed form; analyze
+  reports the simulated one of ``plan.design_mde`` instead (heterogeneous per-task rates).
 
 ``mcnemar_power`` is the planning tool behind the statistics notes: power for two assumed
 solve rates under a stated model of how the runs' outcomes are joined, since the marginal

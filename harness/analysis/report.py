@@ -34,10 +34,16 @@ def _intro(res: dict) -> list[str]:
     if res["multi_attempt"]:
         att = ", ".join(f"{r['name']} {r['attempts_min']}" + (f"–{r['attempts_max']}" if r['attempts_max']
                         != r['attempts_min'] else "") for r in runs)
-        lines.append(f"Attempts per task: {att}. Per-task 0/1 for rates, paired tests and overlap: "
-                     f"{res['solved_rule_text']} (`--solved {res['solved_rule']}`).")
+        rule = (f"{res['solved_rule_text'][0].upper()}{res['solved_rule_text'][1:]}" if res["solved_rule"] == "mean"
+                else f"Per-task 0/1 for rates, paired tests and overlap: {res['solved_rule_text']}")
+        lines.append(f"Attempts per task: {att}. {rule} (`--solved {res['solved_rule']}`).")
+        if res.get("headline_test") == "mean_of_k":
+            lines.append("Headline test: the mean-of-k test, a paired permutation test over tasks of the per-task "
+                         "success rates over all attempts, with a paired bootstrap interval (`--solved "
+                         "first|any|majority` makes McNemar on that 0/1 rule the headline instead).")
     else:
-        lines.append("One attempt per task; a task counts as solved when its reward is 1.")
+        lines.append("One attempt per task; a task counts as solved when its reward is 1. The mean-of-k test (every "
+                     "attempt, used with several attempts per task) is then the exact McNemar test below.")
     if res.get("errors_as_failures", True):
         lines += ["Errored trials (timeouts, verifier or server errors) count as failures with reward 0, "
                   "as on the TB2 leaderboard, in the paired tests too (`--errors-as-failures`).", ""]
@@ -48,7 +54,21 @@ def _intro(res: dict) -> list[str]:
     return lines
 
 
+def _verdict_mean_of_k(p: dict, holm: bool) -> str:
+    m = p["mean_of_k"]
+    pval = m["holm_p"] if holm else m["p"]
+    verdict = "a difference at α = 0.05" if pval <= 0.05 else "not significant at α = 0.05"
+    adj = f", Holm-adjusted {fmt_p(m['holm_p'])}" if holm else ""
+    ci = f" (95% bootstrap interval {signed_pp(m['ci95'][0])} to {signed_pp(m['ci95'][1])})" if m["ci95"] else ""
+    return (f"- **{p['a']} vs {p['b']}**: mean-of-k accuracy differs by {signed_pp(m['diff'])}{ci} over {m['n']} "
+            f"tasks; permutation p = {fmt_p(m['p'])} (two-sided{adj}): {verdict}. Attempt 1 alone: {p['a_only']} "
+            f"task(s) only {p['a']} solved, {p['b_only']} only {p['b']}, exact McNemar p = "
+            f"{fmt_p(p['mcnemar_exact_p'])}.")
+
+
 def _verdict(p: dict, holm: bool) -> str:
+    if "mean_of_k" in p and p.get("headline_test") == "mean_of_k":
+        return _verdict_mean_of_k(p, holm)
     pval = p["mcnemar_holm_p"] if holm else p["mcnemar_exact_p"]
     verdict = "a difference at α = 0.05" if pval <= 0.05 else "not significant at α = 0.05"
     adj = f", Holm-adjusted {fmt_p(p['mcnemar_holm_p'])}" if holm else ""
@@ -64,13 +84,19 @@ def _summary(res: dict) -> list[str]:
     if not res["pairs"]:
         return []
     holm = "cochran_q" in res
-    return ["## Summary", "", *(_verdict(p, holm) for p in res["pairs"]), ""]
+    return ["## Summary", "", *(_verdict({**p, "headline_test": res.get("headline_test")}, holm)
+                                for p in res["pairs"]), ""]
 
 
 def _rates(res: dict) -> list[str]:
     lines = ["## Pass rates", ""]
-    rows = [[r["name"], f"{r['passes']} / {r['n']}", pct(r["rate"]), _ci(*r["wilson95"])] for r in res["runs"]]
-    lines += md_table(["run", "solved / tasks", "rate", "Wilson 95% interval"], rows)
+    rows = [[r["name"], f"{r['passes']} / {r['n']}", pct(r["rate"]), _ci(*r["wilson95"]), _leaderboard(r)]
+            for r in res["runs"]]
+    lines += md_table(["run", "solved / tasks", "rate", "Wilson 95% interval", "leaderboard: mean ± 1.96·SE"], rows)
+    lines += ["The leaderboard column is the TB2 leaderboard's own figure: the mean reward over all trials (errors "
+              "count 0) ± 1.96·SE with SE = (1/T)·√Σ p_t(1−p_t)/(n_t−1) over the T tasks, p_t a task's rate over "
+              "its n_t attempts (attempt noise only, the task set held fixed; it needs at least 2 attempts per "
+              "task). Wilson's interval is for the per-task 0/1 count.", ""]
     if not res["multi_attempt"]:
         return lines
     kmax = max(len(r.get("pass_at_k", {})) for r in res["runs"])
@@ -91,6 +117,43 @@ def _rates(res: dict) -> list[str]:
               "fewer than k).", ""]
     lines += md_table(header, rows)
     return lines
+
+
+def _leaderboard(r: dict) -> str:
+    board = r.get("leaderboard") or {}
+    if "mean" not in board:
+        return "—"
+    hw = board.get("half_width")
+    return f"{pct(board['mean'])} ± {pct(hw)}" if hw is not None else f"{pct(board['mean'])} ± — (1 attempt)"
+
+
+def _mean_of_k_rows(res: dict) -> list[str]:
+    """The mean-of-k test table (compare.py rule 6)."""
+    holm = "cochran_q" in res
+    head = "Headline" if res.get("headline_test") == "mean_of_k" else "Beside the headline"
+    lines = [f"{head}, using every attempt: the mean-of-k test. Each task's success rate over its scored attempts; "
+             "the difference in mean-of-k accuracy (a − b) is tested by a two-sided paired permutation test over "
+             "tasks (each task's difference may flip its sign: attempts of a task move together), with a paired "
+             "bootstrap 95% interval that resamples tasks (percentile; anti-conservative with a handful of "
+             "successes, so the test is the primary result).", ""]
+    header = ["a vs b", "tasks", "tasks that differ", "difference (95% bootstrap CI)", "permutation p"]
+    header += ["Holm-adjusted p"] if holm else []
+    header += ["method"]
+    rows = []
+    for p in res["pairs"]:
+        m = p["mean_of_k"]
+        ci = f" ({signed_pp(m['ci95'][0])} to {signed_pp(m['ci95'][1])})" if m["ci95"] else ""
+        row = [f"{p['a']} vs {p['b']}", m["n"], m["n_nonzero"], signed_pp(m["diff"]) + ci, fmt_p(m["p"])]
+        row += [fmt_p(m.get("holm_p"))] if holm else []
+        row += [m["method"]]
+        rows.append(row)
+    lines += md_table(header, rows, "lrrrr" + ("r" if holm else "") + "l")
+    left = [(p, p["mean_of_k"]["left_out_no_scored_trial"]) for p in res["pairs"]
+            if p["mean_of_k"]["left_out_no_scored_trial"]]
+    for p, tasks in left:
+        lines.append(f"- {p['a']} vs {p['b']}: {len(tasks)} task(s) left out of the mean-of-k test (a run has no "
+                     f"scored trial there): {', '.join(tasks)}.")
+    return lines + ([""] if left else [])
 
 
 def _pairs(res: dict) -> list[str]:
@@ -117,12 +180,8 @@ def _pairs(res: dict) -> list[str]:
         rows.append(row)
     lines += md_table(header, rows)
     lines += _excluded(res)
-    if res["multi_attempt"]:
-        lines += ["Using every attempt: a paired sign-flip permutation test on the per-task mean rewards "
-                  "(tasks fixed, two-sided).", ""]
-        rows = [[f"{p['a']} vs {p['b']}", signed_pp(p["mean_rate_diff"]), fmt_p(p["sign_flip_p"]), p["sign_flip_method"]]
-                for p in res["pairs"]]
-        lines += md_table(["a vs b", "mean per-task difference", "sign-flip p", "method"], rows, "lrrl")
+    if res["multi_attempt"] and all("mean_of_k" in p for p in res["pairs"]):
+        lines += _mean_of_k_rows(res)
     return lines
 
 
@@ -186,7 +245,12 @@ def _mde(d: float | None, reach: str) -> str:
 def _power(res: dict) -> list[str]:
     if not res["pairs"]:
         return []
+    d = res.get("design") or {}
+    k = (f"{d['attempts_min']}" if d.get("attempts_min") == d.get("attempts_max")
+         else f"{d.get('attempts_min')}–{d.get('attempts_max')}")
     lines = ["## What these data can resolve", "",
+             f"Design as run: {d.get('tasks', res['n_tasks'])} tasks × {k} attempt(s) per task in each run "
+             "(`ablbench plan` answers the same question before a run, for any number of attempts). "
              "Minimum detectable effect at 80% power for this design (two-sided, α = 0.05, unadjusted): the "
              "smallest difference in solve rate the exact McNemar test would find 4 times in 5 on this many tasks, "
              "with the share of discordant tasks (solved by exactly one of the two runs) at its observed value. An "
@@ -195,20 +259,25 @@ def _power(res: dict) -> list[str]:
              "discordant tasks.", ""]
     header = ["a vs b", "tasks", "discordant tasks", "detectable at 80% (McNemar)"]
     if res["multi_attempt"]:
-        header.append("detectable at 80% (sign-flip, all attempts)")
+        header.append("detectable at 80% (mean-of-k, tasks × attempts as run)")
     rows = []
     for p in res["pairs"]:
         m = p["mde80"]
         row = [f"{p['a']} vs {p['b']}", p["n"], f"{m['discordant']} ({pct(m['discordant_share'])})",
                _mde(m["mcnemar"], "not reachable" if m["discordant"] else "no discordant task")]
         if res["multi_attempt"]:
-            row.append(_mde(m.get("sign_flip"), "—"))
+            d = (p.get("mean_of_k") or {}).get("design_mde80") or {}
+            row.append(f"{_mde(d.get('mde'), 'not reachable')} ({d.get('tasks')} × {d.get('attempts')})"
+                       if d.get("model") and not str(d["model"]).startswith("no rate model") else "—")
         rows.append(row)
     lines += md_table(header, rows)
     if res["multi_attempt"]:
-        lines += ["The sign-flip column uses every attempt: (t₀.₉₇₅ + t₀.₈) × SD of the per-task mean differences / "
-                  "√tasks (paired t approximation); its SD includes the attempt-to-attempt noise of the attempts run, "
-                  "so more attempts per task shrink it.", ""]
+        models = [f"- {p['a']} vs {p['b']}: {p['mean_of_k']['design_mde80']['model']}" for p in res["pairs"]
+                  if "mean_of_k" in p and p["mean_of_k"]["design_mde80"]["model"]]
+        lines += ["The mean-of-k column is the design as run: this many tasks × the fewest scored attempts per task, "
+                  "the smallest rise in mean-of-k accuracy the mean-of-k test finds in 80% of simulated studies "
+                  "(`ablbench plan`'s simulation: heterogeneous per-task rates, the effect a logit shift, 1000 "
+                  "studies, seed 0). Rate model per pair:", "", *models, ""]
     else:
         lines += ["With one attempt per task a single task's difference can never be significant: per-task "
                   "differences (the overlap table) are descriptive. More attempts per task, or more tasks, are "

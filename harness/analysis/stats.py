@@ -13,6 +13,7 @@ import numpy as np
 from scipy import stats
 
 from ablbench.stats import wilson as wilson  # re-exported: the one Wilson interval
+from harness.analysis.mean_of_k import permutation_p
 
 Z95 = 1.959963984540054  # two-sided 95% standard normal quantile
 
@@ -173,34 +174,17 @@ def _check_nck(n: int, c: int, k: int) -> None:
         raise ValueError(f"need 0 <= c <= n and 1 <= k <= n, got n={n} c={c} k={k}")
 
 
-EXACT_SIGNFLIP_MAX = 16
-
-
 def sign_flip_test(diffs: Sequence[float], n_resamples: int = 20000, seed: int = 0) -> tuple[float, str]:
-    """Paired sign-flip permutation test of mean(diffs) == 0, two-sided.
+    """Paired sign-flip permutation test of mean(diffs) == 0, two-sided: the mean-of-k test
+    (:func:`harness.analysis.mean_of_k.permutation_p`) of the differences against zero.
 
     Exact enumeration of all 2^m sign patterns when at most 16 differences are non-zero,
     otherwise a Monte Carlo estimate with a fixed seed (p = (1 + hits)/(1 + resamples)).
-    Returns (p, method).
+    Returns (p, "exact" or "monte carlo (...)").
     """
-    d = np.asarray([x for x in diffs if x != 0], dtype=float)
-    if d.size == 0:
-        return 1.0, "exact"
-    observed = abs(d.sum())
-    tol = 1e-9 * max(1.0, observed)
-    if d.size <= EXACT_SIGNFLIP_MAX:
-        codes = np.arange(2 ** d.size, dtype=np.int64)[:, None]
-        signs = 1 - 2 * ((codes >> np.arange(d.size)) & 1)
-        sums = np.abs(signs @ d)
-        return float(np.mean(sums >= observed - tol)), "exact"
-    rng = np.random.default_rng(seed)
-    hits = 0
-    chunk = 5000
-    for start in range(0, n_resamples, chunk):
-        size = min(chunk, n_resamples - start)
-        signs = rng.choice(np.array([-1.0, 1.0]), size=(size, d.size))
-        hits += int(np.sum(np.abs(signs @ d) >= observed - tol))
-    return (1 + hits) / (1 + n_resamples), f"monte carlo ({n_resamples} resamples, seed {seed})"
+    d = np.asarray(diffs, dtype=float)
+    p, method = permutation_p(d, np.zeros_like(d), n_resamples=n_resamples, seed=seed)
+    return p, "exact" if method.startswith("exact") else method
 
 
 def leaderboard_ci(per_task_rates: Sequence[float], per_task_attempts: Sequence[int]) -> float | None:

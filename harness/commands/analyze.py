@@ -29,28 +29,49 @@ def _print_summary(res: dict) -> None:
     console.print(f"[bold]{res['n_tasks']} shared tasks[/bold]" + (f", {dropped} dropped (not in every run)"
                                                                     if dropped else ""))
     if res["multi_attempt"]:
-        short = res["solved_rule_text"].split(";")[0]
-        console.print(f"several attempts per task: rates, paired tests and overlap use per-task solved = {short} "
-                      f"(--solved {res['solved_rule']}); the sign-flip test uses every attempt")
+        if res["headline_test"] == "mean_of_k":
+            console.print("several attempts per task: the headline test compares per-task success rates over all "
+                          "attempts (mean-of-k, --solved mean); solved counts, McNemar and overlap use attempt 1")
+        else:
+            short = res["solved_rule_text"].split(";")[0]
+            console.print(f"several attempts per task: rates, paired tests and overlap use per-task solved = {short} "
+                          f"(--solved {res['solved_rule']}); the mean-of-k test uses every attempt")
     t = Table(title="pass rates", title_justify="left", box=box.SIMPLE_HEAD)
-    for col in ("run", "solved", "rate", "Wilson 95%"):
+    for col in ("run", "solved", "rate", "Wilson 95%", "leaderboard mean ± 1.96·SE"):
         t.add_column(col, justify="left" if col == "run" else "right")
     if res["multi_attempt"]:
         t.add_column("trials", justify="right")
-        t.add_column("mean pass@1", justify="right")
     for r in res["runs"]:
-        row = [r["name"], f"{r['passes']}/{r['n']}", pct(r["rate"]), f"{pct(r['wilson95'][0])}–{pct(r['wilson95'][1])}"]
+        hw = r["leaderboard"]["half_width"]
+        row = [r["name"], f"{r['passes']}/{r['n']}", pct(r["rate"]), f"{pct(r['wilson95'][0])}–{pct(r['wilson95'][1])}",
+               f"{pct(r['leaderboard']['mean'])} ± {pct(hw) if hw is not None else '— (1 attempt)'}"]
         if res["multi_attempt"]:
-            row += [str(r["trials"]), pct(r["mean_pass_at_1"])]
+            row += [str(r["trials"])]
         t.add_row(*row)
     console.print(t)
+    if res["multi_attempt"] and res["pairs"]:
+        t = Table(title="mean-of-k test: per-task success rates over all attempts, paired permutation over tasks",
+                  title_justify="left", box=box.SIMPLE_HEAD)
+        for col in ("a vs b", "tasks", "a−b pp (95% bootstrap CI)", "permutation p", "detectable at 80%"):
+            t.add_column(col, justify="left" if col == "a vs b" else "right")
+        for p in res["pairs"]:
+            m = p["mean_of_k"]
+            ci = f" ({100 * m['ci95'][0]:+.1f}, {100 * m['ci95'][1]:+.1f})" if m["ci95"] else ""
+            d = m["design_mde80"]
+            mde = f"{100 * d['mde']:.1f} pp ({d['tasks']}×{d['attempts']})" if d["mde"] is not None else "—"
+            holm = f" (Holm {fmt_p(m['holm_p'])})" if "holm_p" in m else ""
+            t.add_row(f"{p['a']} vs {p['b']}", str(m["n"]), f"{100 * m['diff']:+.1f}{ci}" if m["diff"] is not None
+                      else "—", fmt_p(m["p"]) + holm, mde)
+        console.print(t)
     if res["pairs"]:
         holm = "cochran_q" in res
-        t = Table(title="paired on shared tasks: exact McNemar, two-sided", title_justify="left",
+        title = "paired on shared tasks: exact McNemar, two-sided" + (
+            " (attempt 1)" if res["headline_test"] == "mean_of_k" else "")
+        t = Table(title=title, title_justify="left",
                   box=box.SIMPLE_HEAD)
         cols = ["a vs b", "both/a only/b only/neither", "a−b pp (95% CI)", "McNemar p"]
         cols += ["Holm"] if holm else []
-        cols += ["sign-flip p"] if res["multi_attempt"] else []
+
         for col in cols:
             t.add_column(col, justify="left" if col == "a vs b" else "right")
         for p in res["pairs"]:
@@ -59,7 +80,6 @@ def _print_summary(res: dict) -> None:
                    f"{100 * p['diff']:+.1f} ({100 * lo:+.1f}, {100 * hi:+.1f})" if p["n"] else "— (no task left)",
                    f"{fmt_p(p['mcnemar_exact_p'])} (mid {fmt_p(p['mcnemar_midp'])})"]
             row += [fmt_p(p["mcnemar_holm_p"])] if holm else []
-            row += [fmt_p(p["sign_flip_p"])] if res["multi_attempt"] else []
             t.add_row(*row)
         console.print(t)
         for p in res["pairs"]:
@@ -88,8 +108,8 @@ def _print_summary(res: dict) -> None:
         for p in res["pairs"]:
             m = p["mde80"]
             mde = f"{100 * m['mcnemar']:.1f} pp" if m["mcnemar"] is not None else "out of reach"
-            extra = (f"; sign-flip over all attempts {100 * m['sign_flip']:.1f} pp"
-                     if m.get("sign_flip") is not None else "")
+            extra = (f"; mean-of-k over all attempts {100 * m['mean_of_k']:.1f} pp"
+                     if m.get("mean_of_k") is not None else "")
             console.print(f"detectable at 80% power, {p['a']} vs {p['b']}: {mde} (McNemar, {p['n']} tasks, "
                           f"{m['discordant']} discordant){extra}")
 
@@ -117,8 +137,9 @@ def analyze_command(
     plots: Path | None = typer.Option(None, "--plots", help="Folder for the PNG figures."),
     html_out: Path | None = typer.Option(None, "--html", help="Write one self-contained HTML report here: the "
                                          "tables, the figures, a task x run matrix and every trajectory."),
-    solved: str = typer.Option("first", "--solved", help="With several attempts per task, what counts as "
-                               "solved for rates, paired tests and overlap: first | any | majority."),
+    solved: str = typer.Option("mean", "--solved", help="With several attempts per task: mean (default: the "
+                               "headline test compares per-task success rates over all attempts; 0/1 views use "
+                               "attempt 1) | first | any | majority (the headline is McNemar on that 0/1 rule)."),
     errors_as_failures: bool = typer.Option(False, "--errors-as-failures", help="Count tasks with infra/llm/"
                                             "verifier errors as failures in the paired tests (default: they leave "
                                             "the pair's test, with the count stated)."),

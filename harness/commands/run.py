@@ -27,7 +27,9 @@ def run_command(
         None, "--model-url", help="OpenAI-compatible server root, e.g. http://127.0.0.1:8123 (terminus agent only)."
     ),
     model: str | None = typer.Option(None, "--model", help="Model name as served (terminus agent only)."),
-    agent: str = typer.Option("terminus", "--agent", help="terminus | oracle | nop."),
+    agent: str = typer.Option(
+        "terminus", "--agent", help="terminus | oracle | nop | replay (the reference solution through the Terminus loop)."
+    ),
     parallel: int = typer.Option(1, "-n", "--parallel", min=1, help="Trials running at once."),
     attempts: int = typer.Option(1, "-k", "--attempts", min=1, help="Attempts per task."),
     include: list[str] = typer.Option([], "--include", help="Only tasks matching this glob (repeatable)."),
@@ -78,6 +80,11 @@ def run_command(
         help="Constrain replies to the action JSON schema (response_format; the server must honour it: "
         "llama.cpp, sglang, vLLM). Changes what is measured: use it in every arm or none.",
     ),
+    grammar_limit: float = typer.Option(
+        RunOptions.grammar_limit, "--grammar-limit", min=0.0,
+        help="--structured: stop before any trial when the action schema delays the first token of a reply "
+        "by more than this many seconds (measured once by the preflight).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No live progress display."),
 ) -> None:
     """Run tasks with an agent (N trials in parallel); results go to results/<run>/."""
@@ -100,6 +107,7 @@ def run_command(
         seed=seed,
         context_length=context_length,
         structured=structured,
+        grammar_limit=grammar_limit,
         parallel=parallel,
         out=out,
         resume=resume,

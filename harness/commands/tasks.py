@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from ablbench.errors import AblbenchError
-from ablbench.paths import BUNDLED_TASKS
+from ablbench.paths import BUNDLED_TASKS, TRAIN_TASKS
 from harness.errors import fail
 
 
@@ -90,6 +90,9 @@ def _list(o: TasksListOptions) -> None:
                       f"{_fmt_s(s.agent_timeout_s)} / {_fmt_s(s.verifier_timeout_s)}", env,
                       "yes" if s.allow_internet else "no")
     Console().print(table)
+    if Path(o.path).resolve() == BUNDLED_TASKS.resolve() and TRAIN_TASKS.is_dir():
+        # the training set lives apart (never run by default): say where
+        Console().print(f"[dim]training tasks (for SFT data, not evaluation): ablbench tasks list {TRAIN_TASKS}[/]")
 
 
 def _check(o: TasksCheckOptions) -> None:

@@ -27,8 +27,8 @@ def view_command(
                                       show_default=False),
     names: str | None = typer.Option(None, "--names", help="Comma-separated run names, one per RUN."),
     port: int = typer.Option(8765, "--port", help="Port on 127.0.0.1 (0 = any free port)."),
-    solved: str = typer.Option("first", "--solved", help="With several attempts per task, what counts as "
-                               "solved: first | any | majority."),
+    solved: str = typer.Option("mean", "--solved", help="With several attempts per task: mean (the headline test "
+                               "uses every attempt; 0/1 views use attempt 1) | first | any | majority."),
     poll: float = typer.Option(3.0, "--poll", help="Seconds between the page's checks for finished trials."),
 ) -> None:
     """Serve the same page as `analyze --html` on 127.0.0.1; it updates itself as trials finish (Ctrl-C stops)."""

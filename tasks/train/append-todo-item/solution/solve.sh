@@ -1,0 +1,6 @@
+#!/bin/bash
+set -euo pipefail
+# read the list
+cat /app/todo.md
+# append the new item
+echo '- buy milk' >> /app/todo.md

@@ -1,0 +1,4 @@
+#!/bin/bash
+set -euo pipefail
+# append the name
+echo grace >> /app/users.txt

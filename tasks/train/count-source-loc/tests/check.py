@@ -1,0 +1,15 @@
+from pathlib import Path
+
+from checklib import check, main
+
+
+@check
+def number_is_right():
+    p = Path('/app/loc.txt')
+    assert p.is_file(), f"{p} is missing"
+    text = p.read_text().strip()
+    assert text == '8', f"{p} holds {text!r}, expected 8"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

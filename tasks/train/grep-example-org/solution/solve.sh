@@ -1,0 +1,4 @@
+#!/bin/bash
+set -euo pipefail
+# fixed-string match on the domain
+grep -F '@example.org' /app/contacts.txt > /app/example_org.txt

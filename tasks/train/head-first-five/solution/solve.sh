@@ -1,0 +1,4 @@
+#!/bin/bash
+set -euo pipefail
+# head takes the top lines
+head -n 5 /app/logs/server.log > /app/first5.txt

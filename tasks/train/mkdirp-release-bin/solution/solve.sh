@@ -1,0 +1,4 @@
+#!/bin/bash
+set -euo pipefail
+# make the whole path in one go
+mkdir -p /app/build/output/release/bin

@@ -1,0 +1,4 @@
+#!/bin/bash
+set -euo pipefail
+# mv renames in place
+mv /app/photo.jpeg /app/photo.jpg

@@ -1,0 +1,6 @@
+#!/bin/bash
+set -euo pipefail
+# see what is in the run folder
+ls /app/run
+# delete only the lock
+rm /app/run/app.lock

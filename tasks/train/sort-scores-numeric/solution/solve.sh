@@ -1,0 +1,4 @@
+#!/bin/bash
+set -euo pipefail
+# -n sorts by numeric value
+sort -n /app/scores.txt > /app/scores_sorted.txt

@@ -1,0 +1,6 @@
+#!/bin/bash
+set -euo pipefail
+# look at the tags
+cat /app/tags.txt
+# -u drops the repeats
+sort -u /app/tags.txt > /app/unique_tags.txt

@@ -1,0 +1,6 @@
+#!/bin/bash
+set -euo pipefail
+# make the missing folder
+mkdir -p /app/logs
+# then the empty log file
+touch /app/logs/app.log
