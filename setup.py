@@ -9,6 +9,7 @@ setup(
     package_dir={"ablbench.bundled_tasks": "tasks"},
     package_data={
         "ablbench.bundled_tasks": ["**/*"],
+        "ablbench": ["schemas/*.json"],  # the published result/run/analysis schemas (ablbench.records)
         "": ["*.json", "*.jsonl", "*.html", "*.js", "*.css", "*.jinja", "*.txt"],
     },
     exclude_package_data={"": ["__pycache__/*", "*.pyc"]},

@@ -9,7 +9,9 @@ Layout (``results/<run>/``)::
     .lock, .lock.owner       the writer's lock and who holds it (runners.run_lock)
 
 A trial is *finished* when its ``result.json`` exists and says ``"finished": true``; only
-finished trials are kept by ``--resume`` and listed in the summary.
+finished trials are kept by ``--resume`` and listed in the summary. ``result.json`` and
+``run.json`` are validated on read and before writing against their models
+(``ablbench.records``): a malformed one is a one-line ``RecordError`` naming the file and field.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 from ablbench.atomic import write_json_atomic as write_json_atomic  # re-exported: one writer, in ablbench.atomic
 from ablbench.atomic import write_text_atomic
 from ablbench.errors import AblbenchError
+from ablbench.records import RunRecord, TrialResult, check_record, read_record
 
 SUMMARY_COLUMNS = (
     "task",
@@ -47,6 +50,7 @@ SUMMARY_COLUMNS = (
     "task_complete_claimed",
     "false_completion",
     "first_cmd_s",
+    "agent_error",  # the agent's own error (crash, LLM failure), also on a passed trial (issue 27)
 )
 #: the appended behaviour columns, filled from result.json's ``agent_extra.behaviour``
 BEHAVIOUR_COLUMNS = ("commands", "distinct_commands", "refusal_turns", "task_complete_claimed",
@@ -62,13 +66,30 @@ def trial_dir(out_dir: Path, task: str, attempt: int) -> Path:
     return out_dir / task / str(attempt)
 
 
-def read_result(folder: Path) -> dict | None:
-    """The trial's ``result.json`` if it is present, readable and finished, else None."""
-    try:
-        data = json.loads((folder / RESULT_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+def load_result(folder: Path) -> tuple[TrialResult, dict] | None:
+    """(the model, the raw dict) of the trial's ``result.json`` if present and finished, else None.
+
+    A malformed file raises ``ablbench.records.RecordError`` (one line: file, field, fix).
+    """
+    path = folder / RESULT_FILE
+    if not path.is_file():
         return None
-    return data if isinstance(data, dict) and data.get("finished") else None
+    record, data = read_record(TrialResult, path)
+    return (record, data) if record.finished else None
+
+
+def read_result(folder: Path) -> dict | None:
+    """The trial's ``result.json`` as written, if present and finished, else None (validated: see :func:`load_result`)."""
+    loaded = load_result(folder)
+    return loaded[1] if loaded is not None else None
+
+
+def write_result(folder: Path, result: dict) -> Path:
+    """Check ``result`` against ``TrialResult`` and write it atomically as the trial's ``result.json``."""
+    path = folder / RESULT_FILE
+    check_record(TrialResult, json.loads(json.dumps(result, default=str)), path)  # as it will read back
+    write_json_atomic(path, result)
+    return path
 
 
 def summary_row(result: dict) -> dict[str, Any]:
@@ -93,6 +114,7 @@ def summary_row(result: dict) -> dict[str, Any]:
         "cut_off": counters.get("cut_off", 0),
         "leftover_procs": int(result.get("leftover_procs") or 0),
         **behaviour_cells(result),
+        "agent_error": " ".join(str(result.get("agent_error") or "").split())[:300],
     }
 
 
@@ -158,9 +180,8 @@ def read_summary_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 
 def read_run_meta(out_dir: Path) -> dict[str, Any]:
-    """The run's ``run.json`` as a dict ({} when absent or unreadable)."""
-    try:
-        meta = json.loads((out_dir / RUN_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    """The run's ``run.json`` as written ({} when absent; validated against ``RunRecord`` on read)."""
+    path = out_dir / RUN_FILE
+    if not path.is_file():
         return {}
-    return meta if isinstance(meta, dict) else {}
+    return read_record(RunRecord, path)[1]

@@ -36,6 +36,7 @@ from ablbench.paths import BASE_IMAGE  # noqa: E402
 from harness.agents.terminus import AgentConfig, TerminusAgent  # noqa: E402
 from harness.llm_client import LLMClient  # noqa: E402
 from harness.trace import read_trace  # noqa: E402
+from runners.environment import TaskEnvironment  # noqa: E402
 from runners.terminal import MAX_DURATION_S, SendResult, TmuxTerminal  # noqa: E402
 
 #: (keystrokes, duration) per turn: a plausible "write a script, run it, check it" episode
@@ -81,7 +82,7 @@ def run_episode(container, terminal_cls: type[TmuxTerminal], logs: Path) -> dict
         agent = TerminusAgent(client, AgentConfig(max_turns=len(replies)))
         agent.terminal_cls = terminal_cls
         t0 = time.monotonic()
-        res = agent.run(container, "Sum the numbers 1..1000 with a script.", logs, time.monotonic() + 600, logs)
+        res = agent.run(TaskEnvironment.attach(container), "Sum the numbers 1..1000 with a script.", logs, time.monotonic() + 600, logs)
         wall = time.monotonic() - t0
         requests = list(srv.requests)
     turns = [t for t in read_trace(logs / "trace.jsonl") if "turn" in t]

@@ -8,19 +8,26 @@ fresh interpreter (its own wall time, CPU time and peak RSS):
   same bake again, whose source sha256 comes from abliterate.bake.hashes (only the output is hashed);
 - safetensors, Hugging Face cache layout: source hashes are the blob names, only the output is hashed;
 - GGUF (BF16 writers stay BF16): the same two runs;
-- GGUF Q8_0 (smaller, ``--q8-gb``): quantized writers are dequantized by gguf.quants (written as F16).
+- GGUF Q8_0 (smaller, ``--q8-gb``): quantized writers are dequantized (written as F16).
 
-For each it prints the ratio to a plain copy (``shutil`` copy + sync, best of 2) and the split
-of the bake's own time (abliteration.json "timing": hash CPU, math, writer busy, fsync), next to
-one-core figures measured on the same bytes: a read pass and a sha256 pass. sha256 runs at
-~1.5 GB/s per core here; the two hashes of a plain-folder bake are what the 2 cores cannot hide.
+For each it prints the ratio to a plain copy (``shutil`` copy + fsync of the copied files, like
+the bake's own fsync, best of 2; not a whole-system sync, which on a shared machine also waits for
+everyone else's writes), the load average when the case ran, and the split of the bake's own time
+(abliteration.json "timing": hash CPU, math, writer busy, fsync, the caller's waits on the hashes
+and the writer), next to one-core figures measured on the same bytes: a read pass and a sha256 pass.
+
+``--before DIR`` also runs every case with another copy of the code (a folder holding the
+``abliterate`` and ``ablbench`` packages, e.g. ``git archive main abliterate ablbench | tar -x -C
+DIR``), right before this tree's run of the same case, and ends with a before/after table.
 
     .venv/bin/python benchmarks/bench_bake.py [--size-gb 4.2] [--shard-gb 1.5] [--q8-gb 0.5] [--dir /tmp]
+        [--before DIR]          # quick look: --size-gb 1 --shard-gb 0.4 --q8-gb 0.2
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
@@ -155,25 +162,43 @@ def build_gguf(path: Path, size_gb: float, qtype: gguf.GGMLQuantizationType) -> 
 _CHILD = """
 import sys, json, math, time, resource
 from pathlib import Path
-from abliterate.bake.run import bake
+import abliterate
+try:
+    from abliterate.bake.run import bake
+except ImportError:  # a --before tree from before the bake/ subpackage
+    from abliterate.bake import bake
+assert abliterate.__file__.startswith(sys.argv[4]), (abliterate.__file__, sys.argv[4])
+ru0 = resource.getrusage(resource.RUSAGE_SELF)
 t = time.monotonic()
 rep = bake(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), progress=False)
 ru = resource.getrusage(resource.RUSAGE_SELF)
+bake_cpu = ru.ru_utime + ru.ru_stime - ru0.ru_utime - ru0.ru_stime
 # VmHWM is this process's own peak RSS (ru_maxrss would include the parent's RSS at fork time)
 hwm = int(next(ln.split()[1] for ln in open("/proc/self/status") if ln.startswith("VmHWM:")))
 print(json.dumps({"wall_s": time.monotonic() - t, "edited": len(rep["edited"]), "timing": rep["timing"],
-                  "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_kb": hwm}))
+                  "cpu_s": ru.ru_utime + ru.ru_stime, "bake_cpu_s": bake_cpu, "peak_rss_kb": hwm}))
 """
 
 
+def _fsync_all(path: Path) -> None:
+    for f in [path] if path.is_file() else sorted(path.rglob("*")):
+        if f.is_file():
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
 def _timed_copy(src: Path, dst: Path) -> tuple[float, float]:
-    """(wall, CPU) seconds of a shutil copy (a file or a folder) followed by sync."""
+    """(wall, CPU) seconds of a shutil copy (a file or a folder) followed by an fsync of what it wrote."""
+    os.sync()  # start clean: earlier writes are not this copy's
     t, ru = time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
     if src.is_dir():
         shutil.copytree(src, dst)
     else:
         shutil.copy2(src, dst)
-    os.sync()
+    _fsync_all(dst)
     wall = time.monotonic() - t
     ru2 = resource.getrusage(resource.RUSAGE_SELF)
     return wall, ru2.ru_utime + ru2.ru_stime - ru.ru_utime - ru.ru_stime
@@ -207,16 +232,24 @@ def _one_core_passes(files: list[Path]) -> tuple[float, float, int]:
     return read_s, time.monotonic() - t - read_s, n
 
 
-def _bake_child(src: Path, direction: Path, out: Path, home: Path) -> dict:
-    """Run the bake in a fresh interpreter; its own wall, CPU, peak RSS and timing split.
+_HERE = Path(__file__).resolve().parent.parent
+
+
+def _bake_child(src: Path, direction: Path, out: Path, home: Path, code: Path = _HERE) -> dict:
+    """Run the bake of the code in ``code`` in a fresh interpreter; its wall, CPU, peak RSS, timing split.
 
     ``home`` is its ABLBENCH_HOME: a fresh one means no sha256 remembered from an earlier bake.
     """
-    env = {**os.environ, "ABLBENCH_HOME": str(home)}
-    proc = subprocess.run([sys.executable, "-c", _CHILD, str(src), str(direction), str(out)],
-                          capture_output=True, text=True, check=True, env=env)
+    env = {**os.environ, "ABLBENCH_HOME": str(home),
+           "PYTHONPATH": os.pathsep.join([str(code), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    os.sync()  # each bake starts with no dirty pages of an earlier one
+    load = os.getloadavg()[0]
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(src), str(direction), str(out), str(code)],
+                          capture_output=True, text=True, env=env, cwd=code)  # python -c puts the cwd first
+    if proc.returncode:
+        raise SystemExit(f"bake of {src} with the code in {code} failed:\n{proc.stderr[-3000:]}")
     shutil.rmtree(out.parent if out.suffix == ".gguf" else out)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "load": load}
 
 
 def _as_hf_snapshot(src: Path, root: Path) -> Path:
@@ -240,25 +273,65 @@ def _report(label: str, child: dict, total: int, copy_s: float, largest: int | N
     ratio = child["wall_s"] / copy_s
     print(f"[{label}] bake {child['wall_s']:.2f} s vs copy {copy_s:.2f} s: {ratio:.2f}x "
           f"(goal <= 1.5x: {'met' if ratio <= 1.5 else 'MISSED'}); {child['edited']} tensors edited, "
-          f"{total / GB / child['wall_s']:.2f} GiB/s, CPU {child['cpu_s']:.2f} s")
+          f"{total / GB / child['wall_s']:.2f} GiB/s, CPU {child['bake_cpu_s']:.2f} s in the bake "
+          f"({child['cpu_s']:.2f} s with the imports), load average {child['load']:.1f}")
+    waits = (f", caller waited on hashes {t['wait_hash_s']:.2f} s and on the writer {t['wait_write_s']:.2f} s"
+             if "wait_hash_s" in t else "")
     print(f"[{label}]   split: sha256 {t['hash_cpu_s']:.2f} CPU-s over {t['hashed_bytes'] / GB:.2f} GiB, "
-          f"math {t['compute_s']:.2f} s ({t['compute_cpu_s']:.2f} CPU-s, {t['math_threads']} torch thread(s)), writer busy {t['write_s']:.2f} s "
-          f"({t['copied_bytes'] / GB:.2f} GiB kernel-copied, {t['computed_bytes'] / GB:.2f} GiB computed), "
-          f"fsync {t['fsync_s']:.2f} s")
+          f"math {t['compute_s']:.2f} s ({t['compute_cpu_s']:.2f} CPU-s, {t['math_threads']} torch thread(s)), "
+          f"writer busy {t['write_s']:.2f} s ({t['copied_bytes'] / GB:.2f} GiB kernel-copied, "
+          f"{t['computed_bytes'] / GB:.2f} GiB computed), fsync {t['fsync_s']:.2f} s{waits}")
     peak = child["peak_rss_kb"] * 1024
-    extra = f" = {peak / largest:.2f}x largest shard" if largest else ""
+    extra = (f" = {peak / largest:.2f}x largest shard (goal <= 2x largest shard + 1 GiB: "
+             f"{'met' if peak <= 2 * largest + GB else 'MISSED'})") if largest else ""
     print(f"[{label}]   peak RSS {peak / GB:.2f} GiB{extra} (~0.25 GiB of it is torch)")
     return {"label": label, "ratio": ratio, **child}
 
 
+class _Cases:
+    """Runs each case with the code before (if given) and this tree's code, and keeps the rows."""
+
+    def __init__(self, before: Path | None, root: Path) -> None:
+        self.before, self.root, self.rows = before, root, []
+
+    def run(self, label: str, src: Path, r: Path, out: Path, home: str, total: int, copy_s: float,
+            largest: int | None = None) -> None:
+        row = {"label": label, "copy_s": copy_s}
+        if self.before is not None:
+            row["before"] = _report(f"before: {label}", _bake_child(src, r, out, self.root / f"{home}-before",
+                                                                    self.before), total, copy_s, largest)
+        row["after"] = _report(label, _bake_child(src, r, out, self.root / f"{home}-after"), total, copy_s, largest)
+        self.rows.append(row)
+
+    def table(self) -> None:
+        print("\n| case | plain copy | before | after | bake CPU-s before / after | load before / after |\n"
+              "| --- | ---: | ---: | ---: | ---: | ---: |")
+        for row in self.rows:
+            a, b = row["after"], row.get("before")
+            before = f"{b['wall_s']:.2f} s ({b['ratio']:.2f}x)" if b else "-"
+            cpu = f"{b['bake_cpu_s']:.2f} / {a['bake_cpu_s']:.2f}" if b else f"{a['bake_cpu_s']:.2f}"
+            load = f"{b['load']:.1f} / {a['load']:.1f}" if b else f"{a['load']:.1f}"
+            print(f"| {row['label']} | {row['copy_s']:.2f} s | {before} | {a['wall_s']:.2f} s ({a['ratio']:.2f}x) "
+                  f"| {cpu} | {load} |")
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size-gb", type=float, default=4.2)
-    ap.add_argument("--shard-gb", type=float, default=1.5)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size-gb", type=float, default=4.2, help="checkpoint size (GB of bf16 tensors)")
+    ap.add_argument("--shard-gb", type=float, default=1.5, help="safetensors shard size")
     ap.add_argument("--q8-gb", type=float, default=0.5, help="size of the Q8_0 GGUF case (0: skip it)")
     ap.add_argument("--dir", type=Path, default=None, help="parent for the temp folder (default: system temp)")
+    ap.add_argument("--before", type=Path, default=None,
+                    help="a folder with another copy of the abliterate and ablbench packages, run first for every case")
     args = ap.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="bench-bake-", dir=args.dir))
+    if args.before is not None and not any((args.before / "abliterate" / f).is_file()
+                                           for f in ("bake/run.py", "bake.py")):
+        ap.error(f"--before {args.before} has no abliterate/bake/run.py; "
+                 "fill it with: git archive main abliterate ablbench | tar -x -C DIR")
+    before = args.before.resolve() if args.before is not None else None
+    root = Path(tempfile.mkdtemp(prefix="bench-bake-", dir=args.dir)).resolve()
     try:
         src = root / "src"
         t = time.monotonic()
@@ -274,31 +347,35 @@ def main() -> None:
               f"sha256 {sha_s:.2f} s ({n / GB / sha_s:.2f} GiB/s per stream)")
         copy_s, copy_cpu = _copy_baseline(src, root)
         print(f"plain copy of the safetensors folder (best of 2): {copy_s:.2f} s, CPU {copy_cpu:.2f} s")
-        r, home = root / "r.npy", root / "home"
-        _report("safetensors, plain folder (2 sha256 streams)", _bake_child(src, r, root / "out", root / "h1"),
-                total, copy_s, largest_s)
-        _report("safetensors, same folder again (source sha256 remembered: 1 stream)",
-                _bake_child(src, r, root / "out", root / "h1"), total, copy_s, largest_s)
-        snap = _as_hf_snapshot(src, root)
-        _report("safetensors, HF cache snapshot (source sha256 = blob names: 1 stream)",
-                _bake_child(snap, r, root / "out", home), total, copy_s, largest_s)
-        shutil.rmtree(root / "hub")
-        gcopy_s, gcopy_cpu = _copy_baseline(gg, root)
-        print(f"plain copy of the GGUF (best of 2): {gcopy_s:.2f} s, CPU {gcopy_cpu:.2f} s")
-        _report("GGUF BF16 (2 sha256 streams)", _bake_child(gg, r, root / "gout" / "x.gguf", root / "h2"),
-                gg.stat().st_size, gcopy_s)
-        _report("GGUF BF16 again (source sha256 remembered: 1 stream)",
-                _bake_child(gg, r, root / "gout" / "x.gguf", root / "h2"), gg.stat().st_size, gcopy_s)
-        gg.unlink()
-        if args.q8_gb > 0:
-            q8 = root / "model-q8_0.gguf"
-            t = time.monotonic()
-            build_gguf(q8, args.q8_gb, gguf.GGMLQuantizationType.Q8_0)
-            print(f"built a {q8.stat().st_size / GB:.2f} GiB Q8_0 GGUF ({time.monotonic() - t:.1f} s)")
-            qcopy_s, _ = _copy_baseline(q8, root)
-            print(f"plain copy of the Q8_0 GGUF (best of 2): {qcopy_s:.2f} s")
-            _report("GGUF Q8_0 -> F16 writers (gguf.quants dequantizes in numpy)",
-                    _bake_child(q8, r, root / "qout" / "x.gguf", home), q8.stat().st_size, qcopy_s)
+        r = root / "r.npy"
+        cases = _Cases(before, root)
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the table of the cases run so far
+            cases.run("safetensors, plain folder (2 sha256 streams)", src, r, root / "out", "h1", total, copy_s,
+                      largest_s)
+            cases.run("safetensors, same folder again (source sha256 remembered: 1 stream)", src, r, root / "out",
+                      "h1", total, copy_s, largest_s)
+            snap = _as_hf_snapshot(src, root)
+            cases.run("safetensors, HF cache snapshot (source sha256 = blob names: 1 stream)", snap, r,
+                      root / "out", "h0", total, copy_s, largest_s)
+            shutil.rmtree(root / "hub")
+            gcopy_s, gcopy_cpu = _copy_baseline(gg, root)
+            print(f"plain copy of the GGUF (best of 2): {gcopy_s:.2f} s, CPU {gcopy_cpu:.2f} s")
+            cases.run("GGUF BF16 (2 sha256 streams)", gg, r, root / "gout" / "x.gguf", "h2", gg.stat().st_size,
+                      gcopy_s)
+            cases.run("GGUF BF16 again (source sha256 remembered: 1 stream)", gg, r, root / "gout" / "x.gguf", "h2",
+                      gg.stat().st_size, gcopy_s)
+            gg.unlink()
+            if args.q8_gb > 0:
+                q8 = root / "model-q8_0.gguf"
+                t = time.monotonic()
+                build_gguf(q8, args.q8_gb, gguf.GGMLQuantizationType.Q8_0)
+                print(f"built a {q8.stat().st_size / GB:.2f} GiB Q8_0 GGUF ({time.monotonic() - t:.1f} s)")
+                qcopy_s, _ = _copy_baseline(q8, root)
+                print(f"plain copy of the Q8_0 GGUF (best of 2): {qcopy_s:.2f} s")
+                cases.run("GGUF Q8_0 -> F16 writers", q8, r, root / "qout" / "x.gguf", "h3", q8.stat().st_size,
+                          qcopy_s)
+        cases.table()
+        print(f"1-min load average at the end {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -37,7 +37,7 @@ class RunResult:
 
     out_dir: Path
     counts: dict[str, int]
-    exit_code: int  # 0 finished; 130/143 stopped by SIGINT/SIGTERM; 1 stopped otherwise
+    exit_code: int  # 0 finished; 130/143 stopped by SIGINT/SIGTERM; a fault's own code; 1 stopped otherwise
     interrupted_by: str | None = None  # "SIGTERM", "SIGINT", the scheduler's stop reason, or None
     by_signal: bool = False
     summary: Any = None  # runners.scheduler.RunSummary: per-trial records, wall time, mean reward
@@ -142,7 +142,9 @@ def _run(o: RunOptions) -> RunResult:
     except RunError as exc:
         raise AblbenchError(str(exc)) from None
     code, sig = 0, None
-    if summary.interrupted:
+    if summary.fault is not None:  # the cause and the fix: summary.fault.line (runners.scheduler rule 7)
+        code = summary.fault.code
+    elif summary.interrupted:
         sig = state["signal"] or scheduler.stop_reason or "stop"
         code = {"SIGTERM": 143, "SIGINT": 130}.get(state["signal"], 1)
     return RunResult(out_dir=out_dir, counts=dict(summary.counts), exit_code=code, interrupted_by=sig,
@@ -202,7 +204,7 @@ def _agent(o: RunOptions, warn: Any, say: Any = print) -> tuple[Any, dict, dict 
                                           "grammar_s": round(found.grammar_s, 3)}
 
     def factory() -> Any:
-        return TerminusAgent(LLMClient(o.model_url, o.model), cfg)
+        return TerminusAgent(LLMClient(o.model_url, o.model, stall_s=o.llm_stall_s), cfg)
 
     from harness.seeds import SEED_RULE
 
@@ -365,6 +367,10 @@ def print_summary(summary: Any, console: Any = None) -> None:
         f"{len(summary.results)}/{summary.total} trials finished ({summary.kept} kept from before) "
         f"in {summary.wall_s:.1f}s; mean reward {summary.mean_reward:.3f}; {counts}"
     )
+    rescued = sum(r["outcome"] == "passed" and bool(r.get("agent_error")) for r in summary.results.values())
+    if rescued:  # counted apart: the final state passed, but the agent had failed (issue 27)
+        console.print(f"{rescued} of the passed trials passed although the agent ended in an error "
+                      "(master_summary.csv: agent_error)")
     console.print(f"results: {summary.out_dir}")
 
 

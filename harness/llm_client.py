@@ -1,9 +1,21 @@
 """The OpenAI-compatible chat client used by the agent and the smoke test.
 
-The openai client's own retries are switched off (they are silent); tenacity retries
-connection errors, timeouts, 5xx and 429 here, a bounded number of times with exponential
-backoff, and every retry is logged and counted in ``ChatResult.retries``. A request that does
-not fit the context window raises :class:`ContextOverflowError` and is never retried.
+Rules, in order:
+
+1. The openai client's own retries are switched off (they are silent); tenacity retries every
+   transient fault the same way, a bounded number of times with exponential backoff: connection
+   errors, timeouts, 5xx, 408/409/429, a 200 whose body is not JSON or has no choices, a hung
+   server (rule 2). Every retry is logged and counted in ``ChatResult.retries``; giving up
+   raises :class:`LLMError` with one line naming the last fault.
+2. Hung versus slow: a request still unanswered after ``stall_s`` seconds makes the client
+   knock on the server (``GET /health``, any HTTP answer counts, within ``PROBE_TIMEOUT_S``)
+   and again every ``stall_s``; a server that answers is slow and the request waits on (up to
+   ``timeout_s``), one that does not is hung: the request is abandoned and retried.
+3. A connection error to a server that ablbench started and that has died
+   (``runners.servers.watch``) raises :class:`ServerDiedError` at once: one line naming the
+   server, how it ended (signal, exit code) and its log. It is never retried.
+4. A request that does not fit the context window raises :class:`ContextOverflowError` and is
+   never retried.
 A server that rejects the ``seed`` field (HTTP 400/422 whose message mentions ``seed``) gets
 the request again without it, once; from then on this client sends no seed
 (``seed_supported`` False) and ``ChatResult.seed_sent`` says whether a reply was seeded.
@@ -13,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +34,8 @@ import httpx
 import openai
 import tenacity
 
-from harness.llm_types import ChatResult, ContextOverflowError, LLMError, SamplingParams, Usage
+from harness.llm_types import ChatResult, ContextOverflowError, LLMError, SamplingParams, ServerDiedError, Usage
+from runners.servers.watch import death_line
 
 logger = logging.getLogger("ablbench.llm")
 
@@ -41,6 +55,10 @@ _OVERFLOW = re.compile("|".join(f"(?:{p})" for p in _OVERFLOW_PATTERNS), re.IGNO
 _RETRY_STATUS = {408, 409, 429}
 _SEED_REJECTED = re.compile(r"\bseed\b", re.IGNORECASE)
 MAX_BACKOFF_S = 30.0
+#: seconds a request may go unanswered before the client checks that the server still answers
+DEFAULT_STALL_S = 60.0
+#: how long the liveness knock (rule 2) may take before the server counts as hung
+PROBE_TIMEOUT_S = 10.0
 
 
 def is_context_overflow(message: str) -> bool:
@@ -51,8 +69,8 @@ def is_context_overflow(message: str) -> bool:
 class LLMClient:
     """Chat with one model on an OpenAI-compatible server rooted at ``base_url`` (no ``/v1``).
 
-    ``timeout_s`` bounds each request; ``max_retries`` retries follow the first attempt, waiting
-    ``backoff_s * 2**k`` (at most 30 s). ``log`` is a Logger for retry warnings, or a callable
+    ``timeout_s`` bounds each request; ``stall_s`` is the hung-server bound (module rule 2);
+    ``max_retries`` retries follow the first attempt, waiting ``backoff_s * 2**k`` (at most 30 s). ``log`` is a Logger for retry warnings, or a callable
     that also receives each warning line (e.g. a trial's log writer).
     """
 
@@ -63,6 +81,7 @@ class LLMClient:
         *,
         api_key: str = "EMPTY",
         timeout_s: float = 600.0,
+        stall_s: float = DEFAULT_STALL_S,
         max_retries: int = 3,
         backoff_s: float = 1.0,
         log: logging.Logger | Callable[[str], Any] | None = None,
@@ -70,6 +89,7 @@ class LLMClient:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.timeout_s = timeout_s
+        self.stall_s = stall_s
         self.max_retries = max(0, int(max_retries))
         self.backoff_s = backoff_s
         self._log = log
@@ -124,14 +144,55 @@ class LLMClient:
             result = retrying(self._once, kwargs)
         except _Retryable as exc:
             attempts = retrying.statistics.get("attempt_number", 1)
-            raise LLMError(f"{self.base_url} failed after {attempts} attempt(s): {exc.why}") from exc.__cause__
+            died = death_line(self.base_url)
+            if died:
+                raise ServerDiedError(died) from exc.__cause__
+            raise LLMError(f"model server {self.base_url} failed after {attempts} attempt(s); last fault: "
+                           f"{exc.why}") from exc.__cause__
         result.retries = retrying.statistics.get("attempt_number", 1) - 1
         result.latency_s = time.monotonic() - started
         result.seed_sent = "seed" in kwargs  # _once drops a rejected seed from kwargs
         return result
 
     def _once(self, kwargs: dict[str, Any]) -> ChatResult:
-        """One request; a failure worth retrying raises :class:`_Retryable`."""
+        """One request, watched for a hung server (module rule 2)."""
+        box: dict[str, Any] = {}
+        worker = threading.Thread(target=self._into, args=(box, kwargs), daemon=True, name="llm-request")
+        started = time.monotonic()
+        worker.start()
+        knock_at = started + self.stall_s
+        while True:
+            worker.join(max(0.0, min(knock_at, started + self.timeout_s + 5.0) - time.monotonic()))
+            if not worker.is_alive():
+                break
+            now = time.monotonic()
+            if now >= started + self.timeout_s + 5.0:  # httpx should have timed out: do not wait forever
+                raise _Retryable(f"no reply within {self.timeout_s:g} s")
+            if not self._answers():
+                # abandoned: its thread ends when httpx times out; its answer, if any, is dropped
+                raise _Retryable(f"server hung: no reply for {now - started:.0f} s and it no longer answers HTTP "
+                                 f"(hung-server bound {self.stall_s:g} s, --llm-stall-s)")
+            knock_at = time.monotonic() + self.stall_s
+        if "err" in box:
+            raise box["err"]
+        return box["ok"]
+
+    def _answers(self) -> bool:
+        """True when the server answers any HTTP request within ``PROBE_TIMEOUT_S`` (alive, maybe busy)."""
+        try:
+            httpx.get(f"{self.base_url}/health", timeout=min(PROBE_TIMEOUT_S, self.stall_s))
+        except httpx.HTTPError:
+            return False
+        return True
+
+    def _into(self, box: dict[str, Any], kwargs: dict[str, Any]) -> None:
+        try:
+            box["ok"] = self._request(kwargs)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            box["err"] = exc
+
+    def _request(self, kwargs: dict[str, Any]) -> ChatResult:
+        """One HTTP request; a failure worth retrying raises :class:`_Retryable`."""
         try:
             return _to_result(self._client.chat.completions.create(**kwargs))
         except openai.APIStatusError as exc:
@@ -141,14 +202,23 @@ class LLMClient:
                 self.seed_supported = False
                 self._note(f"{self.base_url} rejected the seed field (HTTP {exc.status_code}: {message[:120]}); "
                            "sending requests without a seed from now on")
-                return self._once(kwargs)  # once: the seed is gone now
+                return self._request(kwargs)  # once: the seed is gone now
             if is_context_overflow(message):
                 raise ContextOverflowError(f"context overflow (HTTP {exc.status_code}): {message}") from exc
             if not (exc.status_code >= 500 or exc.status_code in _RETRY_STATUS):
                 raise LLMError(f"HTTP {exc.status_code} from {self.base_url}: {message}") from exc
             raise _Retryable(f"HTTP {exc.status_code}: {message[:200]}") from exc
-        except openai.APIConnectionError as exc:  # includes timeouts
-            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+        except openai.APITimeoutError as exc:
+            raise _Retryable(f"no reply within {self.timeout_s:g} s (APITimeoutError)") from exc
+        except openai.APIConnectionError as exc:
+            died = death_line(self.base_url)
+            if died:
+                raise ServerDiedError(died) from exc
+            cause = exc.__cause__
+            raise _Retryable(f"cannot connect ({type(cause or exc).__name__}: {cause or exc})") from exc
+        except (openai.APIResponseValidationError, ValueError) as exc:  # JSONDecodeError is a ValueError
+            raise _Retryable(f"the server answered with a body that is not a chat completion "
+                             f"({type(exc).__name__}: {str(exc)[:120]})") from exc
         except _MalformedReply as exc:
             raise _Retryable(f"malformed reply: {exc}") from exc
 

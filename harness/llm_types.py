@@ -48,3 +48,7 @@ class LLMError(Exception):
 
 class ContextOverflowError(LLMError):
     """The request does not fit the model's context window; retrying cannot help."""
+
+
+class ServerDiedError(LLMError):
+    """The model server this machine started has died (its signal and log are in the message)."""

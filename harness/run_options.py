@@ -54,6 +54,8 @@ class RunOptions:
     rerun_errors: bool = field(default=False, metadata=RUN)
     rerun: tuple[str, ...] = field(default=(), metadata=RUN)
     infra_retries: int = field(default=1, metadata=RUN)
+    #: seconds a model request may go unanswered before the server is checked for a hang (harness.llm_client)
+    llm_stall_s: float = field(default=60.0, metadata=RUN)
     quiet: bool = field(default=False, metadata=RUN)
 
     def with_role(self, role: str) -> dict[str, Any]:

@@ -129,10 +129,12 @@ class Sweep:
 
         try:
             result = Job(run).run()
-        except AblbenchError as exc:
+        except (AblbenchError, OSError) as exc:  # OSError: an unwritable results folder, an engine gone
             print(f"error: {exc}", file=sys.stderr, flush=True)
             return 1
         print_summary(result.summary)
+        if result.summary.fault is not None:
+            print(f"error: {result.summary.fault.line}", file=sys.stderr, flush=True)
         if result.by_signal:
             raise _Interrupted(result.interrupted_by, result.exit_code)
         return result.exit_code

@@ -27,11 +27,13 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
+from ablbench.agent_api import EnvironmentFault, ExecResult
+
 #: capabilities of docker's default set that no task needs
 DROPPED_CAPS = ["NET_RAW", "MKNOD", "AUDIT_WRITE", "SETFCAP"]
 
 
-class ContainerError(RuntimeError):
+class ContainerError(EnvironmentFault):
     """A docker failure while setting up or talking to a task container (infrastructure)."""
 
 
@@ -69,16 +71,6 @@ class CreationGate:
         with self._cond:
             self._cond.wait_for(lambda: self._in_flight == 0, timeout=timeout_s)
             return self._in_flight
-
-
-@dataclass
-class ExecResult:
-    """Exit status, combined output and timing of one command run in the container."""
-
-    exit_code: int | None
-    output: str = ""
-    timed_out: bool = False
-    duration_s: float = 0.0
 
 
 @dataclass
@@ -166,7 +158,7 @@ def _dirs_tar(dirs: list[str]) -> bytes:
 
 
 class TaskEnvironment:
-    """A running task container and the operations a trial needs on it."""
+    """A running task container and the operations a trial needs on it (an ``ablbench.agent_api.Environment``)."""
 
     def __init__(self, client: docker.DockerClient, spec: EnvironmentSpec, gate: CreationGate | None = None) -> None:
         self.client = client
@@ -181,6 +173,18 @@ class TaskEnvironment:
         env = cls(container.client, EnvironmentSpec(image="", name=container.name))
         env.container = container
         return env
+
+    @property
+    def name(self) -> str:
+        """The container's name."""
+        return self.container.name if self.container is not None else self.spec.name
+
+    @property
+    def image(self) -> str:
+        """The container's image (its tags), or "" when unknown."""
+        if self.spec.image:
+            return self.spec.image
+        return ",".join(getattr(getattr(self.container, "image", None), "tags", None) or [])
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> Container:
@@ -245,22 +249,30 @@ class TaskEnvironment:
     # -- commands ------------------------------------------------------------------------
     def exec(
         self,
-        cmd: str,
+        cmd: str | list[str],
         timeout_s: float | None = 60,
         *,
         env: dict[str, str] | None = None,
         workdir: str | None = None,
         user: str | None = None,
     ) -> ExecResult:
-        """Run ``bash -c cmd`` and capture its output (for short commands).
+        """Run ``bash -c cmd`` (a list: that argv) and capture its output (for short commands).
 
         The command is wrapped in coreutils ``timeout`` inside the container; the host also
         stops waiting a little after the deadline, so a wedged engine cannot hang a trial.
+        Without a timeout the command runs as it is, in the caller's thread.
         """
         container = self._require()
-        inner = ["bash", "-c", cmd]
-        if timeout_s is not None:
-            inner = ["timeout", "-k", "5", f"{max(1.0, timeout_s):.0f}", *inner]
+        inner = list(cmd) if isinstance(cmd, list) else ["bash", "-c", cmd]
+        if timeout_s is None:
+            start = time.monotonic()
+            try:
+                res = container.exec_run(inner, environment=env, workdir=workdir, user=user or "")
+            except docker.errors.DockerException as exc:
+                raise ContainerError(f"exec in {self.spec.name} failed: {exc}") from exc
+            return ExecResult(res.exit_code, (res.output or b"").decode("utf-8", "replace"), False,
+                              time.monotonic() - start)
+        inner = ["timeout", "-k", "5", f"{max(1.0, timeout_s):.0f}", *inner]
         box: dict = {}
 
         def target() -> None:

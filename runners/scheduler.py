@@ -17,10 +17,16 @@ Rules, in order:
    start (found by the ``ablbench.results`` label).
 6. On resume, finished trials are kept, except those whose outcome is in ``rerun``
    (``--rerun-errors``: infra and LLM errors; ``--rerun OUTCOME``: any outcome, explicitly).
+7. A fault of the whole run stops it at once with one line (``RunSummary.fault``, a
+   :class:`RunFault` naming the cause, the fix and the exit code): the results folder cannot
+   be written (disk full, read-only), the Docker engine stopped answering, or the model server
+   ablbench started has died. The trial that met the fault is not kept as finished
+   (its result.json says ``finished: false``), so a plain ``--resume`` runs it again.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import queue
@@ -36,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import requests
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -49,6 +56,7 @@ from rich.progress import (
 )
 
 from ablbench.agent_api import Agent, Outcome
+from ablbench.records import RunRecord, check_record
 from ablbench.results import scan_results, trial_dir, write_json_atomic, write_summary
 from ablbench.task_spec import TaskSpec
 from runners.environment import CreationGate, sweep_containers
@@ -66,6 +74,44 @@ RERUN_ERRORS = frozenset({Outcome.INFRA_ERROR.value, Outcome.LLM_ERROR.value})
 
 class RunError(RuntimeError):
     """A run cannot start as asked (the message names the fix)."""
+
+
+#: errno values meaning "the results folder cannot be written"
+UNWRITABLE = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO})
+
+
+@dataclass(frozen=True)
+class RunFault:
+    """Module rule 7: what stopped the run, as one line, and the exit code the CLI returns."""
+
+    line: str
+    code: int
+
+
+#: what the docker SDK raises when the engine does not answer (requests' errors are OSErrors)
+ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
+
+
+def engine_fault(exc: BaseException) -> RunFault:
+    """The one line for a Docker engine that stopped answering."""
+    return RunFault(f"the Docker engine stopped answering ({type(exc).__name__}); finished trials are kept: "
+                    "start it, then continue with --resume", EXIT_ENGINE_LOST)
+
+
+#: exit codes of ``ablbench run`` (README "Faults and exit codes")
+EXIT_RESULTS_UNWRITABLE = 3
+EXIT_SERVER_DIED = 4
+EXIT_ENGINE_LOST = 5
+EXIT_LLM_ERRORS = 6
+
+
+def unwritable_fault(exc: OSError, out_dir: Path) -> RunFault:
+    """The one line for a results folder that cannot be written."""
+    where = exc.filename or out_dir
+    fix = ("free space there" if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+           else "make it writable" if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else "check that disk")
+    return RunFault(f"cannot write the results ({exc.strerror or exc}: {where}); finished trials are kept: "
+                    f"{fix}, then continue with --resume", EXIT_RESULTS_UNWRITABLE)
 
 
 @dataclass
@@ -107,6 +153,8 @@ class RunSummary:
     interrupted: bool
     wall_s: float
     removed_leftovers: list[str] = field(default_factory=list)
+    #: what stopped the run (module rule 7), None when nothing did
+    fault: RunFault | None = None
 
     @property
     def counts(self) -> Counter:
@@ -156,12 +204,20 @@ class Scheduler:
         self._running = 0
         self._llm_errors_in_row = 0
         self.results: dict[tuple[str, int], dict] = {}
+        self.fault: RunFault | None = None
 
     def request_stop(self, reason: str = "stop requested") -> None:
         """Stop scheduling and abandon running trials (safe from a signal handler)."""
         if not self.stop.is_set():
             self.stop_reason = reason
             self.stop.set()
+
+    def fail_run(self, fault: RunFault) -> None:
+        """Module rule 7: remember the first fault and stop the run."""
+        with self._lock:
+            if self.fault is None:
+                self.fault = fault
+        self.request_stop(fault.line)
 
     def results_label(self) -> dict[str, str]:
         """The label every container of this results folder carries."""
@@ -244,20 +300,29 @@ class Scheduler:
             deadline = time.monotonic() + 5
             for w in workers:
                 w.join(max(0.1, deadline - time.monotonic()))
-            self.final_sweep()
+            try:
+                self.final_sweep()
+            except ENGINE_ERRORS as exc:  # the engine is gone: resume's start-up sweep removes them
+                self.console.print(f"[red]could not remove the run's containers ({type(exc).__name__}); "
+                                   "--resume removes them once the engine answers[/]")
             while not done_q.empty():  # trials that ended while we were winding down
                 late = done_q.get_nowait()
                 if late.get("finished"):
                     self.results[(late["task"], int(late["attempt"]))] = late
         interrupted = self.stop.is_set() and len(self.results) < len(kept) + len(pending)
-        write_summary(self.out_dir, list(self.results.values()))
         session.update(
             end=now_iso(),
             status="interrupted" if interrupted else "complete",
             finished=len(self.results),
             outcomes=dict(Counter(r["outcome"] for r in self.results.values())),
         )
-        self._write_run_json(session)
+        try:
+            write_summary(self.out_dir, list(self.results.values()))
+            self._write_run_json(session)
+        except OSError as exc:  # every finished trial's result.json is on disk: the summary is rebuilt from them
+            if self.fault is None:
+                self.fault = unwritable_fault(exc, self.out_dir)
+            interrupted = True
         return RunSummary(
             self.out_dir,
             len(kept) + len(pending),
@@ -266,6 +331,7 @@ class Scheduler:
             interrupted,
             time.monotonic() - t0,
             leftovers,
+            self.fault,
         )
 
     def final_sweep(self) -> list[str]:
@@ -319,7 +385,10 @@ class Scheduler:
                 if result.get("finished"):
                     self.results[(result["task"], int(result["attempt"]))] = result
                     self._watch_llm_errors(result)
-                    write_summary(self.out_dir, list(self.results.values()))
+                    try:
+                        write_summary(self.out_dir, list(self.results.values()))
+                    except OSError as exc:
+                        self.fail_run(unwritable_fault(exc, self.out_dir))
                     mark = {"passed": "[green]pass[/]", "failed": "[red]fail[/]"}.get(
                         result["outcome"], f"[yellow]{result['outcome']}[/]"
                     )
@@ -335,8 +404,8 @@ class Scheduler:
         limit = self.config.max_llm_errors_in_row
         self._llm_errors_in_row = self._llm_errors_in_row + 1 if result["outcome"] == Outcome.LLM_ERROR else 0
         if limit and self._llm_errors_in_row >= limit and not self.stop.is_set():
-            self.console.print(f"[red]{limit} LLM errors in a row: stopping the run (is the model server up?)[/]")
-            self.request_stop(f"{limit} LLM errors in a row (last: {result.get('error')})")
+            self.fail_run(RunFault(f"{limit} LLM errors in a row, last: {result.get('error')}; check the model "
+                                   "server, then continue with --resume --rerun-errors", EXIT_LLM_ERRORS))
 
     def _stats(self) -> str:
         c = Counter(r["outcome"] for r in self.results.values())
@@ -359,6 +428,15 @@ class Scheduler:
                 self._running += 1
             try:
                 result = self._run_trial(spec, attempt)
+            except ENGINE_ERRORS as exc:
+                self.fail_run(engine_fault(exc))
+                result = {"task": spec.name, "attempt": attempt, "finished": False,
+                          "error": f"{type(exc).__name__}: {exc}"}
+            except OSError as exc:
+                if exc.errno in UNWRITABLE:
+                    self.fail_run(unwritable_fault(exc, self.out_dir))
+                result = {"task": spec.name, "attempt": attempt, "finished": False,
+                          "error": f"{type(exc).__name__}: {exc}"}
             except Exception as exc:  # noqa: BLE001 - never lose a trial silently
                 result = {"task": spec.name, "attempt": attempt, "finished": False, "error": repr(exc)}
             finally:
@@ -384,6 +462,12 @@ class Scheduler:
                 gate=self.gate,
             )
             result = trial.run()
+            fault = self._run_level_fault(result)
+            if fault is not None:  # not the trial's doing: not kept, a plain --resume runs it again
+                result.update(finished=False, interrupted=True, run_fault=fault.line)
+                write_json_atomic(folder / "result.json", result)
+                self.fail_run(fault)
+                return result
             if (
                 not (result.get("finished") and result["outcome"] == Outcome.INFRA_ERROR.value)
                 or n == self.config.infra_retries
@@ -397,6 +481,22 @@ class Scheduler:
             result["previous_errors"] = previous
             write_json_atomic(folder / "result.json", result)
         return result
+
+    def _run_level_fault(self, result: dict) -> RunFault | None:
+        """Module rule 7: a server that died, or an engine that stopped answering, behind this trial's end."""
+        if not result.get("finished"):
+            return None
+        extra = result.get("agent_extra") or {}
+        if extra.get("server_died") and result.get("outcome") != Outcome.PASSED.value:
+            return RunFault(str(result.get("error")), EXIT_SERVER_DIED)
+        if extra.get("server_died"):  # it passed all the same: kept, but the next trials would meet a dead server
+            self.fail_run(RunFault(str(result.get("agent_error")), EXIT_SERVER_DIED))
+        if result.get("outcome") == Outcome.INFRA_ERROR.value:
+            try:
+                self.client.ping()
+            except Exception as exc:  # noqa: BLE001 - any failure: the engine is not answering
+                return engine_fault(exc)
+        return None
 
     def _read_run_json(self) -> dict:
         try:
@@ -430,6 +530,7 @@ class Scheduler:
             "status": session.get("status"),
             "invocations": invocations,
         }
+        check_record(RunRecord, json.loads(json.dumps(data, default=str)), self.out_dir / "run.json")
         write_json_atomic(self.out_dir / "run.json", data)
 
 

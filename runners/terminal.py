@@ -1,4 +1,4 @@
-"""A tmux session inside a task container, driven through ``docker exec``.
+"""A tmux session inside a task environment, driven through its ``exec`` (``ablbench.agent_api.Environment``).
 
 The agent types keystrokes into a real bash running in tmux (160x40, large history), like
 Terminus-2, but instead of always sleeping ``duration`` seconds it returns as soon as the shell
@@ -26,10 +26,8 @@ from __future__ import annotations
 import contextlib
 import shlex
 import time
-from dataclasses import dataclass
 
-from docker.models.containers import Container
-
+from ablbench.agent_api import Environment, SendResult
 from ablbench.errors import AblbenchError
 from runners.tmux_keys import is_key_name
 
@@ -43,18 +41,6 @@ SHELLS = ("bash", "sh", "dash", "zsh", "ash", "ksh", "fish")
 
 class TerminalError(AblbenchError):
     """The container cannot host the tmux terminal."""
-
-
-@dataclass
-class SendResult:
-    """How a keystroke batch ended: idle-prompt | idle-settle | idle-repl | idle-exit | timeout."""
-
-    how: str
-    waited_s: float
-
-    @property
-    def idle(self) -> bool:
-        return self.how.startswith("idle")
 
 
 # Runs inside the container: send the keystrokes, then wait (see the module doc).
@@ -158,13 +144,13 @@ def expected_prompts(keystrokes: str) -> int:
 
 
 class TmuxTerminal:
-    """A tmux-driven bash in ``container`` (see the module doc)."""
+    """A tmux-driven bash in ``env`` (see the module doc); implements ``ablbench.agent_api.Terminal``."""
 
     def __init__(
-        self, container: Container, *, session: str = "ablbench", width: int = 160, height: int = 40,
+        self, env: Environment, *, session: str = "ablbench", width: int = 160, height: int = 40,
         history_limit: int = 100_000, observation_bytes: int = 10_000, shell: str = "bash --login",
     ) -> None:
-        self.container = container
+        self.env = env
         self.session = session
         self.width, self.height = width, height
         self.history_limit = history_limit
@@ -177,8 +163,8 @@ class TmuxTerminal:
 
     # ------------------------------------------------------------------ plumbing
     def _exec(self, argv: list[str], env: dict[str, str] | None = None) -> tuple[int, str]:
-        rc, out = self.container.exec_run(argv, environment=env, demux=False)
-        return rc, (out or b"").decode("utf-8", "replace")
+        res = self.env.exec(argv, None, env=env)
+        return (-1 if res.exit_code is None else res.exit_code), res.output
 
     def _sh(self, script: str, *args: str) -> tuple[int, str]:
         return self._exec(["sh", "-c", script, "sh", *args])
@@ -188,9 +174,9 @@ class TmuxTerminal:
         """Start (or restart) the session; returns the initial screen."""
         rc, _ = self._sh("command -v tmux >/dev/null 2>&1")
         if rc != 0:
-            image = ",".join(getattr(self.container.image, "tags", []) or ["?"])
+            image = self.env.image or "?"
             raise TerminalError(
-                f"tmux is not installed in container {self.container.name} (image {image}): "
+                f"tmux is not installed in container {self.env.name} (image {image}): "
                 "`ablbench run` with the terminus agent installs it in a cached derived image; elsewhere add "
                 "tmux to the task's Dockerfile or use --base-image-map FROM=IMAGE_WITH_TMUX"
             )
@@ -209,7 +195,7 @@ class TmuxTerminal:
         )
         rc, out = self._exec(["sh", "-c", script], env={"PROMPT_COMMAND": prompt_cmd})
         if rc != 0:
-            raise TerminalError(f"could not start tmux in container {self.container.name}: {out.strip()[:300]}")
+            raise TerminalError(f"could not start tmux in container {self.env.name}: {out.strip()[:300]}")
         # the first prompt proves the counter works; without it we rely on screen polling
         t_end = time.monotonic() + wait_s
         self.counter_ok = False
@@ -265,7 +251,7 @@ class TmuxTerminal:
                 self.start()
                 rc, out = self._sh(_SEND_SH, *args, *group)
             if rc != 0:
-                raise TerminalError(f"tmux send-keys failed in {self.container.name}: {out.strip()[:300]}")
+                raise TerminalError(f"tmux send-keys failed in {self.env.name}: {out.strip()[:300]}")
         how = (out.strip().split() or ["timeout"])[0]
         return SendResult(how if how.startswith(("idle", "timeout")) else "timeout", time.monotonic() - t0)
 

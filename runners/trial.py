@@ -10,10 +10,14 @@ folder ``<out>/<task>/<attempt>/`` receives ``trace.jsonl`` (the agent's), ``run
 (this trial's log, build output included), ``verifier.log`` (the tests' output),
 ``verifier/`` (the other files the tests left in /logs/verifier), ``agent/trajectory.json`` (the
 trace in ATIF, ``ablbench.atif``), ``reward.txt`` and, last, ``result.json``. The container is removed whatever happens.
+Processes the kernel OOM-killed in the container are counted (``oom_kills``) and named in the
+error of a trial that did not pass. A failed write to the results folder (disk full, read-only)
+is raised once the container is gone, never recorded as the trial's outcome.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import secrets
 import threading
@@ -28,7 +32,7 @@ import docker
 
 from ablbench.agent_api import Agent, AgentResult, AgentStop, Outcome
 from ablbench.atif import TRAJECTORY_FILE, write_trajectory
-from ablbench.results import RESULT_FILE, write_json_atomic, write_text_atomic
+from ablbench.results import write_result, write_text_atomic
 from ablbench.task_spec import TaskSpec
 from runners.agent_guard import end_agent_commands, revocable_container
 from runners.environment import (
@@ -135,12 +139,15 @@ def classify(
 ) -> tuple[Outcome, str | None]:
     """The trial's Outcome and error text.
 
-    A reward of 1 is a pass whatever the agent reported (TB2 scores the final state).
+    A reward of 1 is a pass whatever the agent reported (TB2 scores the final state); when the
+    agent had ended in an error the error text says so (result.json's ``agent_error`` holds it).
     Otherwise: infrastructure > LLM > verifier problems > the agent's own stop reason.
     """
     if infra_error is not None:
         return Outcome.INFRA_ERROR, infra_error
     if verifier is not None and verifier.error is None and verifier.reward is not None and verifier.reward >= 1.0:
+        if agent is not None and agent.stop in (AgentStop.ERROR, AgentStop.LLM_ERROR):
+            return Outcome.PASSED, f"passed although the agent ended in an error: {agent.error or agent.stop.value}"
         return Outcome.PASSED, None
     if agent is not None and agent.stop is AgentStop.ERROR:
         return Outcome.INFRA_ERROR, agent.error or "agent raised an exception"
@@ -192,14 +199,19 @@ class Trial:
         self._log_fh = None
         #: finer timings (image, container_start, verifier_setup, verifier_run, verifier_collect, teardown)
         self.phases: dict[str, float] = {}
+        #: the first failed write to the results folder (disk full, read-only): raised at the end
+        self.write_fault: OSError | None = None
 
     # -- logging -------------------------------------------------------------------------
     def log(self, message: str) -> None:
         """Append a timestamped line to runner.stdout."""
-        if self._log_fh is not None:
+        if self._log_fh is not None and self.write_fault is None:
             stamp = datetime.now(UTC).strftime("%H:%M:%S.%f")[:-3]
-            self._log_fh.write(f"[{stamp}] {message}\n")
-            self._log_fh.flush()
+            try:
+                self._log_fh.write(f"[{stamp}] {message}\n")
+                self._log_fh.flush()
+            except OSError as exc:  # disk full / read-only: the trial ends, then run() raises it
+                self.write_fault = exc
 
     def _check_stop(self) -> None:
         if self.stop.is_set():
@@ -251,6 +263,7 @@ class Trial:
                 t = time.monotonic()
                 verifier = self._verify()
                 timings["verifier"] = time.monotonic() - t
+                result["oom_kills"] = self._oom_kills()
                 self.log(
                     f"verifier: exit={verifier.exit_code} timed_out={verifier.timed_out} "
                     f"reward={verifier.reward} error={verifier.error}"
@@ -269,6 +282,11 @@ class Trial:
                     infra = f"{type(exc).__name__}: {exc}"
                     exception = _exc_info(exc)
                     self.log(f"infrastructure error: {infra}")
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):  # the results disk, not the trial
+                    self.write_fault = self.write_fault or exc
+                infra = f"{type(exc).__name__}: {exc}"
+                exception = _exc_info(exc)
             except Exception as exc:  # noqa: BLE001 - a runner bug must not kill the run
                 infra = f"{type(exc).__name__}: {exc}"
                 exception = _exc_info(exc)
@@ -280,6 +298,10 @@ class Trial:
                 self.phases["teardown"] = time.monotonic() - t
             timings["total"] = time.monotonic() - t0
             outcome, error = classify(agent_res, verifier, infra)
+            if result.get("oom_kills") and outcome is not Outcome.PASSED:
+                error = (f"{result['oom_kills']} process(es) in the task container were OOM-killed (memory limit "
+                         f"{self.spec.memory_mb} MB): raise the task's memory or use less"
+                         + (f"; {error}" if error else ""))
             reward = verifier.reward if verifier is not None and verifier.reward is not None else 0.0
             result.update(
                 {
@@ -288,6 +310,9 @@ class Trial:
                     "outcome": outcome.value,
                     "error": error,
                     "agent_stop": agent_res.stop.value if agent_res else None,
+                    # the agent's own fault, whatever the outcome (a pass after a crash counts apart)
+                    "agent_error": agent_res.error if agent_res and agent_res.stop in (
+                        AgentStop.ERROR, AgentStop.LLM_ERROR) else None,
                     "counters": _counters(agent_res),
                     "agent_extra": agent_res.extra if agent_res else {},
                     "verifier": asdict(verifier) if verifier else None,
@@ -300,13 +325,15 @@ class Trial:
             self.log(f"outcome {outcome.value} reward {reward} total {timings['total']:.2f}s")
             self._export_trajectory(str(result["agent"]))
         self._log_fh = None
+        if self.write_fault is not None:  # the container is gone; a record written now could not be trusted
+            raise self.write_fault
         trace = self.dir / "trace.jsonl"
         if not trace.exists():
             trace.touch()
         if not (self.dir / "verifier.log").exists():
             write_text_atomic(self.dir / "verifier.log", "[ablbench] the verifier did not run\n")
         write_text_atomic(self.dir / "reward.txt", f"{reward:g}\n")
-        write_json_atomic(self.dir / RESULT_FILE, result)
+        write_result(self.dir, result)
         return result
 
     def _export_trajectory(self, agent_name: str) -> None:
@@ -362,10 +389,11 @@ class Trial:
         deadline = time.monotonic() + budget
         box: dict[str, Any] = {}
         container, self.agent_revoked = revocable_container(self.env.container)
+        agent_env = TaskEnvironment.attach(container)
 
         def target() -> None:
             try:
-                box["res"] = self.agent.run(container, self.spec.instruction, self.dir, deadline, self.spec.path)
+                box["res"] = self.agent.run(agent_env, self.spec.instruction, self.dir, deadline, self.spec.path)
             except BaseException as exc:  # noqa: BLE001 - reported as an agent error
                 box["exc"] = exc
                 box["tb"] = traceback.format_exc()
@@ -464,6 +492,19 @@ class Trial:
         ):
             out.error = "tests write ctrf.json but none was produced (verifier set-up failed?)"
         return out
+
+    def _oom_kills(self) -> int:
+        """Processes the kernel OOM-killed in the container so far (``oom_kill`` of cgroup v2's
+        ``memory.events`` or v1's ``memory.oom_control``), 0 if unknown."""
+        if self.env is None:
+            return 0
+        res = self.env.exec("cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control "
+                            "2>/dev/null", timeout_s=10)
+        for line in res.output.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill" and value.strip().isdigit():
+                return int(value)
+        return 0
 
     def _save_verifier_files(self, files: dict[str, bytes], code: int | None, timed_out: bool, took: float) -> None:
         log = files.pop("test-stdout.txt", b"").decode("utf-8", "replace")

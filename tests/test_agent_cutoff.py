@@ -15,6 +15,7 @@ from ablbench.agent_api import AgentStop
 from harness.agents.terminus import AgentConfig, TerminusAgent
 from harness.llm_client import LLMClient
 from harness.trace import read_trace
+from runners.environment import TaskEnvironment
 
 pytestmark = pytest.mark.docker
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.docker
 def _run(server: ScriptedServer, container, tmp_path: Path, **cfg):
     client = LLMClient(server.base_url, server.model, max_retries=0, timeout_s=30)
     agent = TerminusAgent(client, AgentConfig(**cfg)).for_trial("hello-world", 1)
-    res = agent.run(container, (HELLO / "instruction.md").read_text(), tmp_path, time.monotonic() + 60, HELLO)
+    res = agent.run(TaskEnvironment.attach(container), (HELLO / "instruction.md").read_text(), tmp_path, time.monotonic() + 60, HELLO)
     return res, [t for t in read_trace(tmp_path / "trace.jsonl") if "turn" in t]
 
 

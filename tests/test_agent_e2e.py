@@ -22,6 +22,7 @@ from harness.agents.terminus import AgentConfig, TerminusAgent
 from harness.llm_client import LLMClient
 from harness.prompt import AGENT_SYSTEM_PROMPT
 from harness.trace import read_trace
+from runners.environment import TaskEnvironment
 
 pytestmark = pytest.mark.docker
 
@@ -68,7 +69,7 @@ def box(docker_client, base_image, test_labels):
 def _run(server: ScriptedServer, container, tmp_path: Path, deadline_s: float = 60.0, **cfg):
     client = LLMClient(server.base_url, server.model, max_retries=0, timeout_s=30)
     agent = TerminusAgent(client, AgentConfig(**cfg))
-    res = agent.run(container, (HELLO / "instruction.md").read_text(), tmp_path, time.monotonic() + deadline_s,
+    res = agent.run(TaskEnvironment.attach(container), (HELLO / "instruction.md").read_text(), tmp_path, time.monotonic() + deadline_s,
                     HELLO)
     return res, read_trace(tmp_path / "trace.jsonl")
 

@@ -14,6 +14,7 @@ from ablbench.agent_api import AgentStop
 from harness.agents.terminus import AgentConfig, TerminusAgent
 from harness.llm_client import LLMClient
 from harness.trace import read_trace
+from runners.environment import TaskEnvironment
 
 pytestmark = [pytest.mark.docker, pytest.mark.model, pytest.mark.slow]
 
@@ -24,7 +25,7 @@ def test_smollm2_plays_three_turns(smollm2_dir, container, tmp_path):
     with make_server("transformers", smollm2_dir) as server:
         client = LLMClient(server.base_url, server.model_name, max_retries=1, timeout_s=300)
         agent = TerminusAgent(client, AgentConfig(max_turns=3, max_tokens=32, max_parse_failures=3))
-        res = agent.run(container, "Create a file /app/hello.txt containing the line `Hello, world!`.",
+        res = agent.run(TaskEnvironment.attach(container), "Create a file /app/hello.txt containing the line `Hello, world!`.",
                         tmp_path, time.monotonic() + 400, tmp_path)
     trace = read_trace(tmp_path / "trace.jsonl")
     turns = [t for t in trace if "turn" in t]

@@ -1,15 +1,20 @@
-"""The ATIF export (``ablbench.atif``) and the exec adapter (``runners.exec_container``).
+"""The ATIF export (``ablbench.atif``) and the harbor environment bridge (``runners.harbor_bridge``).
 
 Traces here are written the way the agents write them; the exported trajectories are checked
-field by field and then validated with harbor's own ATIF model in ``.venv-harbor``. The exec
-adapter is checked with a real shell on this host and with the real tmux terminal in a container.
+field by field and then validated with harbor's own ATIF model in ``.venv-harbor``. The bridge is
+checked over a harbor-style asynchronous environment (its four coroutines, written here since
+harbor's own classes only load in ``.venv-harbor``) running a real shell on this host, and with the
+real tmux terminal in a container.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
+import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from conftest import missing
@@ -18,7 +23,7 @@ from harbor_helpers import harbor_ready, validate_atif
 from ablbench.atif import read_trace_records, trajectory_from_trace, write_trajectory
 from harness.prompt import initial_messages
 from harness.trace import TraceWriter
-from runners.exec_container import MAX_COMMAND_BYTES, ExecClosed, ExecContainer
+from runners.harbor_bridge import MAX_COMMAND_BYTES, ExecClosed, HarborEnvironmentBridge
 from runners.terminal import TmuxTerminal
 
 
@@ -112,36 +117,75 @@ def test_exported_trajectories_validate_with_harbors_model(tmp_path):
     assert res.stdout.count("ATIF-v1.8") == 2
 
 
-def _local_shell(command: str, env, workdir, user, timeout_s):
-    res = subprocess.run(["bash", "-c", command], capture_output=True, text=True, env=env, cwd=workdir,
-                         timeout=timeout_s)
-    return res.returncode, res.stdout, res.stderr
+class _AsyncShell:
+    """Stands in for harbor's BaseEnvironment: its exec/upload/download coroutines over ``argv_of``."""
+
+    def __init__(self, argv_of=None) -> None:
+        self.argv_of = argv_of  # (command, env) -> argv run on this host with its own environment
+
+    async def exec(self, command, cwd=None, env=None, timeout_sec=None, user=None):
+        argv, host_env = (["bash", "-c", command], env) if self.argv_of is None else (self.argv_of(command, env), None)
+        res = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True,
+                                      env=host_env, cwd=cwd, timeout=timeout_sec)
+        return SimpleNamespace(return_code=res.returncode, stdout=res.stdout, stderr=res.stderr)
+
+    async def upload_file(self, source_path, target_path):
+        Path(target_path).write_bytes(Path(source_path).read_bytes())
+
+    async def upload_dir(self, source_dir, target_dir):
+        subprocess.run(["cp", "-r", f"{source_dir}/.", target_dir], check=True)
+
+    async def download_file(self, source_path, target_path):
+        Path(target_path).write_bytes(Path(source_path).read_bytes())
 
 
-def test_exec_container_quotes_argv_and_refuses_after_close(tmp_path):
-    box = ExecContainer(_local_shell, name="local")
-    code, out = box.exec_run(["sh", "-c", 'echo "$1 $X"; echo err >&2; exit 3', "sh", "it's $HOME"],
-                             environment={"X": "x y", "PATH": "/usr/bin:/bin"}, workdir=str(tmp_path))
+@pytest.fixture
+def loop():
+    """An event loop running in its own thread, as harbor's is beside the agent's thread."""
+    lp = asyncio.new_event_loop()
+    thread = threading.Thread(target=lp.run_forever, daemon=True)
+    thread.start()
+    yield lp
+    lp.call_soon_threadsafe(lp.stop)
+    thread.join(5)
+    lp.close()
+
+
+def test_exec_container_quotes_argv_and_refuses_after_close(tmp_path, loop):
+    box = HarborEnvironmentBridge(_AsyncShell(), loop, name="local")
+    res = box.exec(["sh", "-c", 'echo "$1 $X"; echo err >&2; exit 3', "sh", "it's $HOME"],
+                   env={"X": "x y", "PATH": "/usr/bin:/bin"}, workdir=str(tmp_path))
+    code, out = res.exit_code, res.output.encode()
     assert (code, out) == (3, b"it's $HOME x y\nerr\n")
     with pytest.raises(ExecClosed, match="limit"):
-        box.exec_run(["echo", "a" * (MAX_COMMAND_BYTES + 1)])
+        box.exec(["echo", "a" * (MAX_COMMAND_BYTES + 1)])
     box.close()
     with pytest.raises(ExecClosed, match="closed"):
-        box.exec_run(["true"])
+        box.exec(["true"])
     assert box.calls == 1
 
 
+def test_bridge_copies_files_in_and_reads_them_back(tmp_path, loop):
+    box = HarborEnvironmentBridge(_AsyncShell(), loop, name="local")
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "a.txt").write_text("alpha\n")
+    box.copy_in(src, str(tmp_path / "dest"))
+    assert box.read_file(str(tmp_path / "dest" / "sub" / "a.txt")) == b"alpha\n"
+    box.write_file(str(tmp_path / "deep" / "run.sh"), "echo hi\n", mode=0o755)
+    assert box.exec(str(tmp_path / "deep" / "run.sh")).output == "hi\n"
+    assert box.read_file(str(tmp_path / "absent")) is None
+
+
 @pytest.mark.docker
-def test_tmux_terminal_runs_through_the_exec_adapter(container):
-    """The terminal drives tmux with the adapter exactly as with the SDK (docker exec via the CLI here)."""
+def test_tmux_terminal_runs_through_the_exec_adapter(container, loop):
+    """The terminal drives tmux through the bridge exactly as through docker (docker exec via the CLI here)."""
 
-    def via_cli(command, env, workdir, user, timeout_s):
-        argv = ["docker", "exec", *[a for k, v in (env or {}).items() for a in ("-e", f"{k}={v}")],
+    def via_cli(command, env):
+        return ["docker", "exec", *[a for k, v in (env or {}).items() for a in ("-e", f"{k}={v}")],
                 container.name, "bash", "-c", command]
-        res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
-        return res.returncode, res.stdout, res.stderr
 
-    term = TmuxTerminal(ExecContainer(via_cli, name=container.name))
+    term = TmuxTerminal(HarborEnvironmentBridge(_AsyncShell(via_cli), loop, name=container.name))
     term.start()
     assert term.counter_ok  # PROMPT_COMMAND went through the env
     sent = term.send("echo $((6 * 7)) > /tmp/n; cat /tmp/n\n", 5)

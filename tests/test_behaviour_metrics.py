@@ -193,7 +193,8 @@ def test_summary_row_appends_behaviour_columns_after_the_old_ones():
     first = ("task", "attempt", "reward", "outcome", "turns", "parse_fail", "no_cmd", "tokens_in", "tokens_out",
              "agent_s", "verifier_s", "total_s", "error")
     assert SUMMARY_COLUMNS[: len(first)] == first  # old readers find what they knew where it was
-    assert SUMMARY_COLUMNS[-len(BEHAVIOUR_COLUMNS):] == BEHAVIOUR_COLUMNS
+    at = SUMMARY_COLUMNS.index(BEHAVIOUR_COLUMNS[0])  # one block, later columns come after it
+    assert SUMMARY_COLUMNS[at: at + len(BEHAVIOUR_COLUMNS)] == BEHAVIOUR_COLUMNS
     result = {"task": "t", "attempt": 1, "reward": 0.0, "outcome": "failed",
               "counters": {"turns": 4}, "agent_extra": {"behaviour": dict(EXPECTED)}}
     row = summary_row(result)

@@ -29,17 +29,24 @@ class ScriptedServer:
         self.models: dict = {"object": "list", "data": []}
         self.chat_bodies: list[dict] = []
         self.model_gets = 0
+        self.knocks = 0
         self.models_status = 200
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
-            def _send(self, code: int, obj: dict) -> None:
-                data = json.dumps(obj).encode()
+            def _send(self, code: int, obj: dict | bytes) -> None:
+                # bytes: sent as they are, as a JSON body would be (garbage, truncated bodies)
+                data = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+                length = len(data)
+                if isinstance(obj, bytes) and obj.startswith(b"TRUNC"):
+                    data, length = obj[5:], len(obj) + 100  # the connection closes early
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Content-Length", str(length))
                 self.end_headers()
                 self.wfile.write(data)
+                if length != len(data):
+                    self.close_connection = True
 
             def do_POST(self) -> None:  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -52,6 +59,10 @@ class ScriptedServer:
                     self._send(code, reply)
 
             def do_GET(self) -> None:  # noqa: N802
+                if self.path == "/health":  # the client's liveness knock (hung or slow?)
+                    owner.knocks += 1
+                    self._send(200, {})
+                    return
                 owner.model_gets += 1
                 self._send(owner.models_status, owner.models)
 
@@ -133,7 +144,7 @@ def test_timeout_is_retried(server):
 def test_connection_refused_fails_after_retries():
     seen: list[str] = []
     c = client(f"http://127.0.0.1:{free_port()}", max_retries=2, log=seen.append)
-    with pytest.raises(LLMError, match="APIConnectionError"):
+    with pytest.raises(LLMError, match="cannot connect .*Connection refused"):
         c.chat(MSGS, PARAMS)
     assert len(seen) == 2  # the callable log got every retry
 
@@ -248,3 +259,128 @@ def test_context_length_when_models_fails(server):
     assert c.context_length() is None
     assert c.context_length() is None
     assert server.model_gets == 1  # the server answered: not asked again
+
+
+# -- issue 27: every transient fault is retried the same way; giving up names the fault ---------
+TRANSIENT = {
+    "not JSON": (200, b"<html>502 from a proxy</html>", 0.0),
+    "no choices": (200, {"id": "x", "object": "chat.completion", "choices": []}, 0.0),
+    "429": err(429, "rate limited"),
+    "500": err(500, "internal"),
+    "truncated": (200, b'TRUNC{"id": "x", "choices": [{"index": 0, "mess', 0.0),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(TRANSIENT))
+def test_transient_faults_are_retried_then_succeed(server, fault):
+    server.script = [TRANSIENT[fault], ok("after the fault")]
+    result = client(server.url, max_retries=2).chat(MSGS, PARAMS)
+    assert result.content == "after the fault" and result.retries == 1
+    assert len(server.chat_bodies) == 2
+
+
+@pytest.mark.parametrize(("fault", "named"), [("not JSON", "not a chat completion"), ("no choices", "no choices"),
+                                              ("429", "HTTP 429"), ("truncated", "cannot connect")])
+def test_giving_up_names_the_fault_in_one_line(server, fault, named):
+    server.script = [TRANSIENT[fault]]
+    with pytest.raises(LLMError) as exc:
+        client(server.url, max_retries=1).chat(MSGS, PARAMS)
+    line = str(exc.value)
+    assert "\n" not in line and "failed after 2 attempt(s)" in line and named in line
+
+
+def test_a_slow_server_is_waited_for(server):
+    """Unanswered past the stall bound, but the server still answers HTTP: slow, not hung."""
+    server.script = [(200, ok("slow but fine")[1], 1.2)]
+    started = time.monotonic()
+    result = client(server.url, stall_s=0.3, max_retries=0).chat(MSGS, PARAMS)
+    assert result.content == "slow but fine" and result.retries == 0
+    assert server.knocks >= 2  # it knocked every 0.3 s and got answers
+    assert time.monotonic() - started >= 1.2
+
+
+def test_a_hung_server_is_told_apart_within_the_stall_bound():
+    """A listening socket that never answers (a stopped or deadlocked server): hung after ~stall_s, not timeout_s."""
+    import socket
+
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(16)  # the kernel completes connections; nobody ever reads or answers
+    try:
+        url = f"http://127.0.0.1:{hung.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(LLMError, match=r"server hung: no reply for \d+ s.*--llm-stall-s"):
+            client(url, stall_s=0.5, timeout_s=60.0, max_retries=1).chat(MSGS, PARAMS)
+        assert time.monotonic() - started < 10  # two stalls and knocks, not the 60 s request timeout
+    finally:
+        hung.close()
+
+
+# -- issue 26/27: a server ablbench started that died is named, with its signal and log ---------
+class _HttpProcess:
+    """A real local process server (python's http.server) under ablbench's process supervisor:
+    it stands in for llama.cpp here (tests/test_faults.py kills a real llama.cpp server)."""
+
+    @staticmethod
+    def make(tmp_path):
+        import sys
+
+        from runners.servers.process import LocalProcessServer
+
+        class Server(LocalProcessServer):
+            backend = "http.server"
+
+            def command(self) -> list[str]:
+                return [sys.executable, "-m", "http.server", str(self.port), "--bind", "127.0.0.1"]
+
+            def _check_model_path(self) -> None:
+                pass
+
+            def _expected_identity(self, models: dict) -> dict:
+                return {}
+
+        return Server(tmp_path, name="stand-in", log_path=tmp_path / "server.log")
+
+
+@pytest.mark.parametrize("sig", ["SIGSEGV", "SIGKILL"])
+def test_a_dead_server_this_machine_started_is_named_at_once(tmp_path, sig):
+    import os
+    import signal
+
+    import httpx
+
+    from harness.llm_types import ServerDiedError
+    from runners.servers import watch
+
+    server = _HttpProcess.make(tmp_path).start()
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(server.base_url, timeout=1)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "the stand-in server did not start"
+                time.sleep(0.1)
+        assert watch.death_line(server.base_url) is None  # alive: nothing to say
+        os.kill(server.pid, getattr(signal, sig))
+        started = time.monotonic()
+        with pytest.raises(ServerDiedError) as exc:
+            client(server.base_url, max_retries=3, backoff_s=1.0).chat(MSGS, PARAMS)
+        line = str(exc.value)
+        assert f"the http.server server 'stand-in' at {server.base_url} (pid {server.pid}) was killed by {sig}" in line
+        assert f"its log: {tmp_path / 'server.log'}" in line and "--resume" in line and "\n" not in line
+        assert time.monotonic() - started < 5  # no blind retries (they would wait 1 + 2 + 4 s)
+    finally:
+        server.stop()
+    assert (tmp_path / "server.log").exists()  # a server that died keeps its log
+
+
+def test_a_server_stopped_on_purpose_leaves_no_record(tmp_path):
+    from runners.servers import watch
+
+    server = _HttpProcess.make(tmp_path).start()
+    port = server.port
+    assert watch.read_record(port)["pid"] == server.pid
+    server.stop()
+    assert watch.read_record(port) is None and watch.death_line(f"http://127.0.0.1:{port}") is None

@@ -299,15 +299,16 @@ class PlantLoopAgent:
 
     name = "plant-loop"
 
-    def run(self, container, instruction, logs_dir, deadline, task_dir) -> AgentResult:
-        container.exec_run(
+    def run(self, env, instruction, logs_dir, deadline, task_dir) -> AgentResult:
+        env.exec(
             [
                 "bash",
                 "-c",
                 "setsid nohup bash -c 'while :; do mkdir -p /logs/verifier; "
                 "echo 1 > /logs/verifier/reward.json; sleep 0.05; done' >/dev/null 2>&1 & "
                 "nohup sleep 1234 >/dev/null 2>&1 &",
-            ]
+            ],
+            None,
         )
         return AgentResult(stop=AgentStop.COMPLETED)
 
@@ -344,10 +345,10 @@ class LateTyperAgent:
 
     name = "late-typer"
 
-    def run(self, container, instruction, logs_dir, deadline, task_dir) -> AgentResult:
-        container.exec_run(["bash", "-c", "sleep 4; echo 1 > /logs/verifier/reward.txt"])
+    def run(self, env, instruction, logs_dir, deadline, task_dir) -> AgentResult:
+        env.exec(["bash", "-c", "sleep 4; echo 1 > /logs/verifier/reward.txt"], None)
         time.sleep(1.5)  # the verifier is running now
-        container.exec_run(["bash", "-c", "echo 1 > /logs/verifier/reward.txt"])
+        env.exec(["bash", "-c", "echo 1 > /logs/verifier/reward.txt"], None)
         return AgentResult(stop=AgentStop.COMPLETED)
 
 

@@ -69,7 +69,7 @@ class SleepAgent:
         self.seconds = seconds
         self.ignore_deadline = ignore_deadline
 
-    def run(self, container, instruction, logs_dir, deadline, task_dir) -> AgentResult:
+    def run(self, env, instruction, logs_dir, deadline, task_dir) -> AgentResult:
         if self.ignore_deadline:
             time.sleep(self.seconds)
             return AgentResult(stop=AgentStop.COMPLETED)
@@ -233,14 +233,15 @@ class PlantAgent:
 
     name = "plant"
 
-    def run(self, container, instruction, logs_dir, deadline, task_dir) -> AgentResult:
-        container.exec_run(
+    def run(self, env, instruction, logs_dir, deadline, task_dir) -> AgentResult:
+        env.exec(
             [
                 "bash",
                 "-c",
                 "echo 1 > /logs/verifier/reward.txt; mkdir -p /tests; "
                 "echo 'echo 1 > /logs/verifier/reward.txt' > /tests/test.sh",
-            ]
+            ],
+            None,
         )
         return AgentResult(stop=AgentStop.COMPLETED)
 
@@ -305,7 +306,8 @@ class InspectAgent:
 
     name = "inspect"
 
-    def run(self, container, instruction, logs_dir, deadline, task_dir) -> AgentResult:
+    def run(self, env, instruction, logs_dir, deadline, task_dir) -> AgentResult:
+        container = env.container  # this test's agent looks at the docker container itself
         container.reload()
         host = container.attrs["HostConfig"]
         return AgentResult(stop=AgentStop.COMPLETED, extra={"network": host["NetworkMode"], "labels": container.labels})
@@ -360,7 +362,7 @@ class DeadServerAgent:
 
     name = "dead-server"
 
-    def run(self, container, instruction, logs_dir, deadline, task_dir) -> AgentResult:
+    def run(self, env, instruction, logs_dir, deadline, task_dir) -> AgentResult:
         return AgentResult(stop=AgentStop.LLM_ERROR, error="connection refused")
 
 

@@ -8,6 +8,7 @@ import pytest
 from conftest import missing
 
 from ablbench.paths import DEBIAN_IMAGE
+from runners.environment import TaskEnvironment
 from runners.terminal import CHUNK_BYTES, TerminalError, TmuxTerminal, _chunks, cut_head_tail, expected_prompts
 
 
@@ -40,7 +41,7 @@ def term(docker_client, base_image, test_labels):
         name=f"ablbench-test-term-{uuid.uuid4().hex[:8]}",
     )
     try:
-        t = TmuxTerminal(c, observation_bytes=2000)
+        t = TmuxTerminal(TaskEnvironment.attach(c), observation_bytes=2000)
         screen = t.start()
         assert screen.rstrip().endswith("#")  # root prompt
         assert t.counter_ok
@@ -53,7 +54,7 @@ def term(docker_client, base_image, test_labels):
 
 @pytest.mark.docker
 def test_size_and_history(term):
-    out = term.container.exec_run(["tmux", "display", "-p", "-t", term.session,
+    out = term.env.container.exec_run(["tmux", "display", "-p", "-t", term.session,
                                    "#{pane_width}x#{pane_height} #{history_limit}"]).output.decode()
     assert out.split() == ["160x40", "100000"]
 
@@ -75,7 +76,7 @@ def test_returns_when_idle_and_shows_new_output_only(term):
 def test_heredoc_settles_with_fewer_prompts_than_lines(term):
     r = term.send("cat > /tmp/h.txt << 'EOF'\nalpha\nbeta\nEOF\n", 30)
     assert r.how == "idle-settle"
-    assert term.container.exec_run(["cat", "/tmp/h.txt"]).output == b"alpha\nbeta\n"
+    assert term.env.container.exec_run(["cat", "/tmp/h.txt"]).output == b"alpha\nbeta\n"
     term.observe()
 
 
@@ -102,7 +103,7 @@ def test_large_keystrokes_arrive_whole(term):
     body = "\n".join(lines) + "\n"
     r = term.send(f"cat > /tmp/big.txt << 'EOF'\n{body}EOF\n", 60)
     assert r.idle
-    out = term.container.exec_run(["cat", "/tmp/big.txt"]).output.decode()
+    out = term.env.container.exec_run(["cat", "/tmp/big.txt"]).output.decode()
     assert out == body
     obs = term.observe()
     assert "bytes omitted" in obs and len(obs.encode()) < 2300  # cut to head + tail
@@ -136,6 +137,6 @@ def test_image_without_tmux_is_a_clear_error(docker_client, test_labels):
                                      labels=test_labels, name=f"ablbench-test-notmux-{uuid.uuid4().hex[:8]}")
     try:
         with pytest.raises(TerminalError, match="tmux is not installed.*Dockerfile"):
-            TmuxTerminal(c).start()
+            TmuxTerminal(TaskEnvironment.attach(c)).start()
     finally:
         c.remove(force=True)

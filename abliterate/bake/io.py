@@ -7,14 +7,18 @@ Rules, in order:
 3. Untouched tensors' bytes are copied verbatim; only the edited ranges are recomputed, and both
    sha256s are taken in the same pass (:mod:`abliterate.bake.stream`). Peak memory is one tensor
    (or one chunk of it).
+4. Several shards are pipelined (:func:`rewrite_shards`): a shard's tail (hashes catching up,
+   fsync, rename) runs in the background while the next shard starts; at most two are in flight.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import struct
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +98,41 @@ def rewrite_shard(src: ShardHeader, dst: Path, editors: dict[str, Editor],
     untouched tensors (and the header) are copied in the kernel in one piece each; both hashes are
     taken in the same pass (:mod:`abliterate.bake.stream`).
     """
+    return _rewrite(src, dst, editors, on_bytes, src_sha, timing, None)
+
+
+def rewrite_shards(jobs: Iterable[tuple[ShardHeader, Path, dict[str, Editor], str | None]],
+                   on_bytes: Callable[[int], None] | None = None,
+                   timing: StreamTiming | None = None) -> list[tuple[str, str]]:
+    """:func:`rewrite_shard` for each (source, destination, editors, known source sha256), pipelined.
+
+    Returns the (source, output) sha256 of each, in order. Each shard's tail (its hashes and writes
+    catching up, fsync, rename) runs on a finishing thread while the next shard is edited; at most
+    two shards are in flight. On an error, the shard in its tail is still finished (its caller
+    removes the whole output) and no thread is left running.
+    """
+    results: list[tuple[str, str]] = []
+    pending: Future | None = None
+    with ThreadPoolExecutor(1, thread_name_prefix="bake-finish") as finisher:
+        try:
+            for src, dst, editors, src_sha in jobs:
+                fut = _rewrite(src, dst, editors, on_bytes, src_sha, timing, finisher)
+                if pending is not None:
+                    results.append(pending.result())
+                pending = fut
+            if pending is not None:
+                fut, pending = pending, None
+                results.append(fut.result())
+        finally:
+            if pending is not None:
+                with contextlib.suppress(BaseException):  # the caller is failing already
+                    pending.result()
+    return results
+
+
+def _rewrite(src: ShardHeader, dst: Path, editors: dict[str, Editor], on_bytes, src_sha: str | None,
+             timing: StreamTiming | None, finisher: Executor | None):
+    """One shard; with ``finisher``, returns the Future of its digests (its tail runs there)."""
     with OutputStream(src.path, dst, src_sha=src_sha, hash_output=bool(editors), on_bytes=on_bytes,
                       timing=timing) as stream:
         run_start, run_end = 0, src.header_len
@@ -110,7 +149,7 @@ def rewrite_shard(src: ShardHeader, dst: Path, editors: dict[str, Editor],
                 raise BakeError(f"internal: editor for {info.key} wrote {written} of {info.nbytes} bytes")
             run_start = run_end = info.end
         stream.copy(run_start, run_end - run_start)
-        return stream.finish()
+        return stream.finish() if finisher is None else stream.finish_in(finisher)
 
 
 def copy_file_atomic(src: Path, dst: Path) -> str:

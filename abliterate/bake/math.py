@@ -5,7 +5,9 @@ Two layouts cover every writer:
   is one input neuron's write vector: W' = W - a u (u^T W), matrix by matrix.
 - ``rows``: X[..., hidden] (embeddings, biases, gpt-oss's transposed [E, inter, hidden] experts).
   Each row is a write vector: X' = X - a (X u) u^T, in row chunks.
-Math runs in fp32 (fp64 for fp64 tensors) and is cast back to the stored dtype once.
+Math runs in fp32 (fp64 for fp64 tensors) and is cast back to the stored dtype once, into an
+output buffer that is reused once the writer and the hash thread are done with it (a fresh one is
+page-faulted and zeroed by the kernel: that cost as much as the math itself).
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from abliterate.bake.io import TensorInfo
@@ -48,10 +52,6 @@ def frombuffer_readonly(view: memoryview, dtype: torch.dtype) -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given buffer is not writable")
         return torch.frombuffer(view, dtype=dtype)
-
-
-def _to_bytes(t: torch.Tensor) -> memoryview:
-    return memoryview(t.contiguous().view(torch.uint8).numpy()).cast("B")
 
 
 def _rescale(new: torch.Tensor, old_norms: torch.Tensor, dim: int, stats: EditStats) -> None:
@@ -87,14 +87,15 @@ def orthogonalize_rows(x: torch.Tensor, u: torch.Tensor, alpha: float, norm_pres
 
 
 @contextlib.contextmanager
-def math_threads() -> Iterator[int]:
-    """torch's thread count for a bake: ``ABLBENCH_TORCH_THREADS``, else the cores the two hash threads leave.
+def math_threads(hash_streams: int = 2) -> Iterator[int]:
+    """torch's thread count for a bake: ``ABLBENCH_TORCH_THREADS``, else the cores the hash threads leave.
 
-    On 2 cores that is 1: a second OpenMP thread would only spin against the hashes.
+    ``hash_streams`` is 2 when a source is hashed too, 1 when every source hash is known. On 2
+    cores that is 1 either way: a second OpenMP thread would only spin against the hashes.
     """
     before = torch.get_num_threads()
     env = os.environ.get("ABLBENCH_TORCH_THREADS", "")
-    n = int(env) if env.isdigit() and int(env) > 0 else max(1, (os.cpu_count() or 1) - 2)
+    n = int(env) if env.isdigit() and int(env) > 0 else max(1, _cores() - hash_streams)
     torch.set_num_threads(n)
     try:
         yield n
@@ -102,8 +103,30 @@ def math_threads() -> Iterator[int]:
         torch.set_num_threads(before)
 
 
+def _cores() -> int:
+    """CPUs this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+#: output buffers kept for reuse per Workspace (bytes); more in flight are allocated fresh
+OUTPUT_POOL_BYTES = 512 << 20
+
+
+def _idle_refs() -> int:
+    """References to a pooled array that nothing else holds, counted exactly as :meth:`Workspace.output` counts."""
+    for a in [np.empty(1, dtype=np.uint8)]:
+        return sys.getrefcount(a)
+    raise AssertionError
+
+
+_IDLE_REFS = _idle_refs()
+
+
 class Workspace:
-    """One reusable compute buffer per dtype for a whole bake.
+    """One reusable compute buffer per dtype for a whole bake, and a pool of output buffers.
 
     Fresh large allocations are page-faulted and zeroed by the kernel on every use; reusing one
     buffer keeps that cost (which rivals the math) to a single tensor's worth.
@@ -111,6 +134,26 @@ class Workspace:
 
     def __init__(self) -> None:
         self._bufs: dict[torch.dtype, torch.Tensor] = {}
+        self._pool: list[np.ndarray] = []
+
+    def output(self, shape: tuple[int, ...], dtype: torch.dtype) -> tuple[torch.Tensor, memoryview]:
+        """A tensor to cast a result into, and the bytes view to hand to the writer.
+
+        The bytes are a pooled array's: it is handed out again only once no object refers to it
+        any more (the writer thread and the hash thread dropped their views, every tensor over it
+        is gone), so a buffer still queued is never overwritten.
+        """
+        n = math.prod(shape) * torch.empty(0, dtype=dtype).element_size()
+        arr = None
+        for a in self._pool:  # the smallest idle buffer that fits
+            if len(a) >= n and sys.getrefcount(a) == _IDLE_REFS and (arr is None or len(a) < len(arr)):
+                arr = a
+        if arr is None:
+            arr = np.empty(max(n, 1), dtype=np.uint8)
+            if sum(len(a) for a in self._pool) + len(arr) <= OUTPUT_POOL_BYTES:
+                self._pool.append(arr)
+        mv = memoryview(arr)[:n]
+        return torch.from_numpy(arr[:n]).view(dtype).view(shape), mv
 
     def get(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         n = math.prod(shape)
@@ -121,16 +164,16 @@ class Workspace:
 
 
 def _edit_block(src: torch.Tensor, work: torch.Tensor, fn, u: torch.Tensor, alpha: float, norm_preserve: bool,
-                stats: EditStats, after_dim: int) -> torch.Tensor:
+                stats: EditStats, after_dim: int, ws: Workspace) -> memoryview:
     """Edit one block: convert into ``work``, edit in place, cast back once; record the residual."""
     work.copy_(src)
     fn(work, u, alpha, norm_preserve, stats)
-    out = torch.empty(src.shape, dtype=src.dtype)
+    out, data = ws.output(tuple(src.shape), src.dtype)
     out.copy_(work)
     work.copy_(out)  # the stored values, back in the compute dtype, for the "after" figure
     coef = u @ work if after_dim == 0 else work @ u
     stats.after_sq += float(coef.double().square().sum())
-    return out
+    return data
 
 
 def make_editor(layout: str, u64: torch.Tensor, alpha: float, norm_preserve: bool, stats: EditStats,
@@ -150,7 +193,7 @@ def make_editor(layout: str, u64: torch.Tensor, alpha: float, norm_preserve: boo
             for m in range(math.prod(info.shape[:-2])):
                 src = frombuffer_readonly(view[m * size:(m + 1) * size], dtype).view(hidden, inner)
                 work = ws.get((hidden, inner), cdt)
-                yield _to_bytes(_edit_block(src, work, orthogonalize_cols, u, alpha, norm_preserve, stats, 0))
+                yield _edit_block(src, work, orthogonalize_cols, u, alpha, norm_preserve, stats, 0, ws)
         else:
             n_rows = math.prod(info.shape[:-1])
             per = max(1, ROW_CHUNK_BYTES // (hidden * item))
@@ -159,6 +202,6 @@ def make_editor(layout: str, u64: torch.Tensor, alpha: float, norm_preserve: boo
                 k = min(per, n_rows - done)
                 src = frombuffer_readonly(view[done * row:(done + k) * row], dtype).view(k, hidden)
                 work = ws.get((k, hidden), cdt)
-                yield _to_bytes(_edit_block(src, work, orthogonalize_rows, u, alpha, norm_preserve, stats, 1))
+                yield _edit_block(src, work, orthogonalize_rows, u, alpha, norm_preserve, stats, 1, ws)
 
     return edit

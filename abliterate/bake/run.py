@@ -42,7 +42,7 @@ from abliterate.bake.io import (
     TensorInfo,
     copy_file_atomic,
     read_header,
-    rewrite_shard,
+    rewrite_shards,
 )
 from abliterate.bake.keys import POSTNORM_AFTER, POSTNORM_FAMILIES, TRANSPOSED_FUSED, KeyClass, classify
 from abliterate.bake.math import EditStats, Workspace, make_editor, math_threads
@@ -327,9 +327,10 @@ def bake(model: Path, direction: Path | torch.Tensor | np.ndarray, out: Path, *,
         return report
 
     staging = _prepare_out(model, out)
+    known = _known_hashes(shards)
     try:
-        with math_threads() as threads:
-            _write_all(model, staging, shards, plan, index_path, norm_preserve, progress, report)
+        with math_threads(1 + (len(known) < len(shards))) as threads:
+            _write_all(model, staging, shards, plan, index_path, norm_preserve, progress, report, known)
         report["timing"]["math_threads"] = threads
         report["elapsed_s"] = round(time.monotonic() - t0, 3)
         write_json(staging / REPORT_NAME, report)
@@ -352,8 +353,20 @@ def run_bake(options: BakeOptions) -> dict:
                 gguf_type=o.gguf_type, q8_bound=o.q8_bound, **parse_profile_specs(list(o.profile)))
 
 
+def _known_hashes(shards: list[ShardHeader]) -> dict[Path, tuple[str, str]]:
+    """(sha256, where from) of each shard whose hash is known without reading it: blob name or hash cache."""
+    known = {}
+    for s in shards:
+        if sha := hf_blob_sha256(s.path):
+            known[s.path] = (sha, "blob")
+        elif sha := cached_sha256(s.path):
+            known[s.path] = (sha, "cache")
+    return known
+
+
 def _write_all(model: Path, out: Path, shards: list[ShardHeader], plan: list[PlannedEdit],
-               index_path: Path | None, norm_preserve: bool, progress: bool, report: dict) -> None:
+               index_path: Path | None, norm_preserve: bool, progress: bool, report: dict,
+               known: dict[Path, tuple[str, str]]) -> None:
     """Rewrite every shard and copy every side file into ``out``; fill the report's file sections."""
     by_shard: dict[Path, dict] = {s.path: {} for s in shards}
     ws = Workspace()
@@ -362,23 +375,15 @@ def _write_all(model: Path, out: Path, shards: list[ShardHeader], plan: list[Pla
     src_files: dict[str, str] = {}
     out_files: dict[str, str] = {}
     total = sum(s.file_size for s in shards)
-    from_blob_names, from_cache, fresh = [], [], {}
     timing = StreamTiming()
     with ByteProgress(progress, total) as tick:
-        for s in shards:
-            known = hf_blob_sha256(s.path)
-            if known:
-                from_blob_names.append(s.path.name)
-            elif known := cached_sha256(s.path):
-                from_cache.append(s.path.name)
-            src_sha, out_sha = rewrite_shard(s, out / s.path.name, by_shard[s.path], on_bytes=tick, src_sha=known,
-                                             timing=timing)
+        jobs = [(s, out / s.path.name, by_shard[s.path], known.get(s.path, (None,))[0]) for s in shards]
+        for s, (src_sha, out_sha) in zip(shards, rewrite_shards(jobs, on_bytes=tick, timing=timing), strict=True):
             src_files[s.path.name], out_files[s.path.name] = src_sha, out_sha
-            if not known:
-                fresh[s.path] = src_sha
-    remember_sha256(fresh)
-    report["source"]["sha256_from_hf_blob_names"] = from_blob_names
-    report["source"]["sha256_from_cache"] = from_cache
+    remember_sha256({s.path: src_files[s.path.name] for s in shards if s.path not in known})
+    where = {path: how for path, (_, how) in known.items()}
+    report["source"]["sha256_from_hf_blob_names"] = [s.path.name for s in shards if where.get(s.path) == "blob"]
+    report["source"]["sha256_from_cache"] = [s.path.name for s in shards if where.get(s.path) == "cache"]
     report["timing"] = timing.as_dict()
     not_copied = []
     shard_names = {s.path.name for s in shards}

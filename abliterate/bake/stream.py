@@ -9,13 +9,23 @@ Rules, in order:
    Every output byte is fed to the output hash exactly once, from the same mapped pages or buffers
    (no file is read back).
 3. Each hash runs on its own worker thread (hashlib releases the GIL), so the two hashes, the
-   kernel copy and the caller's math overlap on different cores. Queues are bounded in bytes.
+   kernel copy and the caller's math overlap on different cores. Queues are bounded in bytes: a
+   hash may lag the caller by :data:`HASH_LOOKAHEAD` bytes of mapped source (no copy is made) and
+   :data:`BUFFER_LOOKAHEAD` bytes of computed buffers (memory held until hashed), so
+   the caller reaches the next edit while the hashes of the bytes before it are still running. A
+   hash thread's error is raised in the caller at its next wait (at the latest by ``finish``).
 4. Mapped source pages are dropped (``MADV_DONTNEED``) once their hashes are done: RSS stays at a
-   few chunks, not the file.
+   few chunks, not the file. Each range is announced (``MADV_WILLNEED``) when it is queued, so the
+   kernel reads it ahead of the hash, copy or math that needs it. The map is not marked
+   sequential: that would leave the source's pages unreferenced, first to be evicted, and the
+   next bake of the same source (a search, a control) would read them from disk again.
 5. The output goes to a temp file beside the destination, is fsynced and renamed at the end; an
-   error or Ctrl-C leaves no temp file and no worker thread behind.
-6. Time per stage (hash CPU, writer busy time, the caller's compute, fsync) is added to a
-   :class:`StreamTiming`, so a slow bake shows where its time went.
+   error or Ctrl-C leaves no temp file and no worker thread behind. ``finish_in(executor)`` runs
+   that tail (the writer and hashes catching up, fsync, rename) on another thread, so the caller
+   can start its next file meanwhile.
+6. Time per stage (hash CPU, writer busy time, the caller's compute, fsync, and the caller's
+   waits on the hashes and the writer) is added to a :class:`StreamTiming` under one lock, so a
+   slow bake shows where its time went.
 """
 
 from __future__ import annotations
@@ -29,13 +39,18 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from abliterate.bake.errors import BakeError
 
 COPY_CHUNK = 32 << 20
+#: how far (bytes) a hash may lag the caller in mapped source (not resident until hashed) ...
+HASH_LOOKAHEAD = 512 << 20
+#: ... and in computed buffers (held in memory until hashed: keep within bake_math's output pool)
+BUFFER_LOOKAHEAD = 256 << 20
+_TIMING_LOCK = threading.Lock()
 
 
 @dataclass
@@ -48,48 +63,69 @@ class StreamTiming:
     compute_cpu_s: float = 0.0  # ... and the CPU time of the thread running them
     math_threads: int = 0  # torch threads the edits ran with
     fsync_s: float = 0.0
+    wait_hash_s: float = 0.0  # the caller blocked on a hash more than HASH_LOOKAHEAD behind
+    wait_write_s: float = 0.0  # the caller blocked on a full writer queue
     hashed_bytes: int = 0
     copied_bytes: int = 0
     computed_bytes: int = 0
 
+    def add(self, **amounts: float) -> None:
+        """Add to several fields at once (threads of several streams share one StreamTiming)."""
+        with _TIMING_LOCK:
+            for k, v in amounts.items():
+                setattr(self, k, getattr(self, k) + v)
+
     def as_dict(self) -> dict:
         """Rounded, JSON-friendly."""
-        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        return {f.name: (round(v, 3) if isinstance(v := getattr(self, f.name), float) else v) for f in fields(self)}
 
 
 class StreamHash:
-    """sha256 fed from a worker thread (hashlib releases the GIL), so hashing overlaps I/O."""
+    """sha256 fed from a worker thread (hashlib releases the GIL), so hashing overlaps I/O and math."""
 
-    def __init__(self, timing: StreamTiming | None = None, max_pending: int = 4) -> None:
+    def __init__(self, timing: StreamTiming | None = None, lookahead: int | None = None) -> None:
         self._h = hashlib.sha256()
-        self._ex = ThreadPoolExecutor(1)
-        self._pending: deque[Future] = deque()
-        self._max = max_pending
+        self._ex = ThreadPoolExecutor(1, thread_name_prefix="bake-sha256")
+        self._pending: deque[tuple[Future, int, bool]] = deque()
+        self._pending_bytes = [0, 0]  # mapped, held
+        self._max = [HASH_LOOKAHEAD if lookahead is None else lookahead,
+                     BUFFER_LOOKAHEAD if lookahead is None else lookahead]
         self._timing = timing or StreamTiming()
-        self._lock = threading.Lock()
 
-    def _update(self, data) -> None:
+    def _update(self, data, n: int) -> None:
         t = time.thread_time()
         self._h.update(data)
-        with self._lock:
-            self._timing.hash_cpu_s += time.thread_time() - t
-            self._timing.hashed_bytes += memoryview(data).nbytes
+        self._timing.add(hash_cpu_s=time.thread_time() - t, hashed_bytes=n)
 
-    def update(self, data, wait: bool = True) -> Future:
-        """Queue ``data`` (kept alive until hashed); blocks while too many chunks are pending.
+    def update(self, data, wait: bool = True, held: bool = False) -> Future:
+        """Queue ``data`` (kept alive until hashed); blocks while more than the lookahead is pending.
 
+        ``held``: ``data`` is a computed buffer (memory), not a range of the source's map.
         ``wait=False`` queues without blocking (an edited tensor's source: the hash catches up
-        while the math runs instead of holding the math back).
+        while the math runs instead of holding the math back). A failed update raises here.
         """
-        fut = self._ex.submit(self._update, data)
-        self._pending.append(fut)
-        while wait and len(self._pending) > self._max:
-            self._pending.popleft().result()
+        n = memoryview(data).nbytes
+        fut = self._ex.submit(self._update, data, n)
+        self._pending.append((fut, n, held))
+        self._pending_bytes[held] += n
+        t = time.perf_counter()
+        waited = False
+        while self._pending and (self._pending[0][0].done() or (wait and self._over())):
+            waited = waited or not self._pending[0][0].done()
+            done, k, was_held = self._pending.popleft()
+            self._pending_bytes[was_held] -= k
+            done.result()
+        if waited:
+            self._timing.add(wait_hash_s=time.perf_counter() - t)
         return fut
+
+    def _over(self) -> bool:
+        return self._pending_bytes[0] > self._max[0] or self._pending_bytes[1] > self._max[1]
 
     def hexdigest(self) -> str:
         while self._pending:
-            self._pending.popleft().result()
+            self._pending.popleft()[0].result()
+        self._pending_bytes = [0, 0]
         return self._h.hexdigest()
 
     def close(self) -> None:
@@ -105,7 +141,7 @@ class _KnownHash:
         self._done: Future = Future()
         self._done.set_result(None)
 
-    def update(self, data, wait: bool = True) -> Future:
+    def update(self, data, wait: bool = True, held: bool = False) -> Future:
         return self._done
 
     def hexdigest(self) -> str:
@@ -120,9 +156,12 @@ class _Writer:
 
     Jobs are ("copy", src_offset, n, view): an in-kernel copy from the source file
     (``copy_file_range``, falling back to writing ``view``), or ("data", buffer): computed bytes.
+    Copy jobs hold no memory (a range of the map) and computed bytes are bounded by ``max_bytes``,
+    so the queue is deep: the caller queues a whole untouched run and goes on to the next edit
+    while the kernel copies.
     """
 
-    def __init__(self, fin, fout, timing: StreamTiming, depth: int = 6, max_bytes: int = 256 << 20) -> None:
+    def __init__(self, fin, fout, timing: StreamTiming, depth: int = 64, max_bytes: int = 256 << 20) -> None:
         self._in, self._out = fin.fileno(), fout.fileno()
         self._q: queue.Queue = queue.Queue(depth)
         self._budget = threading.Condition()
@@ -137,6 +176,7 @@ class _Writer:
     def put(self, job: tuple) -> None:
         if self._err is not None:
             raise self._err
+        t = time.perf_counter()
         if job[0] == "data":  # computed buffers are the only memory the queue holds: bound it in bytes
             n = memoryview(job[1]).nbytes
             with self._budget:
@@ -144,6 +184,7 @@ class _Writer:
                 self._queued += n
             job = (*job, n)
         self._q.put(job)
+        self._timing.add(wait_write_s=time.perf_counter() - t)
 
     def _run(self) -> None:
         while (job := self._q.get()) is not None:
@@ -152,11 +193,10 @@ class _Writer:
                     t = time.perf_counter()
                     if job[0] == "copy":
                         self._copy(job[1], job[2], job[3])
-                        self._timing.copied_bytes += job[2]
+                        self._timing.add(copied_bytes=job[2], write_s=time.perf_counter() - t)
                     else:
                         self._write(job[1])
-                        self._timing.computed_bytes += job[2]
-                    self._timing.write_s += time.perf_counter() - t
+                        self._timing.add(computed_bytes=job[2], write_s=time.perf_counter() - t)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the producer
                 self._err = exc
             finally:
@@ -248,6 +288,7 @@ class OutputStream:
         self._pos = 0  # next source byte not yet fed to the source hash
         self._held: tuple[int, int, list[Future]] | None = None  # the range an edit is reading
         self._finished = False
+        self._detached = False  # finish_in handed the tail (and the cleanup) to another thread
 
     def __enter__(self) -> OutputStream:
         st = self._stack
@@ -256,8 +297,6 @@ class OutputStream:
             self._size = os.fstat(fin.fileno()).st_size
             self._fout = st.enter_context(open(self._tmp, "wb", buffering=0))
             self._mm = mmap.mmap(fin.fileno(), 0, access=mmap.ACCESS_READ) if self._size else None
-            if self._mm is not None and hasattr(mmap, "MADV_SEQUENTIAL"):
-                self._mm.madvise(mmap.MADV_SEQUENTIAL)
             self._src_hash = _KnownHash(self._src_sha) if self._src_sha else StreamHash(self.timing)
             self._out_hash = StreamHash(self.timing) if self._hash_output else None
             self._writer = _Writer(fin, self._fout, self.timing)
@@ -268,7 +307,8 @@ class OutputStream:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._cleanup(failed=exc_type is not None or not self._finished)
+        if not self._detached:
+            self._cleanup(failed=exc_type is not None or not self._finished)
 
     # -- pieces -----------------------------------------------------------------------------
     def _view(self, start: int, n: int) -> memoryview:
@@ -288,6 +328,8 @@ class OutputStream:
         while start < end:
             k = min(COPY_CHUNK, end - start)
             view = self._view(start, k)
+            if not edit:
+                self._prefetch(start, k)
             fut = self._src_hash.update(view, wait=not edit)
             if not edit:
                 self._release.add(start, k, [fut])
@@ -312,6 +354,7 @@ class OutputStream:
         while start < end:
             k = min(COPY_CHUNK, end - start)
             view = self._view(start, k)
+            self._prefetch(start, k)
             futs = [self._src_hash.update(view)]
             if self._out_hash is not None:
                 futs.append(self._out_hash.update(view))
@@ -331,14 +374,22 @@ class OutputStream:
         self._skip_to(start)
         view = self._view(start, n)
         if n:
+            self._prefetch(start, n)
             self._held = (start, n, self._hash_source(start, n, edit=True))
         return view
+
+    def _prefetch(self, start: int, n: int) -> None:
+        """Have the kernel start reading a range ahead of its readers (an edit's: with a known source hash
+        nothing else reads it before the math)."""
+        a = start - start % mmap.PAGESIZE
+        with contextlib.suppress(OSError, ValueError):
+            self._mm.madvise(mmap.MADV_WILLNEED, a, start + n - a)
 
     def write(self, data) -> None:
         """Append computed bytes to the output (the buffer must not change until written)."""
         if self._out_hash is None:
             raise BakeError("internal: computed bytes in a stream opened with hash_output=False")
-        self._out_hash.update(data)
+        self._out_hash.update(data, held=True)
         self._writer.put(("data", data))
 
     def write_all(self, chunks: Iterable) -> int:
@@ -348,8 +399,7 @@ class OutputStream:
         while True:
             t, c = time.perf_counter(), time.thread_time()
             chunk = next(it, None)
-            self.timing.compute_s += time.perf_counter() - t
-            self.timing.compute_cpu_s += time.thread_time() - c
+            self.timing.add(compute_s=time.perf_counter() - t, compute_cpu_s=time.thread_time() - c)
             if chunk is None:
                 return written
             self.write(chunk)
@@ -359,14 +409,32 @@ class OutputStream:
         """Hash the rest of the source, flush, fsync and rename; returns (source, output) sha256."""
         self._release_held()
         self._skip_to(self._size)
-        self._writer.close()
-        src = self._src_hash.hexdigest()
-        out = self._out_hash.hexdigest() if self._out_hash is not None else src
-        t = time.perf_counter()
-        os.fsync(self._fout.fileno())
-        self.timing.fsync_s += time.perf_counter() - t
-        self._cleanup(failed=False)
-        os.replace(self._tmp, self.dst)
+        return self._complete()
+
+    def finish_in(self, executor: Executor) -> Future:
+        """:meth:`finish`, its tail (writer, hashes, fsync, rename) run by ``executor``: a Future of the digests.
+
+        The stream then belongs to that tail, which cleans up after itself on failure too.
+        """
+        self._release_held()
+        self._skip_to(self._size)
+        fut = executor.submit(self._complete)
+        self._detached = True
+        return fut
+
+    def _complete(self) -> tuple[str, str]:
+        try:
+            self._writer.close()
+            src = self._src_hash.hexdigest()
+            out = self._out_hash.hexdigest() if self._out_hash is not None else src
+            t = time.perf_counter()
+            os.fsync(self._fout.fileno())
+            self.timing.add(fsync_s=time.perf_counter() - t)
+            self._cleanup(failed=False)
+            os.replace(self._tmp, self.dst)
+        except BaseException:
+            self._cleanup(failed=True)
+            raise
         self._finished = True
         return src, out
 

@@ -17,13 +17,14 @@ loads it; nothing in ablbench imports it. Rules, in order:
    first package manager found (that needs network), else setup fails with a one-line error.
 4. ``run``: the synchronous :class:`~harness.agents.terminus.TerminusAgent` works in its own daemon
    thread, inside a copy of the caller's contextvars (harbor's scoped exec env and log callbacks).
-   Each of its terminal commands goes through an :class:`~runners.exec_container.ExecContainer`
-   back onto harbor's loop (``run_coroutine_threadsafe(environment.exec(...))``), so neither the
-   model request nor a command blocks another trial.
+   It works on a :class:`~runners.harbor_bridge.HarborEnvironmentBridge` (the agent contract's
+   ``Environment``): each command goes back onto harbor's loop
+   (``run_coroutine_threadsafe(environment.exec(...))``), so neither the model request nor a
+   command blocks another trial.
 5. Deadline = the task's agent timeout (harbor's override and maximum applied) x harbor's agent
    timeout multiplier, read from the trial's ``config.json`` and the task's ``task.toml``, less
    ``deadline_margin_s`` (default 1 s) so the agent closes its trace before harbor's own timer fires.
-6. Cancellation (harbor's timeout, Ctrl-C): the exec adapter closes at once (no further command
+6. Cancellation (harbor's timeout, Ctrl-C): the bridge closes at once (no further command
    reaches the environment; in-flight execs are cancelled) and the thread gets
    :data:`CANCEL_GRACE_S` to end; a model request still pending is abandoned with it.
 7. Whatever happens, the ``AgentContext`` gets the token counts and ``metadata["ablbench"]``
@@ -38,7 +39,6 @@ loads it; nothing in ablbench imports it. Rules, in order:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import contextvars
 import fcntl
@@ -64,7 +64,7 @@ from ablbench.atif import TRAJECTORY_FILE, ablbench_version, read_trace_records,
 from harness.agents import defaults
 from harness.agents.terminus import AgentConfig, TerminusAgent
 from harness.llm_client import LLMClient
-from runners.exec_container import ExecClosed, ExecContainer
+from runners.harbor_bridge import HarborEnvironmentBridge
 
 #: after a cancellation, how long the agent thread may take to notice and end
 CANCEL_GRACE_S = 5.0
@@ -192,28 +192,9 @@ class AblbenchTerminus(BaseAgent):
             budget = None
         deadline = time.monotonic() + (budget - opts.deadline_margin_s if budget else NO_TIMEOUT_S)
 
-        inflight: set[concurrent.futures.Future] = set()
-        lock = threading.Lock()
-
-        def exec_fn(command: str, env: dict[str, str] | None, workdir: str | None, user: str | None,
-                    timeout_s: float) -> tuple[int, str, str]:
-            with lock:  # a cancellation closes the container first, then cancels what is in flight
-                if container.closed:
-                    raise ExecClosed("exec refused (the trial was cancelled)")
-                coro = environment.exec(command, cwd=workdir, env=env, timeout_sec=int(timeout_s), user=user)
-                fut = asyncio.run_coroutine_threadsafe(coro, loop)
-                inflight.add(fut)
-            try:
-                res = fut.result()
-            except concurrent.futures.CancelledError as exc:
-                raise ExecClosed("exec cancelled (the trial was cancelled)") from exc
-            finally:
-                with lock:
-                    inflight.discard(fut)
-            return res.return_code, res.stdout or "", res.stderr or ""
-
-        container = ExecContainer(exec_fn, name=f"harbor:{trial_name}",
-                                  image=str(getattr(environment.task_env_config, "docker_image", "") or ""))
+        bridge = HarborEnvironmentBridge(
+            environment, loop, name=f"harbor:{trial_name}",
+            image=str(getattr(environment.task_env_config, "docker_image", "") or ""))
         client = LLMClient(opts.api_base, model, api_key=os.environ.get(opts.api_key_env) or "EMPTY",
                            timeout_s=opts.llm_timeout_s, max_retries=opts.llm_retries,
                            log=lambda line: self.logger.warning(line))
@@ -231,7 +212,7 @@ class AblbenchTerminus(BaseAgent):
         def work() -> None:
             try:
                 agent.for_trial(task, claim_attempt(logs_dir.parent.parent, task, trial_name))
-                res = agent.run(container, instruction, logs_dir, deadline)
+                res = agent.run(bridge, instruction, logs_dir, deadline)
                 outcome: tuple[Any, Any] = (done.set_result, res)
             except BaseException as exc:  # noqa: BLE001 - handed to the loop
                 outcome = (done.set_exception, exc)
@@ -239,7 +220,7 @@ class AblbenchTerminus(BaseAgent):
                 loop.call_soon_threadsafe(deliver, *outcome)
 
         def finish(res: AgentResult | None, cancelled: bool) -> None:
-            self._finish(context, res, instruction, model, trial=(agent.task, agent.attempt), execs=container.calls,
+            self._finish(context, res, instruction, model, trial=(agent.task, agent.attempt), execs=bridge.calls,
                          cancelled=cancelled, wall_s=time.monotonic() - started)
 
         ctx = contextvars.copy_context()
@@ -253,10 +234,7 @@ class AblbenchTerminus(BaseAgent):
             finish(None, cancelled=False)
             raise AblbenchAgentError(f"the agent raised {type(exc).__name__}: {exc}") from exc
         except asyncio.CancelledError:
-            container.close()
-            with lock:
-                for fut in list(inflight):
-                    fut.cancel()
+            bridge.close()
             await asyncio.wait({done}, timeout=CANCEL_GRACE_S)
             result = done.result() if done.done() and not done.exception() else None
             finish(result, cancelled=True)

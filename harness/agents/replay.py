@@ -33,13 +33,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from docker.models.containers import Container
-
-from ablbench.agent_api import AgentResult, AgentStop
+from ablbench.agent_api import AgentResult, AgentStop, Environment, EnvironmentFault
 from ablbench.task_spec import TaskSpec
 from harness.agents.terminus import AgentConfig, TerminusAgent
 from harness.llm_types import ChatResult, SamplingParams, Usage
-from runners.environment import ContainerError, TaskEnvironment
 
 #: the ``duration`` of every replayed command: a cap (the terminal returns once the shell is idle)
 STEP_DURATION_S = 5.0
@@ -219,7 +216,7 @@ class ReplayAgent(TerminusAgent):
         """A replay of ``spec``'s reference solution."""
         return ReplayAgent(spec)
 
-    def run(self, container: Container, instruction: str, logs_dir: Path, deadline: float,
+    def run(self, env: Environment, instruction: str, logs_dir: Path, deadline: float,
             task_dir: Path | None = None) -> AgentResult:
         """Replay the steps through the Terminus loop (an error when there are none)."""
         if self.spec is None:
@@ -230,7 +227,7 @@ class ReplayAgent(TerminusAgent):
         sol = self.spec.solution
         if sol is not None and sol.name == "solve.sh" and any(p.name != "solve.sh" for p in sol.parent.iterdir()):
             try:
-                TaskEnvironment.attach(container).copy_in(sol.parent, SOLUTION_DIR)
-            except ContainerError as exc:
+                env.copy_in(sol.parent, SOLUTION_DIR)
+            except EnvironmentFault as exc:
                 return AgentResult(stop=AgentStop.ERROR, error=str(exc))
-        return super().run(container, instruction, logs_dir, deadline, task_dir)
+        return super().run(env, instruction, logs_dir, deadline, task_dir)

@@ -10,11 +10,8 @@ import shlex
 import time
 from pathlib import Path
 
-from docker.models.containers import Container
-
-from ablbench.agent_api import AgentResult, AgentStop
+from ablbench.agent_api import AgentResult, AgentStop, Environment, EnvironmentFault, ExecResult
 from ablbench.task_spec import TaskSpec
-from runners.environment import ContainerError, ExecResult, TaskEnvironment
 
 SOLUTION_DIR = "/solution"
 
@@ -30,7 +27,7 @@ class NopAgent:
     name = "nop"
 
     def run(
-        self, container: Container, instruction: str, logs_dir: Path, deadline: float, task_dir: Path
+        self, env: Environment, instruction: str, logs_dir: Path, deadline: float, task_dir: Path
     ) -> AgentResult:
         """Record one trace event and stop."""
         _trace(logs_dir, event="nop")
@@ -54,7 +51,7 @@ class OracleAgent:
         return OracleAgent(spec)
 
     def run(
-        self, container: Container, instruction: str, logs_dir: Path, deadline: float, task_dir: Path
+        self, env: Environment, instruction: str, logs_dir: Path, deadline: float, task_dir: Path
     ) -> AgentResult:
         """Run the solution until it exits or ``deadline`` passes."""
         if self.spec is None:
@@ -63,7 +60,6 @@ class OracleAgent:
         if script is None:
             _trace(logs_dir, event="error", message="task has no reference solution")
             return AgentResult(stop=AgentStop.ERROR, error=f"task {self.spec.name} has no reference solution")
-        env = TaskEnvironment.attach(container)
         entry = f"{SOLUTION_DIR}/solve.sh"
         try:
             sol = self.spec.solution
@@ -78,7 +74,7 @@ class OracleAgent:
             cmd = f"bash {shlex.quote(entry)} > /logs/agent/oracle.txt 2>&1"
             res: ExecResult = env.exec_wait(cmd, timeout_s=remaining)
             out = env.read_file("/logs/agent/oracle.txt") or b""
-        except ContainerError as exc:
+        except EnvironmentFault as exc:
             _trace(logs_dir, event="error", message=str(exc))
             return AgentResult(stop=AgentStop.ERROR, turns=1, error=str(exc))
         text = out.decode("utf-8", "replace")

@@ -18,6 +18,7 @@ One episode (``TerminusAgent.run``):
   task plus the latest exchange cannot fit with a useful reply budget, or the server reports an
   overflow that trimming cannot fix, the episode ends with CONTEXT_EXCEEDED.
 * ``LLMError`` ends it with LLM_ERROR; any other exception with ERROR (an infrastructure fault).
+  Either way the counters keep what the turns so far counted (the trace holds those turns).
 * Seeds: each request carries ``harness.seeds.request_seed(run seed, task, attempt, turn)``
   (task and attempt come from :meth:`TerminusAgent.for_trial`); the trace records it and whether
   it was sent (``seed_sent``: False when ``send_seed`` is off or the server rejected seeds).
@@ -39,11 +40,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from docker.models.containers import Container
-
-from ablbench.agent_api import AgentResult, AgentStop
+from ablbench.agent_api import AgentResult, AgentStop, Environment
 from harness.agents import defaults
-from harness.llm_types import ChatResult, ContextOverflowError, LLMError, SamplingParams
+from harness.llm_types import ChatResult, ContextOverflowError, LLMError, SamplingParams, ServerDiedError
 from harness.parser import ParsedAction, parse_action, strip_reasoning
 from harness.prompt import initial_messages
 from harness.seeds import request_seed
@@ -161,7 +160,7 @@ class TerminusAgent:
 
     # ------------------------------------------------------------------ public
     def run(
-        self, container: Container, instruction: str, logs_dir: Path, deadline: float,
+        self, env: Environment, instruction: str, logs_dir: Path, deadline: float,
         task_dir: Path | None = None,
     ) -> AgentResult:
         """Work on the task until done, out of turns, or past ``deadline`` (monotonic seconds)."""
@@ -172,7 +171,7 @@ class TerminusAgent:
         retries_before = getattr(self.client, "total_retries", None)
         try:
             terminal = self.terminal_cls(
-                container, observation_bytes=self.config.observation_bytes,
+                env, observation_bytes=self.config.observation_bytes,
                 history_limit=self.config.history_limit,
             )
             screen = terminal.start()
@@ -181,9 +180,10 @@ class TerminusAgent:
                          # for the report and the ATIF export (ablbench.atif): who answered, and the first request
                          "model": getattr(self.client, "model", None), "instruction": instruction,
                          "messages": initial_messages(instruction, screen, with_system=self.config.with_system_prompt)})
-            result = self._loop(terminal, trace, instruction, screen, deadline)
-        except TerminalError as exc:
-            result = AgentResult(stop=AgentStop.ERROR, error=str(exc))
+            self._loop(terminal, trace, instruction, screen, deadline, result)
+        except TerminalError as exc:  # the counters so far stay: the record says what happened
+            result.stop = AgentStop.ERROR
+            result.error = str(exc)
         except Exception as exc:  # noqa: BLE001 - reported to the trial as an infrastructure error
             result.stop = AgentStop.ERROR
             result.error = f"{type(exc).__name__}: {exc}"
@@ -207,10 +207,11 @@ class TerminusAgent:
 
     # ------------------------------------------------------------------ the loop
     def _loop(self, terminal: TmuxTerminal, trace: TraceWriter, instruction: str, screen: str,
-              deadline: float) -> AgentResult:
+              deadline: float, res: AgentResult) -> AgentResult:
+        """The turns; counts into ``res`` as they happen (an exception leaves what was counted)."""
         cfg = self.config
         messages = initial_messages(instruction, screen, with_system=cfg.with_system_prompt)
-        ep = _Episode(messages=messages, head=len(messages), task_content=messages[-1]["content"])
+        ep = _Episode(messages=messages, head=len(messages), task_content=messages[-1]["content"], result=res)
         res = ep.result
         ctx_len = cfg.context_length or self.client.context_length()
         res.extra.update({"context_length": ctx_len, "model_s": 0.0, "terminal_s": 0.0, "harness_s": 0.0,
@@ -259,6 +260,8 @@ class TerminusAgent:
             except LLMError as exc:
                 res.stop = AgentStop.LLM_ERROR
                 res.error = str(exc)
+                if isinstance(exc, ServerDiedError):  # the scheduler stops the run at once
+                    res.extra["server_died"] = True
                 return res
             t_reply = time.monotonic()
             res.turns += 1
@@ -285,15 +288,24 @@ class TerminusAgent:
 
             # execute
             t_term = time.monotonic()
-            executed = []
-            for cmd in parsed.commands:
-                if time.monotonic() >= deadline:
-                    break
-                sent = terminal.send(cmd.keystrokes, cmd.duration, deadline=deadline)
-                res.extra["wait_saved_s"] += max(0.0, min(cmd.duration, 60.0) - sent.waited_s)
-                executed.append({"keystrokes": cmd.keystrokes, "duration": cmd.duration,
-                                 "waited_s": round(sent.waited_s, 4), "ended": sent.how})
-            observation = terminal.observe()  # also after a parse failure: background output counts
+            executed: list[dict] = []
+            try:
+                for cmd in parsed.commands:
+                    if time.monotonic() >= deadline:
+                        break
+                    sent = terminal.send(cmd.keystrokes, cmd.duration, deadline=deadline)
+                    res.extra["wait_saved_s"] += max(0.0, min(cmd.duration, 60.0) - sent.waited_s)
+                    executed.append({"keystrokes": cmd.keystrokes, "duration": cmd.duration,
+                                     "waited_s": round(sent.waited_s, 4), "ended": sent.how})
+                observation = terminal.observe()  # also after a parse failure: background output counts
+            except Exception as exc:
+                # the turn is counted: the trace gets it too, with what ran before the fault
+                trace.write({"turn": res.turns, "reply": content, "finish_reason": reply.finish_reason,
+                             "usage": asdict(reply.usage), "retries": reply.retries,
+                             "parse": {"status": parsed.status, "error": parsed.error,
+                                       "task_complete": parsed.task_complete},
+                             "commands": executed, "error": f"{type(exc).__name__}: {exc}"})
+                raise
             terminal_prev = time.monotonic() - t_term
             res.extra["terminal_s"] += terminal_prev
 

@@ -1,5 +1,9 @@
 """Read runs from disk: ablbench results folders, master_summary.csv files, harbor job
-folders and legacy ``tb`` runs folders, all into :class:`~harness.analysis.model.Run`."""
+folders and legacy ``tb`` runs folders, all into :class:`~harness.analysis.model.Run`.
+
+A results folder's outcomes come from its ``master_summary.csv``; its ``run.json`` and every
+``result.json`` are validated first (``ablbench.records``), so a malformed one stops the analysis
+with one line naming the file and the field."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from typing import Any
 
 from ablbench.errors import AblbenchError
 from ablbench.results import SUMMARY_FILE as SUMMARY
-from ablbench.results import read_run_meta, read_summary_rows
+from ablbench.results import read_run_meta, read_summary_rows, scan_results
 from harness.analysis.model import Run, Trial
 
 
@@ -27,6 +31,7 @@ def load_run(path: Path, name: str | None = None) -> Run:
             raise AblbenchError(f"{path}: not a CSV; pass a results folder or its {SUMMARY}")
         return Run(name or _default_name(path.parent), path, "csv", read_summary_csv(path))
     if (path / SUMMARY).is_file():
+        scan_results(path)  # validates every result.json (RecordError names the file and the field)
         return Run(name or _results_name(path), path, "results", read_summary_csv(path / SUMMARY))
     tb = _tb_results_file(path)
     if tb is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from ablbench.records import Analysis, check_record
 from harness.analysis.behaviour_report import section as behaviour_section
 from harness.analysis.markdown import fmt_p as fmt_p  # re-exported (the CLI prints p-values too)
 from harness.analysis.markdown import md_table
@@ -331,7 +332,9 @@ def to_markdown(res: dict) -> str:
 
 def to_json(res: dict) -> str:
     """The analysis as JSON (keys documented in issue 8; ``runs``, ``pairs``, ``overlap``, ``cochran_q``;
-    ``behaviour``: :func:`harness.analysis.behaviour.analyze_behaviour`)."""
+    ``behaviour``: :func:`harness.analysis.behaviour.analyze_behaviour`); checked against
+    ``ablbench.records.Analysis`` (schema: ``ablbench/schemas/analysis.schema.json``)."""
+    check_record(Analysis, json.loads(json.dumps(res)), "the analysis")  # the published schema holds
     return json.dumps(res, indent=2, sort_keys=False) + "\n"
 
 

@@ -47,6 +47,11 @@ def run_command(
     infra_retries: int = typer.Option(
         1, "--infra-retries", min=0, help="Retries of a trial that hits an infrastructure error."
     ),
+    llm_stall_s: float = typer.Option(
+        60.0, "--llm-stall-s", min=1.0,
+        help="Seconds a model request may go unanswered before the client checks that the server still "
+        "answers HTTP; one that does not is hung and the request is retried (a busy server is waited for).",
+    ),
     timeout_multiplier: float = typer.Option(
         1.0, "--timeout-multiplier", min=0.01, help="Multiply every task's agent timeout."
     ),
@@ -114,6 +119,7 @@ def run_command(
         rerun_errors=rerun_errors,
         rerun=tuple(rerun),
         infra_retries=infra_retries,
+        llm_stall_s=llm_stall_s,
         quiet=quiet,
     )
     from rich.console import Console
@@ -124,10 +130,28 @@ def run_command(
         result = Job(opts).run()
     except AblbenchError as exc:
         raise fail(str(exc)) from exc
+    except OSError as exc:  # the results folder cannot be written, or the engine went away
+        from runners.scheduler import ENGINE_ERRORS, UNWRITABLE, engine_fault, unwritable_fault
+
+        if isinstance(exc, ENGINE_ERRORS):
+            fault = engine_fault(exc)
+        elif exc.errno in UNWRITABLE:
+            fault = unwritable_fault(exc, Path(opts.out or "results"))
+        else:
+            raise fail(f"{type(exc).__name__}: {exc}; finished trials are kept: fix it, then continue "
+                       "with --resume") from None
+        raise fail(fault.line, code=fault.code) from None
     except KeyboardInterrupt:
         raise fail("interrupted before any trial started", code=130) from None
     console = Console(stderr=True)
     print_summary(result.summary, console)
+    if result.summary.fault is not None:  # one line: the cause and the fix (runners.scheduler rule 7)
+        summary = result.summary
+        again = " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--resume")
+        console.print(f"[red]stopped[/]: {len(summary.results)} of {summary.total} trials finished; "
+                      f"continue with: ablbench {again} --resume", highlight=False)
+        typer.secho(f"error: {summary.fault.line}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(result.exit_code)
     if result.interrupted_by:
         summary = result.summary
         again = " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--resume")

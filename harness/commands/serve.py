@@ -127,7 +127,8 @@ def _serve(o: ServeOptions) -> None:
             status = server.exit_status()
             if status is not None:
                 typer.echo(server.logs_tail(40), err=True)
-                raise AblbenchError(f"{backend} server '{server.name}' {status}")
+                log = getattr(server, "log_path", None)
+                raise AblbenchError(f"{backend} server '{server.name}' {status}" + (f"; its log: {log}" if log else ""))
     except KeyboardInterrupt:
         typer.echo("stopping...", err=True)
     finally:

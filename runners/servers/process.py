@@ -19,12 +19,14 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from runners.servers import watch
 from runners.servers.base import ModelServer, ServerError, tail_lines
 
 _PINNED = re.compile(r"pinned to '([^']*)'")
@@ -52,7 +54,10 @@ class LocalProcessServer(ModelServer):
     """A server run as a local subprocess in its own process group (``transformers serve``, llama.cpp).
 
     The subclass gives :meth:`command`, :meth:`_check_model_path` and the identity check; this
-    class owns the process: start, log file, exit status, stop (the whole group), detach info.
+    class owns the process: start, log file, exit status, stop (the whole group), detach info,
+    and its record in ``runners.servers.watch`` (written at start, completed by a watcher thread
+    when the server dies on its own; a server that died while serving keeps its log, even a
+    temporary one, since the client's message names it).
     """
 
     def __init__(
@@ -76,6 +81,8 @@ class LocalProcessServer(ModelServer):
         self._proc: subprocess.Popen[bytes] | None = None
         self._pid: int | None = None
         self._final_log: str | None = None
+        self._died = False
+        self._died_serving = False
 
     def command(self) -> list[str]:
         """The full argv of the server."""
@@ -107,6 +114,19 @@ class LocalProcessServer(ModelServer):
                 preexec_fn=_die_with_parent if self.die_with_parent else None,  # noqa: PLW1509
             )
         self._pid = self._proc.pid
+        watch.record_start(self.port, {"pid": self._pid, "start_ticks": process_start_ticks(self._pid),
+                                       "backend": self.backend, "name": self.name, "base_url": self.base_url,
+                                       "log": str(self.log_path)})
+        threading.Thread(target=self._watch, args=(self._proc,), daemon=True, name=f"watch-{self.name}").start()
+
+    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
+        """Note in the watch record how the server ended, unless it was stopped on purpose."""
+        while proc.poll() is None:
+            time.sleep(0.5)
+        if self._proc is proc:  # not stopped by us: it died
+            self._died = True
+            self._died_serving = self._healthy  # a failed start reports its log tail in the ServerError
+            watch.record_exit(self.port, proc.pid, self._exit_status() or f"exited with code {proc.returncode}")
 
     def _exit_status(self) -> str | None:
         if self._proc is None:
@@ -140,7 +160,9 @@ class LocalProcessServer(ModelServer):
         if proc is None:
             return
         terminate_group(proc.pid, grace_s, proc)
-        if self._own_log_dir is not None:
+        if not self._died:
+            watch.forget(self.port, proc.pid)
+        if self._own_log_dir is not None and not self._died_serving:
             # our own temporary log: keep its tail in memory, leave nothing on disk
             self._final_log = self.logs_tail(200)
             shutil.rmtree(self._own_log_dir, ignore_errors=True)

@@ -3,8 +3,9 @@
 Rules, in order:
 1. Source bytes are decoded block by block: ``cols`` tensors one ``[hidden, in]`` matrix at a time
    (a fused expert tensor is never whole in fp32), ``rows`` tensors (embeddings, biases) in row
-   chunks. F32/F16/BF16 decode through torch; F64 and every quantized type through
-   ``gguf.quants.dequantize``.
+   chunks. F32/F16/BF16 decode through torch; so do Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1, with the same
+   fp32 operations in the same order as ``gguf.quants`` (bit-identical values, in a reused
+   buffer); F64 and the other quantized types through ``gguf.quants.dequantize``.
 2. The edit is :mod:`abliterate.bake.math`'s (``orthogonalize_cols`` / ``orthogonalize_rows``),
    in fp32, in place: the same math as the safetensors bake.
 3. The result is encoded once into the output type: F32, F16 or BF16 (torch casts, round to
@@ -68,6 +69,47 @@ def can_decode(qtype: Q) -> bool:
     return True
 
 
+def _nibbles(qs: torch.Tensor) -> torch.Tensor:
+    """[blocks, 16] packed bytes -> [blocks, 32] values 0..15: low nibbles first, then high (ggml's order)."""
+    return torch.cat((qs & 0x0F, qs >> 4), dim=1)
+
+
+def _high_bits(qh: torch.Tensor) -> torch.Tensor:
+    """[blocks, 4] bytes (a little-endian uint32 per block) -> [blocks, 32] bit i of it, shifted to 16."""
+    bits = (qh.unsqueeze(-1) >> torch.arange(8, dtype=torch.uint8)) & 1  # [blocks, 4, 8]: byte j, bit k
+    return bits.reshape(qh.shape[0], 32) << 4
+
+
+def _dequant_torch(raw: memoryview, qtype: Q, n_rows: int, n: int, ws: Workspace | None) -> torch.Tensor:
+    """Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 blocks to fp32, in gguf.quants' operations and order (bit-identical)."""
+    block, size = GGML_QUANT_SIZES[qtype]
+    b = frombuffer_readonly(raw, torch.uint8).view(-1, size)
+    out = ws.get((b.shape[0], block), torch.float32) if ws is not None else torch.empty(b.shape[0], block)
+    d = b[:, 0:2].contiguous().view(torch.float16).to(torch.float32)  # [blocks, 1]
+    if qtype == Q.Q8_0:
+        out.copy_(b[:, 2:].view(torch.int8))
+        out.mul_(d)  # x * d
+    elif qtype == Q.Q4_0:
+        out.copy_(_nibbles(b[:, 2:]).view(torch.int8) - 8)
+        out.mul_(d)  # d * (q - 8)
+    elif qtype == Q.Q4_1:
+        m = b[:, 2:4].contiguous().view(torch.float16).to(torch.float32)
+        out.copy_(_nibbles(b[:, 4:]))
+        out.mul_(d).add_(m)  # d * q + m, two roundings like numpy
+    elif qtype == Q.Q5_0:
+        out.copy_((_nibbles(b[:, 6:]) | _high_bits(b[:, 2:6])).view(torch.int8) - 16)
+        out.mul_(d)
+    else:  # Q5_1
+        m = b[:, 2:4].contiguous().view(torch.float16).to(torch.float32)
+        out.copy_(_nibbles(b[:, 8:]) | _high_bits(b[:, 4:8]))
+        out.mul_(d).add_(m)
+    return out.view(n_rows, n)
+
+
+#: quantized types decoded through torch (the rest go through gguf.quants' numpy)
+TORCH_DEQUANT = {Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1}
+
+
 def decode(raw: memoryview, qtype: Q, n_rows: int, n: int, ws: Workspace | None = None) -> torch.Tensor:
     """fp32 [n_rows, n] from the stored bytes: a writable tensor (in ``ws``'s buffer when given)."""
     if qtype in _TORCH:
@@ -75,6 +117,8 @@ def decode(raw: memoryview, qtype: Q, n_rows: int, n: int, ws: Workspace | None 
         if ws is not None:
             return ws.get((n_rows, n), torch.float32).copy_(src)
         return src.clone() if qtype == Q.F32 else src.to(torch.float32)
+    if qtype in TORCH_DEQUANT:
+        return _dequant_torch(raw, qtype, n_rows, n, ws)
     if qtype == Q.F64:
         return torch.from_numpy(np.frombuffer(raw, dtype=np.float64).reshape(n_rows, n).astype(np.float32))
     blocks = np.frombuffer(raw, dtype=np.uint8).reshape(n_rows, row_bytes(qtype, n))
@@ -84,14 +128,18 @@ def decode(raw: memoryview, qtype: Q, n_rows: int, n: int, ws: Workspace | None 
 def encode(w: torch.Tensor, qtype: Q, ws: Workspace | None = None) -> tuple[memoryview, torch.Tensor]:
     """(stored bytes in a fresh buffer, the stored values as fp32) for fp32 ``w`` [n_rows, n].
 
-    The bytes go to the writer thread, so they never share memory with ``w`` or ``ws``.
+    The bytes go to the writer thread, so they never share memory with ``w`` or ``ws``'s compute
+    buffer (they are ``ws``'s pooled output buffers, reused only once the writer is done with them).
     """
+    if qtype in _TORCH and ws is not None:
+        low, data = ws.output(tuple(w.shape), _TORCH[qtype])
+        low.copy_(w)
+        return data, (w if qtype == Q.F32 else ws.get(tuple(w.shape), torch.float32).copy_(low))
     if qtype == Q.F32:
         return memoryview(w.clone().numpy()).cast("B"), w
     if qtype in _TORCH:
         low = w.to(_TORCH[qtype])
-        back = ws.get(tuple(w.shape), torch.float32).copy_(low) if ws is not None else low.to(torch.float32)
-        return memoryview(low.view(torch.uint8).numpy()).cast("B"), back
+        return memoryview(low.view(torch.uint8).numpy()).cast("B"), low.to(torch.float32)
     if qtype == Q.Q8_0:
         q = quantize(w.numpy(), qtype)
         return memoryview(q).cast("B"), torch.from_numpy(np.ascontiguousarray(dequantize(q, qtype), dtype=np.float32))

@@ -391,7 +391,7 @@ def bake_gguf(model: Path, direction, out: Path, *, layer: float | None = None, 
     known = from_blob or cached_sha256(model)
     timing = StreamTiming()
     try:
-        with math_threads() as timing.math_threads:
+        with math_threads(1 if known else 2) as timing.math_threads:
             src_sha, out_sha = _stream(model, staging, src, header, edits, norm_preserve, bound, known, progress,
                                        timing)
         report["source"]["files"] = {model.name: src_sha}
