@@ -43,7 +43,7 @@ def build_run(model: Path, root: Path, batch_size: int):
     from abliterate.directions import write_directions
     from abliterate.model import load_model
     from abliterate.prompts import builtin_prompts
-    from harness.commands.abliterate import agent_builders
+    from harness.abliteration import agent_builders
 
     lm = load_model(model)
     rb, cb = agent_builders()
@@ -61,7 +61,7 @@ def time_trials(model: Path, run: Path, lm, *, trials: int, prompts: int, gen: i
                 tag: str) -> float:
     """Seconds per trial (mean over the trials, base measurement excluded)."""
     from abliterate.search.run import SearchOptions, run_search
-    from harness.commands._abliterate_search import agent_format_ok
+    from harness.abliteration import agent_format_ok
 
     times: list[float] = []
 

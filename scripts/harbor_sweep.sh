@@ -26,7 +26,10 @@ PY="${ABLBENCH_PYTHON:-$HERE/.venv/bin/python}"
 AGENT_IMPORT="harness.agents.harbor_agent:AblbenchTerminus"
 
 url=""; model=""; job=""; agent="ablbench"; env="runners.harbor_environment:AblbenchDocker"; tasks=""
-parallel=2; attempts=1; max_turns=20; max_tokens=4096; temperature=0.7; mult=1.0; filters=()
+parallel=2; attempts=1; mult=1.0; filters=()
+# the agent's defaults are written once, in harness/agents/defaults.py
+eval "$("$PY" -c 'from harness.agents import defaults as d
+print(f"max_turns={d.MAX_TURNS}; max_tokens={d.MAX_TOKENS}; temperature={d.TEMPERATURE}")')"
 die() { echo "harbor_sweep: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -65,18 +68,7 @@ esac
 if [ -f "$job/config.json" ]; then
   echo "== resuming harbor job $job"
   # a restarted server may listen elsewhere: point the job's agent at the current URL and model
-  "$PY" - "$job/config.json" "$url" "$model" "$agent" <<'EOF'
-import json, sys
-path, url, model, agent = sys.argv[1:]
-cfg = json.load(open(path))
-for a in cfg.get("agents") or []:
-    kw = a.setdefault("kwargs", {})
-    if agent == "ablbench":
-        kw["api_base"], kw["model"] = url, model
-    else:
-        kw["api_base"], a["model_name"] = url + "/v1", "openai/" + model
-open(path, "w").write(json.dumps(cfg, indent=4))
-EOF
+  "$PY" -m harness.harbor_job retarget "$job/config.json" "$url" "$model" "$agent"
   "$HARBOR" job resume -p "$job" || echo "harbor_sweep: harbor job resume exited $?" >&2
 else
   mkdir -p "$(dirname "$job")"
@@ -86,26 +78,4 @@ else
 fi
 
 # harbor exits 0 even when every trial errored: count what the result files say
-"$PY" - "$job" <<'EOF'
-import collections, json, pathlib, sys
-job = pathlib.Path(sys.argv[1])
-trials = []
-for path in sorted(job.glob("*/result.json")):
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        continue
-    if isinstance(data, dict) and "task_name" in data:
-        trials.append(data)
-graded = [t for t in trials if ((t.get("verifier_result") or {}).get("rewards"))]
-passed = [t for t in graded if (t["verifier_result"]["rewards"].get("reward") or 0) >= 1]
-errors = collections.Counter((t.get("exception_info") or {}).get("exception_type") for t in trials)
-errors.pop(None, None)
-total = (json.loads((job / "result.json").read_text()) if (job / "result.json").is_file() else {}).get("n_total_trials")
-print(f"== harbor job {job.name}: {len(trials)}/{total or '?'} trials, {len(graded)} graded, {len(passed)} passed"
-      + (f"; errors: {dict(errors)}" if errors else ""))
-if not graded:
-    first = next((t for t in trials if t.get("exception_info")), None)
-    why = f" (first: {first['exception_info']['exception_type']}: {first['exception_info']['exception_message'][:300]})" if first else ""
-    sys.exit(f"harbor_sweep: no trial of {job} reached its verifier{why} -- see {job}/*/trial.log")
-EOF
+exec "$PY" -m harness.harbor_job check "$job"

@@ -29,11 +29,11 @@ from harness.analysis.live import ViewOptions
 from harness.analysis.options import PlanOptions
 from harness.analysis.report import to_json
 from harness.cli import app
-from harness.commands._run_options import RunOptions
 from harness.commands.serve import ServeOptions
 from harness.commands.smoke import SmokeOptions
 from harness.commands.tasks import TasksCheckOptions, TasksDiffOptions, TasksListOptions
 from harness.embedded_model import EmbeddedModelOptions, embedded_model
+from harness.run_options import RunOptions
 from sft.run import SftOptions
 
 TB_RUN = Path(__file__).parent / "fixtures" / "analysis" / "tb_runs" / "2025-06-01__09-30-00"

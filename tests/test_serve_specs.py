@@ -15,7 +15,7 @@ import stat
 
 import pytest
 
-from harness.commands.serve import default_backend
+from harness.servers import default_backend
 from runners.servers import (
     SGLANG_IMAGE,
     VLLM_IMAGE,

@@ -61,6 +61,7 @@ from pydantic import Field
 
 from ablbench.agent_api import AgentResult, AgentStop
 from ablbench.atif import TRAJECTORY_FILE, ablbench_version, read_trace_records, write_trajectory
+from harness.agents import defaults
 from harness.agents.terminus import AgentConfig, TerminusAgent
 from harness.llm_client import LLMClient
 from runners.harbor_bridge import HarborEnvironmentBridge
@@ -90,11 +91,11 @@ class AblbenchAgentOptions(AgentOptions):
 
     api_base: str = Field(description="OpenAI-compatible server root, e.g. http://127.0.0.1:30000 (no /v1).")
     model: str | None = Field(default=None, description="Model name as served (default: harbor's -m).")
-    max_turns: int = Field(default=20, ge=1, description="Model replies per trial.")
-    max_tokens: int = Field(default=4096, ge=1, description="Tokens per model reply.")
-    temperature: float = Field(default=0.7, ge=0.0)
-    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
-    seed: int = Field(default=0, description="The run seed every request's seed derives from (see seed_rule).")
+    max_turns: int = Field(default=defaults.MAX_TURNS, ge=1, description="Model replies per trial.")
+    max_tokens: int = Field(default=defaults.MAX_TOKENS, ge=1, description="Tokens per model reply.")
+    temperature: float = Field(default=defaults.TEMPERATURE, ge=0.0)
+    top_p: float = Field(default=defaults.TOP_P, gt=0.0, le=1.0)
+    seed: int = Field(default=defaults.SEED, description="The run seed every request's seed derives from (see seed_rule).")
     seed_rule: Literal["ablbench", "none"] = Field(
         default="ablbench", description="ablbench: request_seed(seed, task, attempt, turn), as `ablbench run`; none.")
     context_length: int | None = Field(default=None, ge=256, description="Model context in tokens (default: ask the server).")

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ablbench.agent_api import AgentResult, AgentStop, Environment
+from harness.agents import defaults
 from harness.llm_types import ChatResult, ContextOverflowError, LLMError, SamplingParams, ServerDiedError
 from harness.parser import ParsedAction, parse_action, strip_reasoning
 from harness.prompt import initial_messages
@@ -72,12 +73,12 @@ class ChatClient(Protocol):
 class AgentConfig:
     """Knobs of the Terminus agent (defaults = the user's runs)."""
 
-    max_turns: int = 20
-    max_tokens: int = 4096
-    temperature: float = 0.7
-    top_p: float = 0.95
+    max_turns: int = defaults.MAX_TURNS
+    max_tokens: int = defaults.MAX_TOKENS
+    temperature: float = defaults.TEMPERATURE
+    top_p: float = defaults.TOP_P
     #: the run seed every request's seed derives from (harness.seeds); None: send no seed
-    seed: int | None = 0
+    seed: int | None = defaults.SEED
     #: False when the server rejects ``seed`` (seeds are then derived and traced, not sent)
     send_seed: bool = True
     max_parse_failures: int = 5

@@ -10,14 +10,8 @@ from pathlib import Path
 
 import typer
 
+from harness.abliteration import agent_format_ok
 from harness.commands._abliterate_shared import DEVICE, DTYPE, LAYERS_PATH, cli_errors
-
-
-def agent_format_ok(text: str) -> bool:
-    """True when ``text`` parses as an agent action (``harness.parser``; "no commands" still parses)."""
-    from harness.parser import parse_action
-
-    return parse_action(text).status != "parse_fail"
 
 
 def _log(message: str) -> None:

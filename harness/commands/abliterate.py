@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from ablbench.errors import AblbenchError
+from harness.abliteration import agent_format_ok, contrast_inputs, print_evaluation, run_evaluation
 from harness.commands._abliterate_checks import register as register_checks
-from harness.commands._abliterate_search import agent_format_ok
 from harness.commands._abliterate_search import register as register_search
 from harness.commands._abliterate_shared import BATCH as _BATCH
 from harness.commands._abliterate_shared import DEVICE as _DEVICE
@@ -29,61 +28,8 @@ if TYPE_CHECKING:
     from abliterate.capture import CaptureOptions
     from abliterate.contrast import ContrastOptions
     from abliterate.directions import DirectionsOptions
-    from abliterate.evaluate.run import EvaluationOptions
 
 abl_app = typer.Typer(help="Find, choose, bake and evaluate a refusal direction.", no_args_is_help=True)
-
-
-def agent_builders():
-    """(refuse, comply) message builders from the harness's agent prompt."""
-    from harness.prompt import initial_messages
-
-    def refuse(prompt: str) -> list[dict]:
-        return initial_messages(prompt, with_system=False)
-
-    def comply(prompt: str) -> list[dict]:
-        return initial_messages(prompt, with_system=True)
-
-    return refuse, comply
-
-
-def contrast_inputs(prompts: Path | None, refuse_file: Path | None, comply_file: Path | None, limit: int | None):
-    """(refuse items, comply items, refuse builder, comply builder, description) for the chosen mode."""
-    from abliterate.contrast import plain_user
-    from abliterate.prompts import builtin_prompts, load_prompt_file, split_by_label
-
-    if prompts and (refuse_file or comply_file):
-        raise AblbenchError("pass either --prompts (labelled) or --refuse-prompts/--comply-prompts, not both")
-    if bool(refuse_file) != bool(comply_file):
-        raise AblbenchError("--refuse-prompts and --comply-prompts go together: a contrast needs both buckets")
-    if prompts:
-        refuse_items, comply_items = split_by_label(load_prompt_file(prompts), str(prompts))
-        mode = f"classic contrast from {prompts}"
-    elif refuse_file:
-        refuse_items, comply_items = load_prompt_file(refuse_file), load_prompt_file(comply_file)
-        mode = f"classic contrast from {refuse_file} / {comply_file}"
-    else:
-        items = builtin_prompts()
-        if limit:
-            items = _spread(items, limit)
-        r, c = agent_builders()
-        return items, items, r, c, f"{len(items)} built-in shell tasks without / with the agent system prompt"
-    if limit:
-        refuse_items, comply_items = refuse_items[:limit], comply_items[:limit]
-    return refuse_items, comply_items, plain_user, plain_user, mode
-
-
-def _spread(items: list, n: int) -> list:
-    """``n`` items taken round-robin over categories (so a small set still covers every kind of work)."""
-    by_cat: dict[str, list] = {}
-    for it in items:
-        by_cat.setdefault(it.category, []).append(it)
-    out: list = []
-    while len(out) < min(n, len(items)):
-        for cat in list(by_cat):
-            if by_cat[cat] and len(out) < n:
-                out.append(by_cat[cat].pop(0))
-    return out
 
 
 _PROMPTS = typer.Option(None, "--prompts", help="Labelled prompt file (.jsonl/.csv: prompt,label[,category]).")
@@ -244,57 +190,8 @@ def evaluate_cmd(
         base=base, edited=edited, run=run, out=out, max_new_tokens=max_new_tokens, limit=limit, benign=benign,
         judge=judge, no_rd=no_rd, batch_size=batch_size, device=device, dtype=dtype, quiet=quiet,
     ))
-    print_evaluation(report)
+    print_evaluation(report, typer.echo)
     typer.echo(out_dir / "evaluation.md")
-
-
-def _judge(spec: tuple[str, str] | None):
-    """An ``abliterate.evaluate.judge.Judge`` for ``--judge URL MODEL`` (None when not given)."""
-    if not spec or not spec[0]:
-        return None
-    from abliterate.evaluate.judge import Judge
-
-    return Judge(spec[0], spec[1])
-
-
-def run_evaluation(o: EvaluationOptions) -> tuple[dict, Path]:
-    """Records (run's eval split, or built-in prompts) + smoke prompt + benign prompts -> evaluate()."""
-    from abliterate.contrast import build_contrast, read_contrast, select
-    from abliterate.evaluate.run import evaluate
-    from abliterate.model import load_tokenizer
-    from abliterate.pipeline import benign_records, smoke_records
-    from abliterate.prompts import builtin_prompts
-
-    rb, cb = agent_builders()
-    tok = load_tokenizer(o.base)
-    if o.run is not None:
-        refuse, comply = read_contrast(o.run)
-        refuse, comply = select(refuse, "eval") or refuse, select(comply, "eval") or comply
-    else:
-        items = _spread(builtin_prompts(), o.limit or 12)
-        refuse, comply = build_contrast(tok, refuse_items=items, comply_items=items, refuse_messages=rb,
-                                        comply_messages=cb, eval_fraction=0.0)
-    if o.limit:
-        refuse, comply = refuse[:o.limit], comply[:o.limit]
-    out_dir = o.out or (o.run / "reports" if o.run else Path("."))
-    report = evaluate(o.base, o.edited, refuse=refuse, comply=comply, smoke=smoke_records(tok, rb, cb),
-                      max_new_tokens=o.max_new_tokens, batch_size=o.batch_size, device=o.device, dtype=o.dtype,
-                      out_dir=out_dir, show_progress=not o.quiet,
-                      benign=benign_records(tok)[:o.benign] if o.benign else [], judge=_judge(o.judge),
-                      rd=not o.no_rd)
-    return report, out_dir
-
-
-def print_evaluation(report: dict) -> None:
-    """Rates, KL and the smoke prompt's replies on the terminal."""
-    from abliterate.pipeline import log_evaluation
-
-    log_evaluation(report, typer.echo)
-    for row in report["samples"].get("smoke", []):
-        typer.echo(f"\n[{row['id']}] {row['prompt']}")
-        typer.echo(f"  base:   {row['base'][:300]!r}")
-        if row["edited"] is not None:
-            typer.echo(f"  edited: {row['edited'][:300]!r}")
 
 
 @abl_app.command("pipeline")

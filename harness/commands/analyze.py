@@ -172,60 +172,25 @@ def analyze_command(
 
 
 def _analyze(runs: list[Path], o: AnalyzeOptions) -> None:
-    """Load, analyse, print and write what ``o`` asks for."""
-    from ablbench.results import write_text_atomic
-    from harness.analysis import analyze, load_run
-    from harness.analysis.drift import drift_notes
-    from harness.analysis.options import run_labels
+    """Analyse, then print and say what was written (``-`` outputs go to stdout)."""
     from harness.analysis.report import to_json, to_markdown
-    from harness.analysis.structured import check_structured_pairing
+    from harness.api import analyze
 
-    labels = run_labels(o.names, len(runs))
-    if str(o.json_out) == "-" and str(o.markdown_out) == "-":
-        raise AblbenchError("--json - and --markdown - both want stdout; send one of them to a file")
-    loaded = [load_run(path, label) for path, label in zip(runs, labels, strict=True)]
-    for note in check_structured_pairing(loaded, o.allow_mixed_structured):
+    result = analyze(runs, o)
+    for note in result.warnings:
         typer.secho(f"warning: {note}", err=True, fg=typer.colors.YELLOW)
-    res = analyze(loaded, o)
-    for note in drift_notes(res["harness_drift"], res["task_drift"]):
-        typer.secho(f"warning: {note}", err=True, fg=typer.colors.YELLOW)
-    if o.judge is not None and o.judge[0] is not None:
-        from harness.analysis.pass_judge import judge_passes
-        from harness.analysis.refusal_judge import judge_refusals
-
-        judge_refusals(res["behaviour"], *o.judge)
-        drifted = frozenset() if res["task_drift"]["kept"] else frozenset(d["task"] for d in res["task_drift"]["tasks"])
-        judge_passes(res["audit"], loaded, *o.judge, skip_tasks=drifted)
-    to_stdout = "-" in (str(o.json_out), str(o.markdown_out))
-    if not to_stdout:
-        _print_summary(res)
-        _print_behaviour(res)
-        for r in res["audit"]["runs"]:
-            typer.echo(f"audit {r['run']}: {r['passes']} pass(es), {r['flagged_passes']} flagged; "
-                       f"{r['passes_unflagged']} without flagged passes")
+    res = result.report
     for out, text in ((o.json_out, to_json), (o.markdown_out, to_markdown)):
-        if out is None:
-            continue
         if str(out) == "-":
             typer.echo(text(res), nl=False)
-        else:
-            write_text_atomic(Path(out), text(res))
-            if not to_stdout:
-                typer.echo(f"wrote {out}")
-    made: list[Path] | None = None
-    if o.plots is not None:
-        from harness.analysis.plots import make_plots
-
-        made = make_plots(res, o.plots)
-        for path in made:
-            if not to_stdout:
-                typer.echo(f"wrote {path}")
-    if o.html_out is not None:
-        from harness.analysis.html import build_report
-
-        write_text_atomic(Path(o.html_out), build_report(res, loaded, made))
-        if not to_stdout:
-            typer.echo(f"wrote {o.html_out}")
+            return
+    _print_summary(res)
+    _print_behaviour(res)
+    for r in res["audit"]["runs"]:
+        typer.echo(f"audit {r['run']}: {r['passes']} pass(es), {r['flagged_passes']} flagged; "
+                   f"{r['passes_unflagged']} without flagged passes")
+    for path in result.written:
+        typer.echo(f"wrote {path}")
 
 
 def register(app: typer.Typer) -> None:

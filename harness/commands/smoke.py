@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
 
 def _smoke(o: SmokeOptions) -> None:
     """The evaluation ``o`` asks for, with smoke's fixed choices: 8 per batch, ``limit`` benign prompts, no RD."""
-    from harness.commands.abliterate import print_evaluation, run_evaluation
+    from harness.abliteration import print_evaluation, run_evaluation
     from harness.extras import require
 
     try:
@@ -69,5 +69,5 @@ def _smoke(o: SmokeOptions) -> None:
             ))
     except AblbenchError as exc:  # AbliterationError included
         raise fail(str(exc)) from exc
-    print_evaluation(report)
+    print_evaluation(report, typer.echo)
     typer.echo(out_dir / "evaluation.md")

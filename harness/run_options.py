@@ -2,8 +2,8 @@
 
 Rules, in order:
 
-1. The CLI (``harness/commands/run.py``) builds one ``RunOptions`` from its flags and hands it
-   down; nothing below reads flags any other way.
+1. The CLI (``harness/commands/run.py``) builds one ``RunOptions`` from its flags, and Python
+   users build one by hand (``harness.api``); ``Job`` reads nothing else.
 2. Every field says what it is for in its ``role`` metadata:
    ``experiment`` (changes what is measured: part of the resume fingerprint),
    ``agent`` (a Terminus knob: it reaches the fingerprint through the agent's own settings,
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from harness.agents import defaults
 from harness.structured_check import GRAMMAR_LIMIT_S
 
 EXPERIMENT = {"role": "experiment"}
@@ -39,11 +40,11 @@ class RunOptions:
     base_image_map: tuple[str, ...] = field(default=(), metadata=EXPERIMENT)
     offline: bool = field(default=False, metadata=EXPERIMENT)
     no_network: bool = field(default=False, metadata=EXPERIMENT)
-    max_turns: int = field(default=20, metadata=AGENT)
-    max_tokens: int = field(default=4096, metadata=AGENT)
-    temperature: float = field(default=0.7, metadata=AGENT)
-    top_p: float = field(default=0.95, metadata=AGENT)
-    seed: int = field(default=0, metadata=AGENT)
+    max_turns: int = field(default=defaults.MAX_TURNS, metadata=AGENT)
+    max_tokens: int = field(default=defaults.MAX_TOKENS, metadata=AGENT)
+    temperature: float = field(default=defaults.TEMPERATURE, metadata=AGENT)
+    top_p: float = field(default=defaults.TOP_P, metadata=AGENT)
+    seed: int = field(default=defaults.SEED, metadata=AGENT)
     context_length: int | None = field(default=None, metadata=AGENT)
     structured: bool = field(default=False, metadata=AGENT)  # fingerprinted as the agent's response_format
     grammar_limit: float = field(default=GRAMMAR_LIMIT_S, metadata=RUN)  # --structured preflight: grammar seconds

@@ -1,0 +1,56 @@
+"""ablbench's Python API: what the CLI calls, for Python users too.
+
+Rules, in order:
+
+1. ``Job(RunOptions(...)).run() -> RunResult``: one ``ablbench run`` (the run folder, trials per
+   outcome, the exit code).
+2. ``analyze(runs, AnalyzeOptions(...)) -> Analysis``: one ``ablbench analyze`` (the report, the
+   runs read, warnings, the files written).
+3. ``Sweep(models, SweepOptions(...)).run() -> int``: serve each model in turn, run it, analyse
+   all runs (``scripts/full_bench_parallel.sh``).
+4. ``start_server`` / ``stop_server`` serve one model and report it as a ``ServedModel``.
+   ``run_evaluation(EvaluationOptions)`` and ``contrast_inputs`` are the abliteration steps that
+   need the agent's prompt (the others are ``abliterate``'s own functions over typed options).
+5. Errors a user can fix raise ``ablbench.errors.AblbenchError`` with a one-line message.
+   Nothing here parses flags or prints to stdout.
+
+Example (the README's)::
+
+    from harness.api import AnalyzeOptions, Job, RunOptions, analyze
+    result = Job(RunOptions(agent="oracle", include=("hello-world",))).run()
+    print(analyze([result.out_dir], AnalyzeOptions()).report["runs"][0]["passes"])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.abliteration import contrast_inputs, run_evaluation
+from harness.analysis.options import AnalyzeOptions
+from harness.analysis.write import Analysis, analyze_paths
+from harness.job import Job, RunResult
+from harness.run_options import RunOptions
+from harness.servers import ServedModel, ServeOptions, start_server, stop_server
+from harness.sweep import Sweep, SweepOptions
+
+__all__ = [
+    "Analysis",
+    "AnalyzeOptions",
+    "Job",
+    "RunOptions",
+    "RunResult",
+    "ServeOptions",
+    "ServedModel",
+    "Sweep",
+    "SweepOptions",
+    "analyze",
+    "contrast_inputs",
+    "run_evaluation",
+    "start_server",
+    "stop_server",
+]
+
+
+def analyze(runs: list[Path | str], options: AnalyzeOptions = AnalyzeOptions()) -> Analysis:
+    """Compare ``runs`` (results folders, master_summary.csv files, harbor jobs, tb runs): rule 2."""
+    return analyze_paths([Path(r) for r in runs], options)
