@@ -96,7 +96,7 @@ def merge_gguf(base_gguf: Path, base_hf: Path, merged_hf: Path, out: Path, prove
     from gguf import GGUFValueType
 
     from abliterate.bake.gguf.codec import row_bytes
-    from abliterate.bake.gguf.writer import _header, _read_source
+    from abliterate.bake.gguf.writer import gguf_header, read_source
     from abliterate.bake.stream import OutputStream
 
     t0 = time.monotonic()
@@ -105,7 +105,7 @@ def merge_gguf(base_gguf: Path, base_hf: Path, merged_hf: Path, out: Path, prove
         raise SftError(f"--gguf {base_gguf}: no such file; pass the base model's .gguf")
     if out.suffix.lower() != ".gguf":
         raise SftError(f"{out}: the merged GGUF's name must end in .gguf")
-    src = _read_source(base_gguf)
+    src = read_source(base_gguf)
     cfg = json.loads((base_hf / "config.json").read_text())
     try:
         arch = next(k for k, v in gguf.MODEL_ARCH_NAMES.items() if v == src.arch)
@@ -135,7 +135,7 @@ def merge_gguf(base_gguf: Path, base_hf: Path, merged_hf: Path, out: Path, prove
           ("sft.edited_tensors", len(plan), GGUFValueType.UINT32, None),
           ("sft.provenance", json.dumps(provenance or {}, sort_keys=True, default=str), S, None)]
     out.parent.mkdir(parents=True, exist_ok=True)
-    header = _header(src, out, layout_rows, kv)
+    header = gguf_header(src, out, layout_rows, kv)
     staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
     align = src.reader.alignment
     edited = []

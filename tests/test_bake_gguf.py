@@ -281,10 +281,10 @@ def test_llamacpp_logits_of_the_baked_file_equal_hooked_ablation(tiny, family):
 
 def test_header_rewrite_is_byte_exact_without_changes(tiny, tmp_path):
     """With no new keys and no type changes, the rebuilt header equals the source's byte for byte."""
-    from abliterate.bake.gguf.writer import _header, _read_source
+    from abliterate.bake.gguf.writer import gguf_header, read_source
 
-    src = _read_source(tiny("llama")[0])
-    header = _header(src, tmp_path / "x.gguf", [(t, t.qtype, t.nbytes) for t in src.tensors], [])
+    src = read_source(tiny("llama")[0])
+    header = gguf_header(src, tmp_path / "x.gguf", [(t, t.qtype, t.nbytes) for t in src.tensors], [])
     assert header == tiny("llama")[0].read_bytes()[: src.reader.data_offset]
 
 

@@ -131,7 +131,8 @@ def _field(reader: GGUFReader, key: str):
     return None if f is None else f.contents()
 
 
-def _read_source(model: Path) -> _Source:
+def read_source(model: Path) -> _Source:
+    """Open ``model`` (a .gguf) and read what a writer needs: tensors, metadata, alignment (sft's merge uses it too)."""
     try:
         reader = _Reader(model)
     except (ValueError, IndexError, OSError) as exc:
@@ -250,7 +251,7 @@ def _kv_records(src: _Source) -> tuple[list[tuple], dict]:
     return keep, parent
 
 
-def _header(src: _Source, out: Path, layout: list[tuple[GgufTensor, Q, int]], extra: list[tuple]) -> bytes:
+def gguf_header(src: _Source, out: Path, layout: list[tuple[GgufTensor, Q, int]], extra: list[tuple]) -> bytes:
     """The output's header, metadata and tensor infos, padded to the alignment (gguf's own writer)."""
     keep, _ = _kv_records(src)
     w = GGUFWriter(path=None, arch=src.arch)
@@ -316,7 +317,7 @@ def bake_gguf(model: Path, direction, out: Path, *, layer: float | None = None, 
     profiles = resolve_profiles(profile)
     if not math.isfinite(weight):
         raise BakeError(f"--weight {weight} is not a finite number")
-    src = _read_source(model)
+    src = read_source(model)
     d = load_direction(direction, layer)
     if d.vector.numel() != src.hidden:
         raise BakeError(f"direction has {d.vector.numel()} dims but {model.name} has embedding_length {src.hidden}; "
@@ -385,7 +386,7 @@ def bake_gguf(model: Path, direction, out: Path, *, layer: float | None = None, 
     layout = [(t, edits[t.name].out_type, edits[t.name].out_nbytes) if t.name in edits else (t, t.qtype, t.nbytes)
               for t in src.tensors]
     kv = _provenance_kv(model, d, comps, weight, norm_preserve, len(plan), settings, parent, created)
-    header = _header(src, out, layout, kv)
+    header = gguf_header(src, out, layout, kv)
     staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
     from_blob = hf_blob_sha256(model)
     known = from_blob or cached_sha256(model)
