@@ -150,3 +150,14 @@ def test_trial_result_model_reads_the_minimal_shape():
     """What the tests' helpers and older writers put in a result.json is enough."""
     record = TrialResult.model_validate({"task": "t", "attempt": 2, "finished": True, "outcome": "failed"})
     assert (record.counters, record.verifier, record.outcome) == (None, None, "failed")
+
+
+def test_counters_record_has_every_counter_the_agent_reports():
+    """result.json's ``counters`` model and ``AgentResult``'s integer counters stay the same set."""
+    from dataclasses import fields
+
+    from ablbench.agent_api import AgentResult
+    from ablbench.records import Counters
+
+    agent_counters = {f.name for f in fields(AgentResult) if f.type in (int, "int")}
+    assert agent_counters == set(Counters.model_fields)
