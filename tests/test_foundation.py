@@ -67,7 +67,7 @@ def test_help_lists_the_design_verbs_and_each_answers() -> None:
     from harness.cli import app
 
     verbs = {c.name or c.callback.__name__ for c in app.registered_commands} | {g.name for g in app.registered_groups}
-    assert verbs == {"model", "doctor", "abliterate", "smoke", "serve", "run", "analyze", "plan", "tasks", "view"}
+    assert verbs == {"model", "doctor", "abliterate", "smoke", "serve", "run", "analyze", "plan", "sft", "tasks", "view"}
     result = cli("--help", timeout=60)
     assert result.returncode == 0
     for verb in sorted(verbs):
