@@ -27,7 +27,7 @@ apt_install() {
 
 # 1. Python environment ---------------------------------------------------------------
 stamp="$VENV/.ablbench-installed"
-want=$(sha256sum pyproject.toml | cut -c1-16)
+want=$(cat pyproject.toml setup.py | sha256sum | cut -c1-16)  # setup.py lists the packages: a new one needs a reinstall
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "installing Python environment in .venv (first time: a few minutes)"
   command -v python3 >/dev/null || die "python3 not found -- install Python >= 3.11"
