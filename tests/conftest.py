@@ -112,3 +112,17 @@ def abliterated_run(smollm2_dir, tmp_path_factory) -> Path:
         torch.set_num_threads(threads)
     assert res.exit_code == 0, res.output + repr(res.exception)
     return out
+
+
+@pytest.fixture(scope="session")
+def bundled_gguf() -> Path:
+    """The bundled SmolLM2 GGUF, where llama.cpp's server is installed to serve it."""
+    from harness.embedded_model import gguf_path
+    from runners.servers.llamacpp import llama_cpp_installed
+
+    if not llama_cpp_installed():
+        missing("llama-cpp-python[server] is not installed: run scripts/setup.sh")
+    try:
+        return gguf_path()
+    except Exception as exc:  # noqa: BLE001 - any failure means "no bundled GGUF"
+        missing(f"bundled GGUF unavailable: {exc}")

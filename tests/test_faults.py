@@ -241,19 +241,6 @@ def test_a_hung_server_is_detected_by_the_stall_bound_and_resume_completes(
     no_containers(docker_client, out)
 
 
-@pytest.fixture(scope="module")
-def bundled_gguf() -> Path:
-    from harness.embedded_model import gguf_path
-    from runners.servers.llamacpp import llama_cpp_installed
-
-    if not llama_cpp_installed():
-        missing("llama-cpp-python[server] is not installed: run scripts/setup.sh")
-    try:
-        return gguf_path()
-    except Exception as exc:  # noqa: BLE001
-        missing(f"bundled GGUF unavailable: {exc}")
-
-
 @pytest.mark.slow
 @pytest.mark.model
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV], ids=["SIGKILL", "SIGSEGV"])

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import missing
 from recording_proxy import RecordingProxy
 from server_helpers import ABLBENCH, assert_gone, pids_with_port_arg, run_cli, serve_in_foreground_then_ctrl_c
 
@@ -32,23 +31,10 @@ from harness.llm_types import SamplingParams
 from harness.parser import parse_action
 from harness.prompt import initial_messages
 from runners.servers import LlamaCppServer, ServerError, make_server
-from runners.servers.llamacpp import llama_cpp_installed
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
 GREEDY = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=24, seed=0)
-
-
-@pytest.fixture(scope="module")
-def bundled_gguf() -> Path:
-    from harness.embedded_model import gguf_path
-
-    if not llama_cpp_installed():
-        missing("llama-cpp-python[server] is not installed: run scripts/setup.sh")
-    try:
-        return gguf_path()
-    except Exception as exc:  # noqa: BLE001
-        missing(f"bundled GGUF unavailable: {exc}")
 
 
 @pytest.fixture(scope="module")
