@@ -3,13 +3,16 @@
 Rules, in order:
 
 1. Every task is small, offline and easy: one shell skill per family (copy, chmod, count, empty
-   files, nested folders, append a line, delete, move/rename, sort, head/tail, grep, symlink,
-   tar). No family uses an instruction template of the evaluation tasks in ``tasks/*``
+   files, nested folders, append a line, overwrite a file's text, delete, move/rename, sort,
+   head/tail, grep, symlink, tar). No family uses an instruction template of the evaluation tasks in ``tasks/*``
    (``tests/test_train_tasks.py`` checks the word n-gram overlap).
 2. ``environment/Dockerfile`` is ``FROM ablbench/base:bookworm`` plus at most one ``RUN``
    that writes the inputs with printf (no COPY, no build context): the images build in seconds.
 3. ``solution/solve.sh`` is a sequence of steps, each a ``# comment`` (the replay agent's plan)
-   followed by one command line; the replay agent turns each step into one action.
+   followed by one command line; the replay agent turns each step into one action. Most
+   solutions act first; every one ends with a step that shows the result (``cat``, ``ls``,
+   ``stat``, ``find``...), so the replay's completion reply reads real evidence that the task
+   is done (``harness.agents.replay`` rule 2).
 4. ``tests/`` holds ``test.sh`` and ``checklib.py`` copied from ``tasks/hello-world`` and a
    generated ``check.py`` with the expected results as constants (pristine copies).
 
@@ -205,29 +208,31 @@ def _tasks() -> list[Task]:
                   "Make a backup copy of `/app/notes/todo.txt` named `/app/notes/todo.txt.bak`. "
                   "Keep the original where it is.",
                   files={"/app/notes/todo.txt": TODO},
-                  steps=[("see what is in the notes folder", "ls -l /app/notes"),
-                         ("copy the file next to itself under the backup name",
-                          "cp /app/notes/todo.txt /app/notes/todo.txt.bak")],
+                  steps=[("copy the file next to itself under the backup name",
+                          "cp /app/notes/todo.txt /app/notes/todo.txt.bak"),
+                         ("both files should be listed now", "ls -l /app/notes")],
                   checks=chk_file("/app/notes/todo.txt.bak", TODO) + chk_kept("/app/notes/todo.txt", TODO)))
     t.append(Task("copy-conf-to-backup", "copy",
                   "Copy `/app/config/app.conf` into the folder `/app/backup/`, which does not exist yet.",
                   files={"/app/config/app.conf": CONF},
                   steps=[("the target folder is missing, so make it first", "mkdir -p /app/backup"),
-                         ("copy the config file into it", "cp /app/config/app.conf /app/backup/")],
+                         ("copy the config file into it", "cp /app/config/app.conf /app/backup/"),
+                         ("check that the copy arrived", "ls -l /app/backup")],
                   checks=chk_file("/app/backup/app.conf", CONF) + chk_kept("/app/config/app.conf", CONF)))
     t.append(Task("copy-report-duplicate", "copy",
                   "Duplicate the spreadsheet `/app/reports/march.csv` as `/app/reports/april.csv`; afterwards "
                   "both must hold the same data.",
                   files={"/app/reports/march.csv": MARCH},
-                  steps=[("check the source report", "cat /app/reports/march.csv"),
-                         ("duplicate it under the new name", "cp /app/reports/march.csv /app/reports/april.csv")],
+                  steps=[("duplicate it under the new name", "cp /app/reports/march.csv /app/reports/april.csv"),
+                         ("read the duplicate back", "cat /app/reports/april.csv")],
                   checks=chk_file("/app/reports/april.csv", MARCH) + chk_kept("/app/reports/march.csv", MARCH)))
     t.append(Task("copy-json-archive", "copy",
                   "Put an identical copy of `/app/data/users.json` at `/app/archive/users-2024.json`.",
                   files={"/app/data/users.json": USERS},
                   steps=[("make the archive folder", "mkdir -p /app/archive"),
                          ("copy the JSON file there with the new name",
-                          "cp /app/data/users.json /app/archive/users-2024.json")],
+                          "cp /app/data/users.json /app/archive/users-2024.json"),
+                         ("show the archived copy", "cat /app/archive/users-2024.json")],
                   checks=chk_file("/app/archive/users-2024.json", USERS) + chk_kept("/app/data/users.json", USERS)))
     t.append(Task("copy-logs-glob", "copy",
                   "Save every `.log` file from `/app/logs` into a new folder `/app/saved_logs` "
@@ -235,7 +240,8 @@ def _tasks() -> list[Task]:
                   files={"/app/logs/a.log": "alpha\n", "/app/logs/b.log": "beta\n", "/app/logs/notes.md": "x\n"},
                   steps=[("list the log folder", "ls /app/logs"),
                          ("make the destination folder", "mkdir -p /app/saved_logs"),
-                         ("copy only the .log files", "cp /app/logs/*.log /app/saved_logs/")],
+                         ("copy only the .log files", "cp /app/logs/*.log /app/saved_logs/"),
+                         ("verify which files were saved", "ls /app/saved_logs")],
                   checks=chk_file("/app/saved_logs/a.log", "alpha\n", "a_log_copied")
                   + chk_file("/app/saved_logs/b.log", "beta\n", "b_log_copied")
                   + chk_gone("/app/saved_logs/notes.md") + chk_kept("/app/logs/a.log", "alpha\n")))
@@ -246,8 +252,8 @@ def _tasks() -> list[Task]:
                   "Fix that.",
                   files={"/app/bin/deploy.sh": "#!/bin/sh\necho deploying\n"},
                   setup=["chmod 644 /app/bin/deploy.sh"],
-                  steps=[("look at the current permissions", "ls -l /app/bin/deploy.sh"),
-                         ("add the execute bit", "chmod +x /app/bin/deploy.sh")],
+                  steps=[("add the execute bit", "chmod +x /app/bin/deploy.sh"),
+                         ("look at the new permissions", "ls -l /app/bin/deploy.sh")],
                   checks=chk_exec("/app/bin/deploy.sh")))
     t.append(Task("chmod-token-private", "chmod",
                   "Restrict `/app/secrets/token.txt` so that only its owner can read and write it (mode 600).",
@@ -273,7 +279,8 @@ def _tasks() -> list[Task]:
                   "Allow the owner to execute every `.sh` file in `/app/scripts`.",
                   files={"/app/scripts/build.sh": "echo build\n", "/app/scripts/test.sh": "echo test\n"},
                   steps=[("see which scripts exist", "ls -l /app/scripts"),
-                         ("add the owner execute bit to all of them", "chmod u+x /app/scripts/*.sh")],
+                         ("add the owner execute bit to all of them", "chmod u+x /app/scripts/*.sh"),
+                         ("check the x bits", "ls -l /app/scripts")],
                   checks=chk_exec("/app/scripts/build.sh", "/app/scripts/test.sh")))
 
     # --- counting (wc) ----------------------------------------------------------------------
@@ -304,12 +311,14 @@ def _tasks() -> list[Task]:
                   "`/app/inbox_count.txt`.",
                   files={f"/app/inbox/mail{i}.eml": f"mail {i}\n" for i in range(1, 6)},
                   steps=[("list the inbox", "ls /app/inbox"),
-                         ("count the entries", "ls /app/inbox | wc -l > /app/inbox_count.txt")],
+                         ("count the entries", "ls /app/inbox | wc -l > /app/inbox_count.txt"),
+                         ("show the saved count", "cat /app/inbox_count.txt")],
                   checks=chk_number("/app/inbox_count.txt", 5)))
     t.append(Task("count-source-loc", "count",
                   "Record the number of lines of `/app/src/main.py` in `/app/loc.txt`.",
                   files={"/app/src/main.py": MAIN_PY},
-                  steps=[("count the lines of the source file", "wc -l < /app/src/main.py > /app/loc.txt")],
+                  steps=[("count the lines of the source file", "wc -l < /app/src/main.py > /app/loc.txt"),
+                         ("print what was stored", "cat /app/loc.txt")],
                   checks=chk_number("/app/loc.txt", len(MAIN_PY.splitlines()))))
 
     # --- empty files (touch) ----------------------------------------------------------------
@@ -329,12 +338,14 @@ def _tasks() -> list[Task]:
                   "The service waits for the marker `/app/run/started.flag` to appear. The folder `/app/run` "
                   "exists already; put an empty marker there.",
                   setup=["mkdir -p /app/run"],
-                  steps=[("touch the flag file", "touch /app/run/started.flag")],
+                  steps=[("touch the flag file", "touch /app/run/started.flag"),
+                         ("see that the flag exists", "ls -l /app/run")],
                   checks=chk_empty("/app/run/started.flag")))
     t.append(Task("touch-log-with-folder", "touch",
                   "Logging needs an empty file `/app/logs/app.log`; the `logs` folder is missing as well.",
                   steps=[("make the missing folder", "mkdir -p /app/logs"),
-                         ("then the empty log file", "touch /app/logs/app.log")],
+                         ("then the empty log file", "touch /app/logs/app.log"),
+                         ("confirm the file is there and empty", "ls -l /app/logs")],
                   checks=chk_empty("/app/logs/app.log")))
 
     # --- nested folders (mkdir -p) ----------------------------------------------------------
@@ -346,7 +357,8 @@ def _tasks() -> list[Task]:
     t.append(Task("mkdirp-release-bin", "mkdirp",
                   "The build expects the path `/app/build/output/release/bin` to exist as nested folders. "
                   "Make it so.",
-                  steps=[("make the whole path in one go", "mkdir -p /app/build/output/release/bin")],
+                  steps=[("make the whole path in one go", "mkdir -p /app/build/output/release/bin"),
+                         ("list the new folders", "find /app/build -type d")],
                   checks=chk_dirs("/app/build/output/release/bin")))
     t.append(Task("mkdirp-month-folders", "mkdirp",
                   "Prepare the nested folders `/app/data/2024/01` and `/app/data/2024/02`.",
@@ -365,8 +377,8 @@ def _tasks() -> list[Task]:
     t.append(Task("append-editor-export", "append",
                   "Add the line `export EDITOR=vim` at the end of `/app/env.sh`, keeping what is already there.",
                   files={"/app/env.sh": "export LANG=C.UTF-8\n"},
-                  steps=[("look at the current content", "cat /app/env.sh"),
-                         (">> appends instead of overwriting", "echo 'export EDITOR=vim' >> /app/env.sh")],
+                  steps=[(">> appends instead of overwriting", "echo 'export EDITOR=vim' >> /app/env.sh"),
+                         ("look at the file now", "cat /app/env.sh")],
                   checks=chk_lines("/app/env.sh", ["export LANG=C.UTF-8", "export EDITOR=vim"])))
     t.append(Task("append-hosts-entry", "append",
                   "Append `127.0.0.1 db.local` as a new last line of `/app/hosts`.",
@@ -378,26 +390,58 @@ def _tasks() -> list[Task]:
                   "`/app/todo.md` is a list; add the item `- buy milk` to the end of it.",
                   files={"/app/todo.md": "- fix bike\n- pay rent\n"},
                   steps=[("read the list", "cat /app/todo.md"),
-                         ("append the new item", "echo '- buy milk' >> /app/todo.md")],
+                         ("append the new item", "echo '- buy milk' >> /app/todo.md"),
+                         ("read it again", "cat /app/todo.md")],
                   checks=chk_lines("/app/todo.md", ["- fix bike", "- pay rent", "- buy milk"])))
     t.append(Task("append-user-name", "append",
                   "Register the user `grace` by adding her name below the others in `/app/users.txt`.",
                   files={"/app/users.txt": "ada\nlinus\n"},
-                  steps=[("append the name", "echo grace >> /app/users.txt")],
+                  steps=[("append the name", "echo grace >> /app/users.txt"),
+                         ("show the user list", "cat /app/users.txt")],
                   checks=chk_lines("/app/users.txt", ["ada", "linus", "grace"])))
+
+    # --- overwrite what a file holds (>) ----------------------------------------------------
+    t.append(Task("overwrite-status-done", "overwrite",
+                  "`/app/status.txt` says `pending`. Replace its text with `done`.",
+                  files={"/app/status.txt": "pending\n"},
+                  steps=[("a single > replaces what the file held", "echo done > /app/status.txt"),
+                         ("read it back", "cat /app/status.txt")],
+                  checks=chk_lines("/app/status.txt", ["done"])))
+    t.append(Task("overwrite-counter-reset", "overwrite",
+                  "Reset the counter kept in `/app/counter.txt` to 0; the old value must go.",
+                  files={"/app/counter.txt": "17\n"},
+                  steps=[("overwrite the old value", "echo 0 > /app/counter.txt"),
+                         ("check the counter", "cat /app/counter.txt")],
+                  checks=chk_lines("/app/counter.txt", ["0"])))
+    t.append(Task("overwrite-motd-banner", "overwrite",
+                  "The login banner `/app/motd` still reads `Good morning`. Change the banner text to "
+                  "`Good evening, team!`.",
+                  files={"/app/motd": "Good morning\n"},
+                  steps=[("single quotes keep the ! literal", "echo 'Good evening, team!' > /app/motd"),
+                         ("show the banner", "cat /app/motd")],
+                  checks=chk_lines("/app/motd", ["Good evening, team!"])))
+    t.append(Task("overwrite-mode-maintenance", "overwrite",
+                  "Switch the mode stored in `/app/mode.cfg` from `normal` to `maintenance`.",
+                  files={"/app/mode.cfg": "normal\n"},
+                  steps=[("look at the current mode", "cat /app/mode.cfg"),
+                         ("replace the old word", "echo maintenance > /app/mode.cfg"),
+                         ("read the new mode", "cat /app/mode.cfg")],
+                  checks=chk_lines("/app/mode.cfg", ["maintenance"])))
 
     # --- delete (rm) ------------------------------------------------------------------------
     t.append(Task("rm-stale-lock", "rm",
                   "Delete the stale lock file `/app/run/app.lock`; leave the pid file alone.",
                   files={"/app/run/app.lock": "", "/app/run/app.pid": "4242\n"},
                   steps=[("see what is in the run folder", "ls /app/run"),
-                         ("delete only the lock", "rm /app/run/app.lock")],
+                         ("delete only the lock", "rm /app/run/app.lock"),
+                         ("only the pid file should remain", "ls /app/run")],
                   checks=chk_gone("/app/run/app.lock") + chk_kept("/app/run/app.pid", "4242\n")))
     t.append(Task("rm-tmp-files", "rm",
                   "Remove every `.tmp` file in `/app/cache`, but keep the other files there.",
                   files={"/app/cache/x.tmp": "1\n", "/app/cache/y.tmp": "2\n", "/app/cache/index.db": "db\n"},
                   steps=[("list the cache", "ls /app/cache"),
-                         ("a glob removes just the .tmp files", "rm /app/cache/*.tmp")],
+                         ("a glob removes just the .tmp files", "rm /app/cache/*.tmp"),
+                         ("check what is left", "ls /app/cache")],
                   checks=chk_gone("/app/cache/x.tmp", "/app/cache/y.tmp") + chk_kept("/app/cache/index.db", "db\n")))
     t.append(Task("rm-old-build-tree", "rm",
                   "Get rid of the folder `/app/old_build` and everything in it.",
@@ -416,7 +460,8 @@ def _tasks() -> list[Task]:
     t.append(Task("mv-photo-extension", "mv",
                   "Rename `/app/photo.jpeg` to `/app/photo.jpg`.",
                   files={"/app/photo.jpeg": "JPEGDATA\n"},
-                  steps=[("mv renames in place", "mv /app/photo.jpeg /app/photo.jpg")],
+                  steps=[("mv renames in place", "mv /app/photo.jpeg /app/photo.jpg"),
+                         ("list the folder", "ls /app")],
                   checks=chk_file("/app/photo.jpg", "JPEGDATA\n") + chk_gone("/app/photo.jpeg")))
     t.append(Task("mv-pdf-to-documents", "mv",
                   "Move `/app/downloads/report.pdf` into the folder `/app/documents`.",
@@ -452,13 +497,15 @@ def _tasks() -> list[Task]:
                   "Write the numbers from `/app/scores.txt` to `/app/scores_sorted.txt`, smallest first "
                   "(numeric order, not text order).",
                   files={"/app/scores.txt": SCORES},
-                  steps=[("-n sorts by numeric value", "sort -n /app/scores.txt > /app/scores_sorted.txt")],
+                  steps=[("-n sorts by numeric value", "sort -n /app/scores.txt > /app/scores_sorted.txt"),
+                         ("show the order", "cat /app/scores_sorted.txt")],
                   checks=chk_lines("/app/scores_sorted.txt", [str(x) for x in sorted(map(int, SCORES.split()))])))
     t.append(Task("sort-unique-tags", "sort",
                   "Put the distinct lines of `/app/tags.txt` into `/app/unique_tags.txt`, sorted, each only once.",
                   files={"/app/tags.txt": TAGS},
                   steps=[("look at the tags", "cat /app/tags.txt"),
-                         ("-u drops the repeats", "sort -u /app/tags.txt > /app/unique_tags.txt")],
+                         ("-u drops the repeats", "sort -u /app/tags.txt > /app/unique_tags.txt"),
+                         ("show the unique tags", "cat /app/unique_tags.txt")],
                   checks=chk_lines("/app/unique_tags.txt", sorted(set(TAGS.split())))))
     t.append(Task("sort-values-descending", "sort",
                   "Produce `/app/desc.txt` with the lines of `/app/values.txt` in descending numeric order.",
@@ -472,7 +519,8 @@ def _tasks() -> list[Task]:
     t.append(Task("head-first-five", "headtail",
                   "Save the first 5 lines of `/app/logs/server.log` to `/app/first5.txt`.",
                   files={"/app/logs/server.log": SERVER_LOG},
-                  steps=[("head takes the top lines", "head -n 5 /app/logs/server.log > /app/first5.txt")],
+                  steps=[("head takes the top lines", "head -n 5 /app/logs/server.log > /app/first5.txt"),
+                         ("print the saved lines", "cat /app/first5.txt")],
                   checks=chk_lines("/app/first5.txt", srv[:5])))
     t.append(Task("tail-recent-history", "headtail",
                   "Keep the last 3 lines of `/app/history.txt` in a new file `/app/recent.txt`.",
@@ -484,7 +532,8 @@ def _tasks() -> list[Task]:
                   "Write the header line (the first line) of `/app/data/table.csv` to `/app/header.txt`.",
                   files={"/app/data/table.csv": TABLE},
                   steps=[("peek at the table", "cat /app/data/table.csv"),
-                         ("keep line 1 only", "head -n 1 /app/data/table.csv > /app/header.txt")],
+                         ("keep line 1 only", "head -n 1 /app/data/table.csv > /app/header.txt"),
+                         ("show the header file", "cat /app/header.txt")],
                   checks=chk_lines("/app/header.txt", ["id,name,price"])))
     t.append(Task("tail-journal-ten", "headtail",
                   "Extract the final 10 lines of `/app/journal.txt` into `/app/tail10.txt`.",
@@ -504,14 +553,16 @@ def _tasks() -> list[Task]:
                   "Write every line of `/app/contacts.txt` that mentions `@example.org` to `/app/example_org.txt`.",
                   files={"/app/contacts.txt": CONTACTS},
                   steps=[("fixed-string match on the domain",
-                          "grep -F '@example.org' /app/contacts.txt > /app/example_org.txt")],
+                          "grep -F '@example.org' /app/contacts.txt > /app/example_org.txt"),
+                         ("show the matches", "cat /app/example_org.txt")],
                   checks=chk_lines("/app/example_org.txt", [x for x in CONTACTS.splitlines() if "@example.org" in x])))
     t.append(Task("grep-active-settings", "grep",
                   "Save the lines of `/app/config.ini` that are not comments (comments start with `#`) "
                   "to `/app/active.ini`.",
                   files={"/app/config.ini": INI},
                   steps=[("read the config", "cat /app/config.ini"),
-                         ("-v keeps the lines that do not match", "grep -v '^#' /app/config.ini > /app/active.ini")],
+                         ("-v keeps the lines that do not match", "grep -v '^#' /app/config.ini > /app/active.ini"),
+                         ("print the active settings", "cat /app/active.ini")],
                   checks=chk_lines("/app/active.ini", [x for x in INI.splitlines() if not x.startswith("#")])))
     t.append(Task("grep-ing-ignorecase", "grep",
                   "Find the lines of `/app/words.txt` that contain `ing`, upper or lower case, and store them in "
@@ -544,7 +595,8 @@ def _tasks() -> list[Task]:
     t.append(Task("ln-latest-log", "symlink",
                   "Provide `/app/latest.log` as a symbolic link pointing at `/app/logs/2024-05-01.log`.",
                   files={"/app/logs/2024-04-30.log": "old\n", "/app/logs/2024-05-01.log": "new\n"},
-                  steps=[("link to the newest log", "ln -s /app/logs/2024-05-01.log /app/latest.log")],
+                  steps=[("link to the newest log", "ln -s /app/logs/2024-05-01.log /app/latest.log"),
+                         ("check where the link points", "ls -l /app/latest.log")],
                   checks=chk_link("/app/latest.log", "/app/logs/2024-05-01.log")))
 
     # --- archives (tar) ---------------------------------------------------------------------
@@ -562,7 +614,8 @@ def _tasks() -> list[Task]:
                   setup=["tar -cf /app/bundle.tar -C /tmp/bundle .", "rm -rf /tmp/bundle"],
                   steps=[("see what the archive holds", "tar -tf /app/bundle.tar"),
                          ("make the target folder", "mkdir -p /app/unpacked"),
-                         ("extract into it", "tar -xf /app/bundle.tar -C /app/unpacked")],
+                         ("extract into it", "tar -xf /app/bundle.tar -C /app/unpacked"),
+                         ("list what came out", "find /app/unpacked -type f")],
                   checks=chk_file("/app/unpacked/readme.txt", bundle["readme.txt"], "readme_extracted")
                   + chk_file("/app/unpacked/conf/app.ini", bundle["conf/app.ini"], "conf_extracted")))
     logs = {"a.log": "first\n", "b.log": "second\n"}
@@ -585,7 +638,7 @@ def _tasks() -> list[Task]:
 
 
 CATEGORY = {"copy": "file-operations", "chmod": "system-administration", "count": "text-processing",
-            "touch": "file-operations", "mkdirp": "file-operations", "append": "text-processing",
+            "touch": "file-operations", "mkdirp": "file-operations", "append": "text-processing", "overwrite": "text-processing",
             "rm": "file-operations", "mv": "file-operations", "sort": "text-processing",
             "headtail": "text-processing", "grep": "text-processing", "symlink": "file-operations",
             "tar": "archives"}

@@ -64,14 +64,16 @@ def test_a_script_without_commands_has_no_steps():
     assert solution_steps("#!/bin/bash\nset -e\n# nothing\n\n") == []
 
 
-def test_stand_in_replies_are_one_valid_action_per_step_then_a_confirmation():
-    client = ReplayClient([Step("ls /app", "look first"), Step("touch /app/x")])
+def test_stand_in_replies_are_one_valid_action_per_step_then_completion_then_a_confirmation():
+    client = ReplayClient([Step("touch /app/x", "make it"), Step("ls /app")])
     params = SamplingParams()
-    replies = [parse_action(client.chat([], params).content) for _ in range(3)]
-    assert [r.status for r in replies] == ["ok", "ok", "ok"]
-    assert [[c.keystrokes for c in r.commands] for r in replies] == [["ls /app\n"], ["touch /app/x\n"], []]
-    assert [r.task_complete for r in replies] == [False, True, True]
-    assert replies[0].plan == "Look first." and "touch /app/x" in replies[1].plan
+    replies = [parse_action(client.chat([], params).content) for _ in range(4)]
+    assert [r.status for r in replies] == ["ok"] * 4
+    assert [[c.keystrokes for c in r.commands] for r in replies] == [["touch /app/x\n"], ["ls /app\n"], [], []]
+    # completion only in replies without a command, after the last step's output was read
+    assert [r.task_complete for r in replies] == [False, False, True, True]
+    assert replies[0].plan == "Make it." and "ls /app" in replies[1].plan
+    assert replies[2].analysis.startswith("`ls /app` finished") and "mark the task complete" in replies[2].plan
     assert not any(r.warnings for r in replies)
     assert client.context_length() is None
 
@@ -123,7 +125,8 @@ def test_replay_of_a_training_task_passes_and_types_the_solution_steps(base_imag
     steps = solution_steps((TRAIN_TASKS / task / "solution" / "solve.sh").read_text())
     typed = [c["keystrokes"] for t in turns for c in t["commands"]]
     assert typed == [s.command + "\n" for s in steps]
-    assert len(turns) == len(steps) + 1 and turns[-1]["commands"] == []
+    assert len(turns) == len(steps) + 2 and turns[-1]["commands"] == turns[-2]["commands"] == []
+    assert [t["parse"]["task_complete"] for t in turns] == [False] * len(steps) + [True, True]
     assert all(t["parse"]["status"] == "ok" for t in turns)
     assert "a.log" in turns[0]["observation"]  # real terminal output: `ls /app/logs`
     # the next reply's analysis reads it, from the message the agent sent
@@ -146,4 +149,4 @@ def test_multi_line_steps_replay_in_the_terminal(base_image, tmp_path):
     assert [r["outcome"] for r in rows] == ["passed"]
     trace = read_trace(_trial_dir(tmp_path / "run", "copy-logs-multi") / "trace.jsonl")
     turns = [r for r in trace if "turn" in r]
-    assert len(turns) == 4 and [len(t["commands"]) for t in turns] == [1, 1, 1, 0]
+    assert len(turns) == 5 and [len(t["commands"]) for t in turns] == [1, 1, 1, 0, 0]

@@ -13,8 +13,11 @@ Rules, in order:
 2. Replies (:class:`ReplayClient`, the stand-in for ``harness.llm_client.LLMClient``): turn k
    returns step k as one Terminus JSON action (short analysis and plan, ``keystrokes`` = the
    step + newline, ``duration`` = ``STEP_DURATION_S``, a cap: the terminal returns as soon as the
-   prompt is back); the last step's reply sets ``task_complete``; the agent then asks for
-   confirmation and the next reply confirms with no command. N steps give N + 1 turns.
+   prompt is back). No step's reply sets ``task_complete``: after the last step comes one reply
+   with no command that reads what the last step printed (a solution ends by showing its result)
+   and sets ``task_complete``; the agent then asks for confirmation and the next reply confirms,
+   again with no command. N steps give N + 2 turns, so a model trained on replays claims
+   completion only after it has seen the result, never in the same reply as a command.
    The analysis reads the real observation in the latest message: the working folder on the
    first turn, then what the previous command printed (nothing; up to 3 short lines quoted;
    else the line count and the last line). The plan is the step's comment, else "Run `cmd`".
@@ -41,6 +44,11 @@ from harness.llm_types import ChatResult, SamplingParams, Usage
 #: the ``duration`` of every replayed command: a cap (the terminal returns once the shell is idle)
 STEP_DURATION_S = 5.0
 SOLUTION_DIR = "/solution"
+#: the reply after the last step: the result is on the screen, so the task is complete
+DONE_ANALYSIS = "The output shows the result the task asks for."
+DONE_PLAN = "Nothing is left to do, so mark the task complete."
+#: the confirmation (nothing ran since the reply above)
+CONFIRM_ANALYSIS = "Every step of the task is done and its result was checked."
 
 _SET_OPTIONS = re.compile(r"^set(\s+([-+][euxvo]+|pipefail|errexit|nounset|xtrace))+\s*(#.*)?$")
 # ``<<EOF``, ``<<-EOF``, ``<< 'EOF'``, ``<<"EOF"``; not the here-string ``<<<``
@@ -163,14 +171,12 @@ class ReplayClient:
             analysis = _observed(self.steps[min(k, len(self.steps)) - 1].command, latest)
         if k < len(self.steps):
             step = self.steps[k]
-            last = k == len(self.steps) - 1
             plan = _sentence(step.comment) if step.comment else f"Run `{_short(step.command)}`."
-            if last:
-                plan += " This is the last step, so the task will be complete."
-            content = action_json(analysis, plan, step.command + "\n", last, self.duration)
+            content = action_json(analysis, plan, step.command + "\n", False, self.duration)
+        elif k == len(self.steps):
+            content = action_json(analysis + " " + DONE_ANALYSIS, DONE_PLAN, None, True, self.duration)
         else:
-            content = action_json(analysis + " Every step of the task is done.",
-                                  "Confirm that the task is complete.", None, True, self.duration)
+            content = action_json(CONFIRM_ANALYSIS, "Confirm that the task is complete.", None, True, self.duration)
         return ChatResult(content=content, finish_reason="stop", usage=Usage(), model=self.model)
 
 
@@ -194,7 +200,7 @@ def _observed(command: str, message: str) -> str:
 
 def replay_config(steps: int) -> AgentConfig:
     """Terminus settings for a replay of ``steps`` steps: enough turns, no seed, no window."""
-    return AgentConfig(max_turns=steps + 2, temperature=0.0, top_p=1.0, seed=None, send_seed=False,
+    return AgentConfig(max_turns=steps + 3, temperature=0.0, top_p=1.0, seed=None, send_seed=False,
                        max_parse_failures=1)
 
 

@@ -1,6 +1,6 @@
 #!/bin/bash
 set -euo pipefail
-# look at the current content
-cat /app/env.sh
 # >> appends instead of overwriting
 echo 'export EDITOR=vim' >> /app/env.sh
+# look at the file now
+cat /app/env.sh

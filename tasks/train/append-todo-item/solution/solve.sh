@@ -4,3 +4,5 @@ set -euo pipefail
 cat /app/todo.md
 # append the new item
 echo '- buy milk' >> /app/todo.md
+# read it again
+cat /app/todo.md

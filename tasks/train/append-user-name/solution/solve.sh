@@ -2,3 +2,5 @@
 set -euo pipefail
 # append the name
 echo grace >> /app/users.txt
+# show the user list
+cat /app/users.txt

@@ -1,6 +1,6 @@
 #!/bin/bash
 set -euo pipefail
-# look at the current permissions
-ls -l /app/bin/deploy.sh
 # add the execute bit
 chmod +x /app/bin/deploy.sh
+# look at the new permissions
+ls -l /app/bin/deploy.sh

@@ -4,3 +4,5 @@ set -euo pipefail
 ls -l /app/scripts
 # add the owner execute bit to all of them
 chmod u+x /app/scripts/*.sh
+# check the x bits
+ls -l /app/scripts

@@ -4,3 +4,5 @@ set -euo pipefail
 mkdir -p /app/backup
 # copy the config file into it
 cp /app/config/app.conf /app/backup/
+# check that the copy arrived
+ls -l /app/backup

@@ -6,3 +6,5 @@ ls /app/logs
 mkdir -p /app/saved_logs
 # copy only the .log files
 cp /app/logs/*.log /app/saved_logs/
+# verify which files were saved
+ls /app/saved_logs

@@ -1,6 +1,6 @@
 #!/bin/bash
 set -euo pipefail
-# check the source report
-cat /app/reports/march.csv
 # duplicate it under the new name
 cp /app/reports/march.csv /app/reports/april.csv
+# read the duplicate back
+cat /app/reports/april.csv

@@ -4,3 +4,5 @@ set -euo pipefail
 cat /app/data/table.csv
 # keep line 1 only
 head -n 1 /app/data/table.csv > /app/header.txt
+# show the header file
+cat /app/header.txt

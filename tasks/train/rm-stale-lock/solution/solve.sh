@@ -4,3 +4,5 @@ set -euo pipefail
 ls /app/run
 # delete only the lock
 rm /app/run/app.lock
+# only the pid file should remain
+ls /app/run

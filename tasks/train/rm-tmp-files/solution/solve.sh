@@ -4,3 +4,5 @@ set -euo pipefail
 ls /app/cache
 # a glob removes just the .tmp files
 rm /app/cache/*.tmp
+# check what is left
+ls /app/cache

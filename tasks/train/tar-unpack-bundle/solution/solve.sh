@@ -6,3 +6,5 @@ tar -tf /app/bundle.tar
 mkdir -p /app/unpacked
 # extract into it
 tar -xf /app/bundle.tar -C /app/unpacked
+# list what came out
+find /app/unpacked -type f

@@ -4,3 +4,5 @@ set -euo pipefail
 mkdir -p /app/logs
 # then the empty log file
 touch /app/logs/app.log
+# confirm the file is there and empty
+ls -l /app/logs
