@@ -31,9 +31,17 @@ OUT="${DEMO_OUT:-results/demo}"
 PARALLEL="${DEMO_PARALLEL:-2}"
 MAX_TURNS="${DEMO_MAX_TURNS:-4}"
 MAX_TOKENS="${DEMO_MAX_TOKENS:-256}"
+TEMPERATURE="${DEMO_TEMPERATURE:-0.7}"
 mkdir -p "$OUT"
 start=$(date +%s)
-step() { printf '\n\033[1m== [%s] %s\033[0m\n' "$(date -u +%H:%M:%S)" "$*"; }
+: > "$OUT/timings.tsv"
+# each step's wall time goes to $OUT/timings.tsv (printed at the end): the split of the demo's time
+step() {
+  local now; now=$(date +%s)
+  [ -n "${step_name:-}" ] && printf '%s\t%s\n' "$(( now - step_t ))" "$step_name" >> "$OUT/timings.tsv"
+  step_name="$*"; step_t=$now
+  printf '\n\033[1m== [%s] %s\033[0m\n' "$(date -u +%H:%M:%S)" "$*"
+}
 die() { echo "demo: $*" >&2; exit 1; }
 
 step "model"
@@ -98,10 +106,11 @@ structured=(); [ "${DEMO_STRUCTURED:-1}" = 1 ] && structured=(--structured)
 step "benchmark the models on the bundled tasks (llama.cpp, -n $PARALLEL${structured:+, --structured})"
 # shellcheck disable=SC2086 # DEMO_BENCH_ARGS is a list of arguments
 scripts/full_bench_parallel.sh "${arms[@]}" \
-  --backend llamacpp -n "$PARALLEL" --max-turns "$MAX_TURNS" --max-tokens "$MAX_TOKENS" \
+  --backend llamacpp -n "$PARALLEL" --max-turns "$MAX_TURNS" --max-tokens "$MAX_TOKENS" --temperature "$TEMPERATURE" \
   --timeout-multiplier "${DEMO_TIMEOUT_MULTIPLIER:-0.5}" "${structured[@]}" --out "$OUT/bench" ${DEMO_BENCH_ARGS:-}
 
-step "done in $(( $(date +%s) - start )) s"
+step "done in $(( $(date +%s) - start )) s (load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "wall time per step (s):"; cat "$OUT/timings.tsv"
 [ -f "$OUT/sft/sft.json" ] && echo "SFT provenance:      $OUT/sft/sft.json (validation loss before/after, loss curve)"
 [ -d "$OUT/abliteration" ] && echo "abliteration report: $OUT/abliteration/reports/evaluation.md"
 echo "comparison report:   $OUT/bench/report.md (plots in $OUT/bench/plots)"
