@@ -400,6 +400,34 @@ def _tasks() -> list[Task]:
                          ("show the user list", "cat /app/users.txt")],
                   checks=chk_lines("/app/users.txt", ["ada", "linus", "grace"])))
 
+    t.append(Task("append-deploy-note", "append",
+                  "Record `deploy finished` in the log `/app/logs/deploy.log`, after any lines it already has "
+                  "(the log file itself is not there yet; `>>` starts it).",
+                  setup=["mkdir -p /app/logs"],
+                  steps=[(">> also starts a missing file", "echo 'deploy finished' >> /app/logs/deploy.log"),
+                         ("read the log", "cat /app/logs/deploy.log")],
+                  checks=chk_lines("/app/logs/deploy.log", ["deploy finished"])))
+    t.append(Task("append-shopping-list", "append",
+                  "Put `bread` on the shopping list `/app/shopping.txt`; start the list if the file is missing.",
+                  steps=[("append it; the file is made if needed", "echo bread >> /app/shopping.txt"),
+                         ("show the list", "cat /app/shopping.txt")],
+                  checks=chk_lines("/app/shopping.txt", ["bread"])))
+    t.append(Task("append-changelog-entry", "append",
+                  "Add the entry `v1.2: fixed login bug` to the end of `/app/CHANGELOG`.",
+                  files={"/app/CHANGELOG": "v1.0: first release\nv1.1: faster search\n"},
+                  steps=[("quote the entry because of the colon and spaces",
+                          "echo 'v1.2: fixed login bug' >> /app/CHANGELOG"),
+                         ("show the changelog", "cat /app/CHANGELOG")],
+                  checks=chk_lines("/app/CHANGELOG", ["v1.0: first release", "v1.1: faster search",
+                                                      "v1.2: fixed login bug"])))
+    t.append(Task("append-guestbook-thanks", "append",
+                  "Sign the guest book `/app/guestbook.txt` with one more line: `Thanks for the tea, Ana!`",
+                  files={"/app/guestbook.txt": "Lovely place. Tom\n"},
+                  steps=[("single quotes keep the comma and ! as they are",
+                          "echo 'Thanks for the tea, Ana!' >> /app/guestbook.txt"),
+                         ("read the guest book", "cat /app/guestbook.txt")],
+                  checks=chk_lines("/app/guestbook.txt", ["Lovely place. Tom", "Thanks for the tea, Ana!"])))
+
     # --- overwrite what a file holds (>) ----------------------------------------------------
     t.append(Task("overwrite-status-done", "overwrite",
                   "`/app/status.txt` says `pending`. Replace its text with `done`.",
@@ -427,6 +455,19 @@ def _tasks() -> list[Task]:
                          ("replace the old word", "echo maintenance > /app/mode.cfg"),
                          ("read the new mode", "cat /app/mode.cfg")],
                   checks=chk_lines("/app/mode.cfg", ["maintenance"])))
+
+    t.append(Task("overwrite-version-bump", "overwrite",
+                  "`/app/VERSION` holds `1.4.2`. Bump it to `1.5.0` (the file keeps only the new version).",
+                  files={"/app/VERSION": "1.4.2\n"},
+                  steps=[("write the new version over the old one", "echo 1.5.0 > /app/VERSION"),
+                         ("check the version file", "cat /app/VERSION")],
+                  checks=chk_lines("/app/VERSION", ["1.5.0"])))
+    t.append(Task("overwrite-owner-note", "overwrite",
+                  "The note `/app/OWNER` names a former owner. Replace the note with `Owner: Maria, ops team`.",
+                  files={"/app/OWNER": "Owner: Sam\n"},
+                  steps=[("> drops the old note", "echo 'Owner: Maria, ops team' > /app/OWNER"),
+                         ("show the note", "cat /app/OWNER")],
+                  checks=chk_lines("/app/OWNER", ["Owner: Maria, ops team"])))
 
     # --- delete (rm) ------------------------------------------------------------------------
     t.append(Task("rm-stale-lock", "rm",
