@@ -28,11 +28,14 @@ def register(app: typer.Typer) -> None:
         dropout: float = typer.Option(0.0, "--dropout", help="LoRA dropout."),
         target_modules: str = typer.Option("all-linear", "--target-modules", help="PEFT target_modules."),
         batch_tokens: int = typer.Option(4096, "--batch-tokens", help="Padded tokens per batch (length-grouped)."),
+        lora_layers: float = typer.Option(0.5, "--lora-layers", help="Share of layers (the top ones) with adapters."),
+        share_prefix: bool = typer.Option(True, "--share-prefix/--no-share-prefix", help="Run a batch's common "
+                                          "prompt prefix once (exact)."),
         max_len: int = typer.Option(2048, "--max-len", help="Longest sequence in tokens (longer: cut on the left)."),
         val_fraction: float = typer.Option(0.2, "--val-fraction", help="Share of TASKS held out for validation."),
         seed: int = typer.Option(0, "--seed"),
         device: str = typer.Option("auto", "--device", help="auto (GPU when present) | cpu | cuda."),
-        dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 on a GPU that has it, else float32)."),
+        dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 on a GPU or CPU that has it, else float32)."),
         threads: int = typer.Option(0, "--threads", help="Torch threads (0: ABLBENCH_TORCH_THREADS, else the idle CPUs)."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     ) -> None:
@@ -41,7 +44,7 @@ def register(app: typer.Typer) -> None:
 
         _sft(SftOptions(model=model, traces=tuple(traces), out=out, gguf=gguf, include_failed=include_failed,
                         epochs=epochs, lr=lr, rank=rank, alpha=alpha, dropout=dropout, target_modules=target_modules,
-                        batch_tokens=batch_tokens, max_len=max_len, val_fraction=val_fraction, seed=seed,
+                        batch_tokens=batch_tokens, lora_layers=lora_layers, share_prefix=share_prefix, max_len=max_len, val_fraction=val_fraction, seed=seed,
                         device=device, dtype=dtype, threads=threads, quiet=quiet))
 
 
