@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI: set before torch loads OpenMP
 
 _COMMANDS = ["ls -la /app", "mkdir -p /app/out/logs", "cp /etc/hostname /app/host.txt", "wc -l /etc/passwd",
              "chmod 600 /app/key.pem", "echo done >> /app/log.txt", "mv /app/a.txt /app/b.txt", "rm -f /app/tmp",
