@@ -167,7 +167,7 @@ def run_sft(o: SftOptions, *, history_reply: Callable[[str], str] | None = None,
         val_before = train.evaluate(model, va_seqs, pad_id, device, o.batch_tokens)
         write_json_atomic(val_before_file, {"loss": val_before})
     timings["val_before_s"] = time.monotonic() - t
-    train.cast_frozen(model, dtype)
+    base_weights = train.cast_frozen(model, dtype)
 
     t = time.monotonic()
     with _progress(o.quiet) as bar:
@@ -184,7 +184,7 @@ def run_sft(o: SftOptions, *, history_reply: Callable[[str], str] | None = None,
     timings["train_s"] = time.monotonic() - t
 
     t = time.monotonic()
-    train.cast_frozen(model, eval_dtype)
+    train.restore_frozen(model, base_weights)
     val_after = train.evaluate(model, va_seqs, pad_id, device, o.batch_tokens)
     timings["val_after_s"] = time.monotonic() - t
     t = time.monotonic()

@@ -317,11 +317,22 @@ def lora_target(model, s: LoraSettings) -> dict[str, Any]:
     return {"target_modules": sorted(names), "layers_to_transform": list(range(n - k, n)), "layers_pattern": "layers"}
 
 
-def cast_frozen(model, dtype: torch.dtype) -> None:
-    """Cast the frozen (base) weights to ``dtype`` in place; the trained adapters keep theirs."""
-    for p in model.parameters():
-        if not p.requires_grad and p.is_floating_point():
+def cast_frozen(model, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Cast the frozen (base) weights to ``dtype`` in place, the trained adapters keep theirs; returns
+    the weights as they were, for :func:`restore_frozen` (a round trip through bf16 would round them)."""
+    saved = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad and p.is_floating_point() and p.dtype != dtype:
+            saved[name] = p.data
             p.data = p.data.to(dtype)
+    return saved
+
+
+def restore_frozen(model, saved: dict[str, torch.Tensor]) -> None:
+    """Put back the frozen weights :func:`cast_frozen` returned."""
+    for name, p in model.named_parameters():
+        if name in saved:
+            p.data = saved[name]
 
 
 def add_lora(model, s: LoraSettings):

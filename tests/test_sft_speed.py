@@ -14,7 +14,7 @@ from tiny_models import build_tiny
 from harness.agents.terminus import history_reply
 from sft import data, tokens, train
 from sft.errors import SftError
-from sft.merge import merge_hf
+from sft.merge import changed_tensors, merge_hf
 from sft.run import SftOptions, run_sft
 
 CPU = torch.device("cpu")
@@ -136,5 +136,8 @@ def test_run_sft_records_the_speed_settings_and_merges_in_fp32_on_the_cpu(tiny, 
     assert h["dtype"] == "bfloat16" and h["validation_and_merge_dtype"] == "float32"
     assert h["lora_layers"] == 0.5 and h["share_prefix"] is True and rep["throughput_tokens_per_s"] > 0
     assert json.loads((tmp_path / "o" / "merged" / "config.json").read_text())["dtype"] == "float32"
+    # the frozen weights went through bf16 for training and came back unrounded: only the top layers changed
+    changed = changed_tensors(tiny, tmp_path / "o" / "merged")
+    assert changed and all(".layers.2." in n or ".layers.3." in n for n in changed), changed
     with pytest.raises(SftError, match="--lora-layers 0"):
         run_sft(SftOptions(model=tiny, traces=(run,), out=tmp_path / "o2", lora_layers=0))
