@@ -22,7 +22,6 @@ import hashlib
 import json
 import tempfile
 import threading
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -31,20 +30,9 @@ from urllib.parse import parse_qs, urlsplit
 from ablbench.errors import AblbenchError
 from ablbench.results import RUN_FILE, SUMMARY_FILE, read_run_meta
 from harness.analysis.model import Run
+from harness.analysis_options import ViewOptions
 
 HOST = "127.0.0.1"
-
-
-@dataclass(frozen=True)
-class ViewOptions:
-    """The options of one ``ablbench view`` invocation."""
-
-    names: str | None = None  # comma-separated, one per run (harness.analysis.options.run_labels)
-    port: int = 8765  # on 127.0.0.1; 0 picks a free port
-    solved: str = "mean"  # a key of harness.analysis.compare.SOLVED_RULES
-    poll: float = 3.0  # seconds between the page's checks for finished trials
-    allow_harness_drift: bool = False  # as AnalyzeOptions
-    allow_task_drift: bool = False
 
 
 def _stamp(path: Path) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from cyclopts import App
 
 from harness.abliteration import agent_format_ok, contrast_inputs, print_evaluation, run_evaluation
 from harness.commands._abliterate_checks import register as register_checks
@@ -23,6 +24,7 @@ from harness.commands._abliterate_shared import DTYPE as _DTYPE
 from harness.commands._abliterate_shared import JUDGE as _JUDGE
 from harness.commands._abliterate_shared import LAYERS_PATH as _LAYERS_PATH
 from harness.commands._abliterate_shared import cli_errors as _errors
+from harness.commands._typer_bridge import mount
 
 if TYPE_CHECKING:
     from abliterate.capture import CaptureOptions
@@ -275,9 +277,9 @@ def _register_bake() -> None:
     abl_app.command("bake")(bake_command)
 
 
-def register(app: typer.Typer) -> None:
-    """Add the ``abliterate`` verb group."""
+def register(app: App) -> None:
+    """Add the ``abliterate`` verb group (still declared with typer: harness/commands/_typer_bridge.py)."""
     _register_bake()
     register_search(abl_app)
     register_checks(abl_app)
-    app.add_typer(abl_app, name="abliterate")
+    mount(app, abl_app, "abliterate", "Find, choose, bake and evaluate a refusal direction.")

@@ -14,8 +14,10 @@ import time
 from pathlib import Path
 
 import typer
+from cyclopts import App
 
 from ablbench.errors import AblbenchError
+from harness.commands._typer_bridge import mount
 from harness.errors import fail
 from harness.servers import (
     ServeOptions,
@@ -29,7 +31,7 @@ from harness.servers import (
 )
 
 
-def register(app: typer.Typer) -> None:
+def _register_typer(app: typer.Typer) -> None:
     """Add the ``serve`` verb."""
 
     @app.command(
@@ -167,3 +169,11 @@ def _list() -> None:
         alive = detached_alive(record.get("detach", {}))
         typer.echo(f"{name}\t{record.get('backend')}\t{record.get('base_url')}\t"
                    f"{'running' if alive else 'dead'}\t{record.get('model_dir')}")
+
+
+def register(app: App) -> None:
+    """Add the ``serve`` verb (still declared with typer: harness/commands/_typer_bridge.py)."""
+    group = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    _register_typer(group)
+    command = typer.main.get_command(group)
+    mount(app, group, "serve", (command.help or "").split("\n")[0])

@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from cyclopts import App
 
 from ablbench.errors import AblbenchError
+from harness.commands._typer_bridge import mount
 from harness.errors import fail
 
 
-def register(app: typer.Typer) -> None:
+def _register_typer(app: typer.Typer) -> None:
     """Add the ``sft`` verb."""
 
     @app.command("sft")
@@ -74,3 +76,11 @@ def _sft(o) -> None:
     typer.echo(f"validation loss {fmt(v['before'])} -> {fmt(v['after'])}; "
                f"{report['throughput_tokens_per_s']} tokens/s", err=True)
     typer.echo(Path(o.out) / "sft.json")
+
+
+def register(app: App) -> None:
+    """Add the ``sft`` verb (still declared with typer: harness/commands/_typer_bridge.py)."""
+    group = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    _register_typer(group)
+    command = typer.main.get_command(group)
+    mount(app, group, "sft", (command.help or "").split("\n")[0])

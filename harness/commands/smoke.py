@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import typer
+from cyclopts import App
 
 from ablbench.errors import AblbenchError
+from harness.commands._typer_bridge import mount
 from harness.errors import fail
 
 
@@ -26,7 +28,7 @@ class SmokeOptions:
     quiet: bool = False
 
 
-def register(app: typer.Typer) -> None:
+def _register_typer(app: typer.Typer) -> None:
     """Add the ``smoke`` verb."""
 
     @app.command("smoke")
@@ -71,3 +73,11 @@ def _smoke(o: SmokeOptions) -> None:
         raise fail(str(exc)) from exc
     print_evaluation(report, typer.echo)
     typer.echo(out_dir / "evaluation.md")
+
+
+def register(app: App) -> None:
+    """Add the ``smoke`` verb (still declared with typer: harness/commands/_typer_bridge.py)."""
+    group = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    _register_typer(group)
+    command = typer.main.get_command(group)
+    mount(app, group, "smoke", (command.help or "").split("\n")[0])
