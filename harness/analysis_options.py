@@ -28,9 +28,9 @@ class AnalyzeOptions:
 
     names: str | None = None
     """Comma-separated run names, one per RUN."""
-    json_out: Annotated[Path | None, Parameter(name="--json")] = None
+    json_out: Annotated[Path | None, Parameter(name="--json", allow_leading_hyphen=True)] = None
     """Write the analysis as JSON here ('-' = stdout)."""
-    markdown_out: Annotated[Path | None, Parameter(name="--markdown")] = None
+    markdown_out: Annotated[Path | None, Parameter(name="--markdown", allow_leading_hyphen=True)] = None
     """Write the markdown report here ('-' = stdout)."""
     plots: Path | None = None
     """Folder for the PNG figures."""
@@ -87,7 +87,7 @@ class PlanOptions:
     """Simulated studies per k."""
     seed: int = 0
     """Random seed of the simulation."""
-    json_out: Annotated[Path | None, Parameter(name="--json")] = None
+    json_out: Annotated[Path | None, Parameter(name="--json", allow_leading_hyphen=True)] = None
     """Also write the plan as JSON here ('-' = stdout)."""
 
 

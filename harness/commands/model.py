@@ -13,7 +13,7 @@ from harness.errors import echo, fail
 
 def register(app: App) -> None:
     """Add the ``model`` verb group."""
-    model_app = App(name="model", help="Bundled models.")
+    model_app = App(name="model", help="Bundled models.", help_flags=["--help"], version_flags=[])
 
     @model_app.command(name="embedded")
     def embedded(options: Annotated[EmbeddedModelOptions, Parameter(name="*")] = EmbeddedModelOptions()) -> None:

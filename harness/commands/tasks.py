@@ -58,7 +58,8 @@ def _fmt_s(seconds: float) -> str:
 
 def register(app: App) -> None:
     """Add the ``tasks`` verb group."""
-    tasks_app = App(name="tasks", help="Inspect and validate task folders (TB2/harbor or legacy tb).")
+    tasks_app = App(name="tasks", help="Inspect and validate task folders (TB2/harbor or legacy tb).",
+                    help_flags=["--help"], version_flags=[])
 
     @tasks_app.command(name="list")
     def list_(options: Annotated[TasksListOptions, Parameter(name="*")] = TasksListOptions()) -> None:
