@@ -259,3 +259,20 @@ def test_model_embedded_checks_its_options():
         embedded_model(EmbeddedModelOptions(fmt="onnx"))
     with pytest.raises(AblbenchError, match="--out applies to --format hf only"):
         embedded_model(EmbeddedModelOptions(out=Path("x"), fmt="gguf"))
+
+
+@pytest.mark.parametrize("argv", [
+    ["serve", "--model", "x.gguf", "--", "--n_ctx", "16384"],
+    ["abliterate", "search", "--help"],
+    ["sft", "--traces", "a", "--traces", "b"],
+])
+def test_mounted_typer_verbs_get_every_token(argv):
+    _, bound, _ = app.parse_args(argv)
+    assert list(bound.args) == argv[1:]  # `--` and --help reach typer untouched
+
+
+def test_mounted_typer_verb_keeps_its_help_and_exit_codes():
+    res = CliRunner().invoke(app, ["smoke", "--help"])
+    assert res.exit_code == 0 and "--edited" in res.output
+    res = CliRunner().invoke(app, ["abliterate", "bake", "--bogus"])
+    assert res.exit_code == 2 and "--bogus" in res.output

@@ -17,7 +17,7 @@ from cyclopts import App, Parameter
 
 def mount(app: App, group: typer.Typer, name: str, help: str) -> None:
     """Add typer ``group`` to ``app`` as verb ``name`` (a group of one command runs as that command)."""
-    verb = App(name=name, help=help, help_flags=[], version_flags=[])
+    verb = App(name=name, help=help, help_flags=[], version_flags=[], end_of_options_delimiter="")
 
     @verb.default
     def _forward(*tokens: Annotated[str, Parameter(allow_leading_hyphen=True)]) -> None:
