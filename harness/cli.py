@@ -26,7 +26,7 @@ app = App(
     "Abliterate, serve, run Terminal-Bench tasks in docker, compare.",
     help_flags=["--help"],
     version_flags=[],
-    default_parameter=Parameter(negative=(), negative_iterable=()),
+    default_parameter=Parameter(negative=(), negative_iterable=(), allow_repeating=True),  # last wins, as before
     result_action="return_value",
     help_format="plaintext",
     error_formatter=lambda error: _one_line(error),

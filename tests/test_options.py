@@ -174,6 +174,7 @@ def _parsed(argv: list[str]):
 
 
 def test_todays_flags_and_short_flags_still_parse():
+    assert _parsed(["run", "--max-turns", "3", "--max-turns", "5"])["opts"].max_turns == 5  # the last one wins
     run = _parsed(["run", "-n", "3", "-k", "2", "--include", "a*", "--include", "b*", "--exclude", "c",
                    "--no-network", "--offline", "--max-turns", "5", "--temperature", "0.2", "--context-length",
                    "4096", "--structured", "--rerun", "verifier_error", "--base-image-map", "x=y", "--quiet"])
