@@ -9,19 +9,45 @@ Rules, in order:
 2. ``agent_format_ok`` is the search's format-damage check: the agent's action parser.
 3. ``run_evaluation`` is ``ablbench abliterate evaluate`` (and ``smoke``): the run's eval split
    or the built-in prompts, the smoke prompt and the benign prompts, evaluated base vs edited.
-4. Nothing here parses flags; ``print_evaluation`` prints through the ``echo`` it is given.
+4. ``smoke`` is ``ablbench smoke``: ``run_evaluation`` with smoke's fixed choices.
+5. Nothing here parses flags; ``print_evaluation`` prints through the ``echo`` it is given.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+from cyclopts import Parameter
 
 from ablbench.errors import AblbenchError
 
 if TYPE_CHECKING:
     from abliterate.evaluate.run import EvaluationOptions
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmokeOptions:
+    """The options of ``ablbench smoke``: a quick look at a base (and an edited) model."""
+
+    base: Path | None = None
+    """Original model folder or .gguf (default: bundled SmolLM2)."""
+    edited: Path | None = None
+    """Edited model folder or .gguf (omit: base only)."""
+    run: Path | None = None
+    """Use this run's eval prompts instead of built-ins."""
+    limit: int = 4
+    """Prompts per bucket (benign ones too)."""
+    max_new_tokens: int = 100
+    """Greedy tokens per generation."""
+    out: Path | None = None
+    """Folder for evaluation.json/.md (default: .)."""
+    device: Annotated[str, Parameter(help="auto, cpu, cuda, cuda:1 ...")] = "auto"
+    dtype: Annotated[str, Parameter(help="auto (fp32 on CPU, stored dtype on GPU), float32, bfloat16 ...")] = "auto"
+    quiet: bool = False
+    """No progress bars."""
 
 
 def agent_format_ok(text: str) -> bool:
@@ -130,3 +156,24 @@ def print_evaluation(report: dict, echo: Callable[[str], Any] = print) -> None:
         echo(f"  base:   {row['base'][:300]!r}")
         if row["edited"] is not None:
             echo(f"  edited: {row['edited'][:300]!r}")
+
+
+def smoke(o: SmokeOptions) -> tuple[dict, Path]:
+    """The evaluation ``o`` asks for, with smoke's fixed choices: 8 per batch, ``limit`` benign prompts, no RD."""
+    from harness.extras import require
+
+    require("abliterate", "smoke")
+    base = o.base
+    if base is None:
+        from harness.embedded_model import materialize
+
+        base = materialize()
+    from ablbench.paths import cache_dir
+    from abliterate.evaluate.run import EvaluationOptions
+    from abliterate.progress import warnings_to_file
+
+    with warnings_to_file(cache_dir() / "logs" / "smoke.log"):
+        return run_evaluation(EvaluationOptions(
+            base=base, edited=o.edited, run=o.run, out=o.out, max_new_tokens=o.max_new_tokens, limit=o.limit,
+            benign=o.limit, no_rd=True, batch_size=8, device=o.device, dtype=o.dtype, quiet=o.quiet,
+        ))

@@ -35,23 +35,18 @@ class AnalyzeOptions:
     plots: Path | None = None
     """Folder for the PNG figures."""
     html_out: Annotated[Path | None, Parameter(name="--html")] = None
-    """Write one self-contained HTML report here: the tables, the figures, a task x run matrix and every
-    trajectory."""
+    """Write one self-contained HTML report here: the tables, the figures, a task x run matrix and every trajectory."""
     solved: Annotated[str, Parameter(help=_SOLVED_HELP)] = "mean"  # a key of harness.analysis.compare.SOLVED_RULES
     errors_as_failures: bool = False
-    """Count tasks with infra/llm/verifier errors as failures in the paired tests (default: they leave the pair's
-    test, with the count stated)."""
+    """Count tasks with infra/llm/verifier errors as failures in the paired tests (default: they leave the pair's test, with the count stated)."""
     judge: Annotated[tuple[str, str] | None, Parameter(name="--judge")] = None
-    """Also ask an LLM judge (OpenAI-compatible server URL, model name) about every turn where a refusal marker
-    fired: --judge URL MODEL."""
+    """Also ask an LLM judge (OpenAI-compatible server URL, model name) about every turn where a refusal marker fired: --judge URL MODEL."""
     allow_mixed_structured: bool = False
     """Compare runs even when only some used --structured."""
     allow_harness_drift: bool = False  # pair runs whose harness identity differs (harness.analysis.drift)
-    """Compare runs even when their harness identity (ablbench version and commit, prompt, parser rules, turns,
-    tokens, sampling, timeout multiplier) differs."""
+    """Compare runs even when their harness identity (ablbench version and commit, prompt, parser rules, turns, tokens, sampling, timeout multiplier) differs."""
     allow_task_drift: bool = False
-    """Keep same-named tasks whose content differs between runs (default: they leave the analysis, listed in the
-    report)."""
+    """Keep same-named tasks whose content differs between runs (default: they leave the analysis, listed in the report)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,14 +60,11 @@ class PlanOptions:
     base_solved: str | None = None
     """The base as solved/tasks, e.g. 3/89."""
     pilot: Path | None = None
-    """A pilot run (results folder, master_summary.csv, harbor job or tb run): its per-task rates set the rate
-    model."""
+    """A pilot run (results folder, master_summary.csv, harbor job or tb run): its per-task rates set the rate model."""
     model: str = "beta"  # a key of harness.analysis.plan.MODELS
-    """beta: per-task rates drawn from a Beta in every simulated study | pilot: the pilot's own tasks at their
-    empirical-Bayes rates."""
+    """beta: per-task rates drawn from a Beta in every simulated study | pilot: the pilot's own tasks at their empirical-Bayes rates."""
     concentration: float = 2.0
-    """a + b of the Beta of per-task rates, used when the data cannot tell (no pilot, or one attempt per task):
-    small = tasks differ a lot (solved often or never), large = all tasks alike."""
+    """a + b of the Beta of per-task rates, used when the data cannot tell (no pilot, or one attempt per task): small = tasks differ a lot (solved often or never), large = all tasks alike."""
     effect: float = 5.0
     """The hoped-for rise in mean-of-k accuracy, percentage points."""
     alpha: float = 0.05
@@ -100,8 +92,7 @@ class ViewOptions:
     port: int = 8765
     """Port on 127.0.0.1 (0 = any free port)."""
     solved: str = "mean"
-    """With several attempts per task: mean (the headline test uses every attempt; 0/1 views use attempt 1) |
-    first | any | majority."""
+    """With several attempts per task: mean (the headline test uses every attempt; 0/1 views use attempt 1) | first | any | majority."""
     poll: float = 3.0
     """Seconds between the page's checks for finished trials."""
     allow_harness_drift: bool = False

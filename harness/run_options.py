@@ -68,16 +68,13 @@ class RunOptions:
     top_p: float = field(default=defaults.TOP_P, metadata=AGENT)
     """Nucleus sampling (terminus)."""
     seed: int = field(default=defaults.SEED, metadata=AGENT)
-    """Run seed (terminus): each request's seed derives from it, the task, the attempt and the turn, so attempts
-    differ and runs of two models share seeds."""
+    """Run seed (terminus): each request's seed derives from it, the task, the attempt and the turn, so attempts differ and runs of two models share seeds."""
     context_length: Annotated[int | None, Parameter(validator=Number(gte=256))] = field(default=None, metadata=AGENT)
     """Model context in tokens (terminus; default: max_model_len from /v1/models)."""
     structured: bool = field(default=False, metadata=AGENT)  # fingerprinted as the agent's response_format
-    """Constrain replies to the action JSON schema (response_format; the server must honour it: llama.cpp, sglang,
-    vLLM). Changes what is measured: use it in every arm or none."""
+    """Constrain replies to the action JSON schema (response_format; the server must honour it: llama.cpp, sglang, vLLM). Changes what is measured: use it in every arm or none."""
     grammar_limit: Annotated[float, Parameter(validator=AT_LEAST_0)] = field(default=GRAMMAR_LIMIT_S, metadata=RUN)
-    """--structured: stop before any trial when the action schema delays the first token of a reply by more than
-    this many seconds (measured once by the preflight)."""
+    """--structured: stop before any trial when the action schema delays the first token of a reply by more than this many seconds (measured once by the preflight)."""
     parallel: Annotated[int, Parameter(alias="-n", validator=AT_LEAST_1)] = field(default=1, metadata=RUN)
     """Trials running at once."""
     out: Path | None = field(default=None, metadata=RUN)
@@ -89,13 +86,11 @@ class RunOptions:
     rerun: tuple[str, ...] = field(default=(), metadata=RUN)
     """With --resume: also rerun finished trials with this outcome, e.g. verifier_error (repeatable)."""
     rerun_unscored: bool = field(default=False, metadata=RUN)
-    """With --resume: rerun every trial the verifier did not score (infra, llm and verifier errors, agent crashes);
-    keep every scored trial, failed or passed."""
+    """With --resume: rerun every trial the verifier did not score (infra, llm and verifier errors, agent crashes); keep every scored trial, failed or passed."""
     infra_retries: Annotated[int, Parameter(validator=AT_LEAST_0)] = field(default=1, metadata=RUN)
     """Retries of a trial that hits an infrastructure error."""
     llm_stall_s: Annotated[float, Parameter(validator=Number(gte=1.0))] = field(default=60.0, metadata=RUN)
-    """Seconds a model request may go unanswered before the client checks that the server still answers HTTP; one
-    that does not is hung and the request is retried (a busy server is waited for)."""
+    """Seconds a model request may go unanswered before the client checks that the server still answers HTTP; one that does not is hung and the request is retried (a busy server is waited for)."""
     quiet: bool = field(default=False, metadata=RUN)
     """No live progress display."""
 

@@ -34,8 +34,7 @@ class TasksCheckOptions:
     """A folder of tasks, or one task folder."""
     _: KW_ONLY
     images: bool = False
-    """Also say, per task, whether its image can host the agent (tmux, bash): ready, needs bootstrap, cannot run.
-    Nothing is pulled or built."""
+    """Also say, per task, whether its image can host the agent (tmux, bash): ready, needs bootstrap, cannot run. Nothing is pulled or built."""
     base_image_map: tuple[str, ...] = ()
     """FROM=TO, as for `ablbench run` (with --images; repeatable)."""
     offline: bool = False
