@@ -18,24 +18,10 @@ def sft_command(options: Annotated[SftOptions, Parameter(name="*")] = SftOptions
 
 
 def _sft(o: SftOptions) -> None:
-    import os
-    from dataclasses import replace
-
-    # before torch loads OpenMP: idle threads sleep instead of spinning on a shared CPU
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-    from harness.extras import require
+    from harness.api import train_sft
 
     try:
-        require("sft", "sft")
-        from harness.agents.terminus import history_reply
-        from sft.run import run_sft
-
-        if o.model is None:
-            from harness.embedded_model import materialize
-
-            o = replace(o, model=materialize())
-        report = run_sft(o, history_reply=history_reply, log=lambda m: echo(m, err=True))
+        report = train_sft(o, log=lambda m: echo(m, err=True))
     except AblbenchError as exc:
         raise fail(str(exc)) from exc
     v = report["validation_loss"]

@@ -13,9 +13,8 @@ from harness.analysis_options import ViewOptions
 from harness.errors import echo, fail
 
 if TYPE_CHECKING:
-    from http.server import ThreadingHTTPServer
 
-    from harness.analysis.live import LiveReport
+    pass
 
 
 def _stop(signum: int, frame: object) -> None:
@@ -30,10 +29,10 @@ def view_command(
     options: Annotated[ViewOptions, Parameter(name="*")] = ViewOptions(),
 ) -> None:
     """Serve the same page as `analyze --html` on 127.0.0.1; it updates itself as trials finish (Ctrl-C stops)."""
-    from harness.analysis.live import HOST
+    from harness.analysis.live import HOST, open_live_report
 
     try:
-        report, server = _prepare(runs, options)
+        report, server = open_live_report(runs, options)
     except AblbenchError as exc:
         raise fail(str(exc)) from exc
     url = f"http://{HOST}:{server.server_address[1]}/"
@@ -46,26 +45,6 @@ def view_command(
     finally:
         server.server_close()
         report.close()
-
-
-def _prepare(runs: list[Path], o: ViewOptions) -> tuple[LiveReport, ThreadingHTTPServer]:
-    """The checked runs and the (not yet started) server of ``o``."""
-    from harness.analysis import SOLVED_RULES
-    from harness.analysis.live import LiveReport, make_server
-    from harness.analysis.options import run_labels
-
-    labels = run_labels(o.names, len(runs))
-    if o.solved not in SOLVED_RULES:
-        raise AblbenchError(f"unknown --solved rule {o.solved!r}; use one of {', '.join(SOLVED_RULES)}")
-    if o.poll <= 0:
-        raise AblbenchError(f"--poll {o.poll} must be above 0 seconds")
-    missing = [str(p) for p in runs if not p.exists()]
-    if missing:
-        raise AblbenchError(f"{', '.join(missing)}: no such file or folder; pass results folders written by "
-                            "`ablbench run` (they may still be running)")
-    report = LiveReport(runs, labels, o)
-    report.state()  # fail now, not in the browser, on a folder that cannot be read
-    return report, make_server(report, o.port)
 
 
 def register(app: App) -> None:
