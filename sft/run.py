@@ -32,31 +32,52 @@ from sft.errors import SftError
 SFT_FILE = "sft.json"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SftOptions:
-    """The options of ``ablbench sft``."""
+    """The options of ``ablbench sft`` (each field's docstring is its flag's help)."""
 
-    model: Path | None = None  # HF folder; None: the bundled SmolLM2 (the caller resolves it)
+    model: Path | None = None  # None: the bundled SmolLM2 (the caller resolves it)
+    """HF model folder (default: the bundled SmolLM2)."""
     traces: tuple[Path, ...] = ()
+    """ablbench run folder, harbor job or trial folder (repeat for more); passed trials only unless --include-failed."""
     out: Path = Path("results/sft")
-    gguf: Path | None = None  # the base model's GGUF: also write merged.gguf
+    """Output folder (adapter, merged, sft.json)."""
+    gguf: Path | None = None
+    """The base model's GGUF: also write merged.gguf."""
     include_failed: bool = False
+    """Train on failed trials too."""
     epochs: int = 3
+    """Passes over the training trajectories."""
     lr: float = 1e-3
+    """AdamW learning rate (LoRA)."""
     rank: int = 16
+    """LoRA rank."""
     alpha: int = 32
+    """LoRA alpha."""
     dropout: float = 0.0
+    """LoRA dropout."""
     target_modules: str = "all-linear"
+    """PEFT target_modules."""
     batch_tokens: int = 4096
-    lora_layers: float = 0.5  # share of the decoder layers, the top ones, that get adapters (1: all)
-    share_prefix: bool = True  # run the batch's shared prompt prefix once (exact; off: every row whole)
+    """Padded tokens per batch (length-grouped)."""
+    lora_layers: float = 0.5
+    """Share of the decoder layers, the top ones, that get adapters (1: all)."""
+    share_prefix: bool = True
+    """Run a batch's common prompt prefix once (exact; off: every row whole)."""
     max_len: int = 2048
+    """Longest sequence in tokens (longer: cut on the left)."""
     val_fraction: float = 0.2
+    """Share of TASKS held out for validation."""
     seed: int = 0
+    """Seed of the split, the LoRA init and the batch order."""
     device: str = "auto"
+    """auto (GPU when present) | cpu | cuda."""
     dtype: str = "auto"
-    threads: int = 0  # 0: ABLBENCH_TORCH_THREADS, else the CPUs the load average leaves idle
+    """auto (bf16 on a GPU or CPU that has it, else float32)."""
+    threads: int = 0
+    """Torch threads (0: ABLBENCH_TORCH_THREADS, else the idle CPUs)."""
     quiet: bool = False
+    """No progress bar."""
 
 
 def training_fingerprint(o: SftOptions, files: list[dict]) -> tuple[dict, str]:
