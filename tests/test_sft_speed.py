@@ -53,7 +53,7 @@ def _loss_and_grads(model, batch, share: bool) -> tuple[float, int, torch.Tensor
     model.zero_grad(set_to_none=True)
     loss, n = train.batch_loss(model, batch, share)
     (loss / n).backward()
-    return float(loss), n, torch.cat([p.grad.flatten() for p in model.parameters() if p.requires_grad])
+    return float(loss.detach()), n, torch.cat([p.grad.flatten() for p in model.parameters() if p.requires_grad])
 
 
 @pytest.mark.parametrize("lora_layers", [1.0, 0.5])
