@@ -20,21 +20,8 @@ import numpy as np
 from abliterate.errors import AbliterationError
 from abliterate.fsio import atomic_path, write_json
 from abliterate.model import LoadedModel, layer_output
+from abliterate.options import CaptureOptions as CaptureOptions  # re-exported: the step's own options
 from abliterate.progress import progress_bar
-
-
-@dataclass(frozen=True)
-class CaptureOptions:
-    """The options of ``ablbench abliterate capture``: ``run``'s contrast through ``model`` into run/activations."""
-
-    model: Path
-    run: Path
-    batch_size: int = 8
-    device: str = "auto"
-    dtype: str = "auto"
-    layers_path: str | None = None  # dotted path of the decoder layers for an unknown architecture
-    no_save_activations: bool = False  # keep only the means
-    quiet: bool = False
 
 MEANS_FILE = "means.safetensors"
 META_FILE = "meta.json"

@@ -8,11 +8,11 @@ prompt), so the contrast is exactly what the model sees on a benchmark's first t
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from abliterate.errors import AbliterationError
 from abliterate.fsio import read_jsonl, write_jsonl
+from abliterate.options import ContrastOptions as ContrastOptions  # re-exported: the step's own options
 from abliterate.prompts import PromptItem, split_ids
 
 MessageBuilder = Callable[[str], list[dict]]
@@ -20,21 +20,6 @@ MessageBuilder = Callable[[str], list[dict]]
 CLOSED_THINK = "<think>\n\n</think>\n\n"
 REFUSE_FILE = "contrast_refuse.jsonl"
 COMPLY_FILE = "contrast_comply.jsonl"
-
-
-@dataclass(frozen=True)
-class ContrastOptions:
-    """The options of ``ablbench abliterate contrast``: render and split the contrast set into ``out``."""
-
-    model: Path  # its chat template renders the prompts
-    out: Path
-    prompts: Path | None = None  # one labelled file, or refuse_prompts + comply_prompts, or the built-ins
-    refuse_prompts: Path | None = None
-    comply_prompts: Path | None = None
-    limit: int | None = None  # prompts per bucket
-    eval_fraction: float = 0.2
-    seed: int = 0  # of the train/eval split
-    disjoint_categories: bool = False
 
 
 def plain_user(prompt: str) -> list[dict]:

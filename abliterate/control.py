@@ -17,40 +17,15 @@ Rules, in order:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from abliterate.errors import AbliterationError
 from abliterate.fsio import atomic_path, write_json
+from abliterate.options import BakeRunOptions, ControlOptions
 
 REFERENCE_BAKE = Path("abliterated_model") / "abliteration.json"
-
-
-@dataclass(frozen=True)
-class ControlOptions:
-    """The options of ``ablbench abliterate control``: bake a control edit of ``run`` into ``out``."""
-
-    model: Path
-    run: Path
-    out: Path
-    seed: int = 0  # of the random direction (rule 2)
-    direction: Path | None = None  # a second contrast's direction instead (rule 3)
-    layer: float | None = None  # row of ``direction`` when it is a per-layer stack
-    gguf_type: str = "auto"  # a .gguf model: how edited tensors are stored
-    quiet: bool = False
-
-
-@dataclass(frozen=True)
-class BakeRunOptions:
-    """The options of ``ablbench abliterate bake-run``: the run's own edit baked into another copy."""
-
-    model: Path
-    run: Path
-    out: Path
-    gguf_type: str = "auto"
-    quiet: bool = False
 
 
 def random_orthogonal(reference, seed: int) -> np.ndarray:

@@ -19,7 +19,6 @@ The report, in order:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,22 +32,8 @@ from abliterate.evaluate.refusal_stats import rate_with_ci
 from abliterate.fsio import atomic_path, write_json, write_text
 from abliterate.infer import generate
 from abliterate.model import LoadedModel
+from abliterate.options import DirectionReportOptions as DirectionReportOptions  # re-exported: the step's own options
 from abliterate.prompts import NEUTRAL_SYSTEM_PROMPT, neutral_prompts
-
-
-@dataclass(frozen=True)
-class DirectionReportOptions:
-    """The options of ``ablbench abliterate direction-report``."""
-
-    model: Path
-    run: Path
-    prompts: int = 32  # refuse-bucket prompts for the base marker rate
-    gen_tokens: int = 100
-    floor: float = 0.1  # "measurably refuses" = Wilson lower bound >= this
-    batch_size: int = 8
-    device: str = "auto"
-    dtype: str = "auto"
-    layers_path: str | None = None
 
 JSON_FILE = "direction_report.json"
 MD_FILE = "direction_report.md"

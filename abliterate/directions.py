@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,32 +18,13 @@ import numpy as np
 from abliterate.capture import META_FILE, load_activations, load_means
 from abliterate.errors import AbliterationError
 from abliterate.fsio import atomic_path, write_text
+from abliterate.options import DirectionsOptions as DirectionsOptions  # re-exported: the step's own options
 
 DIRS_FILE = "refusal_dirs.safetensors"
 DIR_FILE = "refusal_dir.pt"
 RANKING_FILE = "refusal_ranking.csv"
 PLOT_FILE = "refusal_layers.png"
 VARIANTS = ("diff", "projected")
-
-
-@dataclass(frozen=True)
-class DirectionsOptions:
-    """The options of ``ablbench abliterate directions``: per-layer directions, then the layer choice."""
-
-    run: Path
-    model: Path | None = None  # for the behavioural choice; default: the captured one
-    variant: str = "diff"
-    layer: float | None = None  # use this layer, skip the search
-    candidates: tuple[int, ...] | None = None
-    n_candidates: int = 6
-    kl_bound: float = 0.1
-    gen_tokens: int = 24
-    no_choose: bool = False
-    batch_size: int = 8
-    device: str = "auto"
-    dtype: str = "auto"
-    layers_path: str | None = None
-    quiet: bool = False
 
 
 def unit_rows(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

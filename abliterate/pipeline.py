@@ -27,52 +27,17 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 from abliterate.contrast import COMPLY_FILE, REFUSE_FILE, MessageBuilder, build_contrast, make_records, select
 from abliterate.errors import AbliterationError
 from abliterate.fsio import file_sha256, write_json
+from abliterate.options import PipelineOptions
 from abliterate.progress import console, warnings_to_file
 from abliterate.prompts import SMOKE_PROMPT, PromptItem
 
 STEPS = ("contrast", "capture", "directions", "choose", "search", "report", "bake", "evaluate")
-
-
-@dataclass(frozen=True)
-class PipelineOptions:
-    """Every knob of the pipeline (each step's key hashes the ones it uses)."""
-
-    eval_fraction: float = 0.2
-    seed: int = 0
-    disjoint_categories: bool = False
-    batch_size: int = 8
-    device: str = "auto"
-    dtype: str = "auto"
-    layers_path: str | None = None
-    variant: str = "diff"
-    layer: float | None = None
-    candidates: list[int] | None = None
-    n_candidates: int = 6
-    kl_bound: float = 0.1
-    choose_gen_tokens: int = 24
-    components: tuple[str, ...] = ("embed", "attn", "mlp", "experts")
-    weight: float = 1.0
-    norm_preserve: bool = False
-    eval_tokens: int = 128
-    eval_limit: int | None = None
-    search: bool | None = None
-    search_trials: int = 200
-    search_prompts: int | None = None
-    search_gen_tokens: int = 100
-    search_format_tokens: int = 128
-    report: bool = True
-    report_prompts: int = 32
-    report_tokens: int = 100
-    judge: tuple[str, str] | None = None
-    rd: bool = True
-    force: tuple[str, ...] = field(default_factory=tuple)
-    show_progress: bool = True
 
 
 class StepLog:

@@ -11,7 +11,9 @@ Rules, in order:
 4. ``start_server`` / ``stop_server`` serve one model and report it as a ``ServedModel``.
    ``run_evaluation(EvaluationOptions)`` and ``contrast_inputs`` are the abliteration steps that
    need the agent's prompt (the others are ``abliterate``'s own functions over typed options).
-5. Errors a user can fix raise ``ablbench.errors.AblbenchError`` with a one-line message.
+5. ``train_sft(SftOptions, log) -> dict``: one ``ablbench sft`` (the sft.json content), the
+   agent's own reply format passed to :mod:`sft`, the bundled model when none is named.
+6. Errors a user can fix raise ``ablbench.errors.AblbenchError`` with a one-line message.
    Nothing here parses flags or prints to stdout.
 
 Example (the README's)::
@@ -23,6 +25,8 @@ Example (the README's)::
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from harness.abliteration import contrast_inputs, run_evaluation
@@ -32,6 +36,7 @@ from harness.job import Job, RunResult
 from harness.run_options import RunOptions
 from harness.servers import ServedModel, ServeOptions, start_server, stop_server
 from harness.sweep import Sweep, SweepOptions
+from sft.run import SftOptions
 
 __all__ = [
     "Analysis",
@@ -41,6 +46,7 @@ __all__ = [
     "RunResult",
     "ServeOptions",
     "ServedModel",
+    "SftOptions",
     "Sweep",
     "SweepOptions",
     "analyze",
@@ -48,9 +54,29 @@ __all__ = [
     "run_evaluation",
     "start_server",
     "stop_server",
+    "train_sft",
 ]
 
 
 def analyze(runs: list[Path | str], options: AnalyzeOptions = AnalyzeOptions()) -> Analysis:
     """Compare ``runs`` (results folders, master_summary.csv files, harbor jobs, tb runs): rule 2."""
     return analyze_paths([Path(r) for r in runs], options)
+
+
+def train_sft(o: SftOptions, log: Callable[[str], None] = print) -> dict:
+    """Fine-tune as ``o`` says (rule 5): the bundled SmolLM2 when ``o.model`` is None; returns sft.json's content."""
+    import os
+
+    # before torch loads OpenMP: idle threads sleep instead of spinning on a shared CPU
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from harness.extras import require
+
+    require("sft", "sft")
+    from harness.agents.terminus import history_reply
+    from sft.run import run_sft
+
+    if o.model is None:
+        from harness.embedded_model import materialize
+
+        o = replace(o, model=materialize())
+    return run_sft(o, history_reply=history_reply, log=log)

@@ -12,6 +12,9 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
+
+from cyclopts import Parameter
 
 from ablbench.errors import AblbenchError
 from ablbench.paths import embedded_model_dir
@@ -36,12 +39,14 @@ def gguf_path() -> Path:
     return path
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EmbeddedModelOptions:
     """The options of ``ablbench model embedded``."""
 
-    out: Path | None = None  # hf only; default: the ablbench cache
-    fmt: str = "hf"  # hf: a bf16 safetensors folder | gguf: the bundled GGUF file
+    out: Path | None = None
+    """Folder to write (default: the ablbench cache; hf only)."""
+    fmt: Annotated[str, Parameter(name="--format")] = "hf"
+    """hf: a bf16 safetensors folder | gguf: the bundled GGUF file."""
 
 
 def embedded_model(options: EmbeddedModelOptions) -> Path:

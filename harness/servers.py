@@ -23,7 +23,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from cyclopts import Parameter
 
 from ablbench.atomic import write_json_atomic
 from ablbench.errors import AblbenchError
@@ -32,23 +34,35 @@ from ablbench.paths import cache_dir
 BACKEND_NAMES = ("llamacpp", "transformers", "sglang", "vllm")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ServeOptions:
     """The options of one ``ablbench serve`` invocation (``serve stop`` reads ``all_`` only)."""
 
-    model: Path | None = None  # None: the bundled SmolLM2
-    backend: str | None = None  # None: default_backend() picks one
+    model: Annotated[Path | None, Parameter(alias="-m")] = None
+    """HF model folder or GGUF file to serve (default: the bundled SmolLM2)."""
+    backend: Annotated[str | None, Parameter(alias="-b")] = None  # None: default_backend() picks one
+    """llamacpp | transformers | sglang | vllm (default: llamacpp for a GGUF and the bundled model on a CPU; sglang with a GPU and its image; else transformers)."""
     port: int | None = None
+    """Host port on 127.0.0.1 (default: a free one)."""
     name: str | None = None
+    """Server name (default: the folder name)."""
     detach: bool = False
+    """Leave the server running; stop it with `serve stop`."""
     check: bool = False
+    """Only run the preflight check of the folder."""
     base: Path | None = None
+    """Base model folder or GGUF: tokenizer/template must match."""
     health_budget: float | None = None
+    """Seconds to wait for health (default: 1200 containers, 300 transformers, 180 llamacpp)."""
     image: str | None = None
+    """Override the pinned container image."""
     gpus: str = "all"
+    """Container GPUs: all, a count, or ids like 0,1."""
     force: bool = False
-    all_: bool = False
-    extra_args: tuple[str, ...] = ()  # what follows `--`, for the server itself
+    """Serve even when the preflight check finds errors."""
+    all_: Annotated[bool, Parameter(name="--all")] = False
+    """With `stop`: every detached or leftover server."""
+    extra_args: Annotated[tuple[str, ...], Parameter(parse=False)] = ()  # what follows `--`, for the server itself
 
 
 def state_dir() -> Path:

@@ -7,7 +7,9 @@ Rules, in order:
    same one resumes after its last finished epoch up to ``epochs`` (or does nothing when sft.json
    says it is complete with those epochs and outputs).
 2. The validation loss is measured on the held-out tasks' trajectories before training (the base
-   model with a zero-initialized adapter, i.e. the base) and after.
+   model with a zero-initialized adapter, i.e. the base) and after. On the CPU both are measured
+   in fp32 and the merge is done and saved in fp32, whatever dtype the training step used; on a
+   GPU all of it is in the training dtype.
 3. sft.json is written atomically last; it records the data files and hashes, the split, the
    settings, the loss curve, the validation loss before and after, the seed, versions, timings.
 """
@@ -20,7 +22,7 @@ import platform
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -30,36 +32,59 @@ from sft.errors import SftError
 SFT_FILE = "sft.json"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SftOptions:
-    """The options of ``ablbench sft``."""
+    """The options of ``ablbench sft`` (each field's docstring is its flag's help)."""
 
-    model: Path | None = None  # HF folder; None: the bundled SmolLM2 (the caller resolves it)
+    model: Path | None = None  # None: the bundled SmolLM2 (the caller resolves it)
+    """HF model folder (default: the bundled SmolLM2)."""
     traces: tuple[Path, ...] = ()
+    """ablbench run folder, harbor job or trial folder (repeat for more); passed trials only unless --include-failed."""
     out: Path = Path("results/sft")
-    gguf: Path | None = None  # the base model's GGUF: also write merged.gguf
+    """Output folder (adapter, merged, sft.json)."""
+    gguf: Path | None = None
+    """The base model's GGUF: also write merged.gguf."""
     include_failed: bool = False
+    """Train on failed trials too."""
     epochs: int = 3
+    """Passes over the training trajectories."""
     lr: float = 1e-3
+    """AdamW learning rate (LoRA)."""
     rank: int = 16
+    """LoRA rank."""
     alpha: int = 32
+    """LoRA alpha."""
     dropout: float = 0.0
+    """LoRA dropout."""
     target_modules: str = "all-linear"
+    """PEFT target_modules."""
     batch_tokens: int = 4096
+    """Padded tokens per batch (length-grouped)."""
+    lora_layers: float = 0.5
+    """Share of the decoder layers, the top ones, that get adapters (1: all)."""
+    share_prefix: bool = True
+    """Run a batch's common prompt prefix once (exact; off: every row whole)."""
     max_len: int = 2048
+    """Longest sequence in tokens (longer: cut on the left)."""
     val_fraction: float = 0.2
+    """Share of TASKS held out for validation."""
     seed: int = 0
+    """Seed of the split, the LoRA init and the batch order."""
     device: str = "auto"
+    """auto (GPU when present) | cpu | cuda."""
     dtype: str = "auto"
-    threads: int = 0  # 0: ABLBENCH_TORCH_THREADS, else the CPUs the load average leaves idle
+    """auto (bf16 on a GPU or CPU that has it, else float32)."""
+    threads: int = 0
+    """Torch threads (0: ABLBENCH_TORCH_THREADS, else the idle CPUs)."""
     quiet: bool = False
+    """No progress bar."""
 
 
 def training_fingerprint(o: SftOptions, files: list[dict]) -> tuple[dict, str]:
     """(the settings that define the training, their hash with the data's): rule 1. The epoch count
     and the outputs asked for are not part of it: more epochs extend a training, fewer pick an
     earlier checkpoint, and --gguf only adds an output."""
-    skip = {"out", "quiet", "threads", "traces", "epochs", "gguf"}
+    skip = {"out", "quiet", "threads", "traces", "epochs", "gguf", "share_prefix"}
     settings = {k: v for k, v in asdict(o).items() if k not in skip}
     blob = json.dumps({"settings": settings, "data": sorted(f["sha256"] for f in files)}, sort_keys=True, default=str)
     return settings, hashlib.sha256(blob.encode()).hexdigest()
@@ -86,6 +111,7 @@ def _progress(quiet: bool):
 def run_sft(o: SftOptions, *, history_reply: Callable[[str], str] | None = None,
             log: Callable[[str], None] = print) -> dict:
     """Train, merge and describe (module rules); returns the sft.json content."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from sft import data, tokens, train
@@ -99,6 +125,9 @@ def run_sft(o: SftOptions, *, history_reply: Callable[[str], str] | None = None,
         raise SftError("no training data: pass --traces RUN (ablbench run folders or harbor jobs)")
     if o.epochs < 1 or o.rank < 1 or o.lr <= 0 or o.batch_tokens < 16 or o.max_len < 16:
         raise SftError("--epochs, --rank, --lr must be positive and --batch-tokens, --max-len at least 16")
+    if not 0 < o.lora_layers <= 1:
+        raise SftError(f"--lora-layers {o.lora_layers}: give the share of layers (the top ones) that get "
+                       "adapters, above 0 and at most 1")
     if o.gguf is not None and not Path(o.gguf).is_file():
         raise SftError(f"--gguf {o.gguf}: no such file; pass the base model's .gguf")
     model_dir, out = Path(o.model), Path(o.out)
@@ -110,7 +139,9 @@ def run_sft(o: SftOptions, *, history_reply: Callable[[str], str] | None = None,
         raise SftError(f"no passed trial in {', '.join(map(str, o.traces))} ({dropped} failed ones left out); "
                        "train on passed trajectories or pass --include-failed")
     files = data.describe(trials)
-    settings, fingerprint = training_fingerprint(o, files)
+    device, dtype = train.pick_device(o.device, o.dtype)
+    settings, fingerprint = training_fingerprint(
+        replace(o, device=device.type, dtype=str(dtype).removeprefix("torch.")), files)
     out.mkdir(parents=True, exist_ok=True)
     fp_file = out / "fingerprint.json"
     if fp_file.is_file():
@@ -131,7 +162,6 @@ def run_sft(o: SftOptions, *, history_reply: Callable[[str], str] | None = None,
         hf_logging.disable_progress_bar()
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)  # peft's
     threads = train.setup_threads(o.threads)
-    device, dtype = train.pick_device(o.device, o.dtype)
     tok = AutoTokenizer.from_pretrained(model_dir)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     samples = [s for tr in trials for s in data.samples_from_trial(tr, history_reply or (lambda r: r.strip()))]
@@ -145,9 +175,11 @@ def run_sft(o: SftOptions, *, history_reply: Callable[[str], str] | None = None,
         f"{threads} threads")
 
     t = time.monotonic()
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device)
+    eval_dtype = torch.float32 if device.type == "cpu" else dtype  # rule 2
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=eval_dtype).to(device)
     s = train.LoraSettings(epochs=o.epochs, lr=o.lr, rank=o.rank, alpha=o.alpha, dropout=o.dropout,
-                           target_modules=o.target_modules, batch_tokens=o.batch_tokens, seed=o.seed)
+                           target_modules=o.target_modules, batch_tokens=o.batch_tokens, seed=o.seed,
+                           lora_layers=o.lora_layers, share_prefix=o.share_prefix)
     model = train.add_lora(model, s)
     val_before_file = out / "val_before.json"
     if val_before_file.is_file():
@@ -156,6 +188,7 @@ def run_sft(o: SftOptions, *, history_reply: Callable[[str], str] | None = None,
         val_before = train.evaluate(model, va_seqs, pad_id, device, o.batch_tokens)
         write_json_atomic(val_before_file, {"loss": val_before})
     timings["val_before_s"] = time.monotonic() - t
+    base_weights = train.cast_frozen(model, dtype)
 
     t = time.monotonic()
     with _progress(o.quiet) as bar:
@@ -172,11 +205,12 @@ def run_sft(o: SftOptions, *, history_reply: Callable[[str], str] | None = None,
     timings["train_s"] = time.monotonic() - t
 
     t = time.monotonic()
+    train.restore_frozen(model, base_weights)
     val_after = train.evaluate(model, va_seqs, pad_id, device, o.batch_tokens)
     timings["val_after_s"] = time.monotonic() - t
     t = time.monotonic()
     model.save_pretrained(out / "adapter")
-    merge_hf(model, tok, out / "merged", dtype)
+    merge_hf(model, tok, out / "merged", eval_dtype)
     gguf_report = None
     if o.gguf is not None:
         (out / "merged.gguf").unlink(missing_ok=True)
@@ -200,6 +234,7 @@ def run_sft(o: SftOptions, *, history_reply: Callable[[str], str] | None = None,
                   "validation_tasks": val_tasks},
         "hyperparameters": {**asdict(s), "max_len": o.max_len, "device": str(device),
                             "dtype": str(dtype).removeprefix("torch."), "threads": threads,
+                            "validation_and_merge_dtype": str(eval_dtype).removeprefix("torch."),
                             "optimizer": "AdamW", "schedule": "linear warm-up over 10 % of an epoch, then constant",
                             "grad_clip": 1.0},
         "seed": o.seed,

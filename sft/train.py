@@ -1,20 +1,30 @@
-"""The LoRA training loop: length-grouped batches, loss on trained tokens only, per-epoch checkpoints.
+"""The LoRA training loop: length-grouped batches, a shared prompt prefix run once, loss on trained tokens only.
 
 Rules, in order:
 1. Device: ``auto`` is CUDA when there is one, else the CPU; dtype ``auto`` is bf16 on a GPU that
-   has it, else fp32. Torch uses ``threads``, else ``ABLBENCH_TORCH_THREADS``, else the CPUs this
-   process may run on that the load average leaves idle (at least one); one inter-op thread;
-   tokenizers do not fork their own pool. The CLI asks OpenMP to sleep, not spin, while waiting.
+   has it and on a CPU with native bf16 (avx512_bf16 or AMX), else fp32; the base weights take
+   that dtype, the adapters stay fp32 (PEFT's default). Torch uses ``threads``, else
+   ``ABLBENCH_TORCH_THREADS``, else the CPUs this process may run on that the load average leaves
+   idle (at least one); one inter-op thread; tokenizers do not fork their own pool. The CLI asks
+   OpenMP to sleep, not spin, while waiting.
 2. Batches: sequences sorted by length (ties in seeded order) are cut into batches whose padded
    size (longest x count) stays within ``batch_tokens``; each epoch shuffles the batch order with
    ``seed + epoch``. Padding is on the right, masked out of attention and loss.
 3. Loss: the decoder's hidden states are projected to logits only at positions whose next token
    is trained (most positions are prompt and observation), then mean cross-entropy per batch.
    The validation loss is the token-weighted mean over all validation tokens.
-4. Schedule: AdamW, linear warm-up over the first 10 % of the first epoch's steps (at least
+4. Shared prefix (``share_prefix``): every agent sample starts with the same system prompt. The
+   tokens all rows of a batch share, up to the first position whose next token carries loss,
+   run once (one row, keys and values kept with their graph), and the rows' remainders attend to
+   them; loss and gradients are those of the full batch (within float rounding). Only models whose
+   layers all use plain full attention share; others run the whole batch.
+5. Adapters: ``lora_layers`` below 1 puts them on that share of the decoder layers, the top ones
+   (at least one), with ``target_modules`` resolved to module names; the frozen layers below need
+   no backward pass, which autograd skips by itself (nothing below them requires a gradient).
+6. Schedule: AdamW, linear warm-up over the first 10 % of the first epoch's steps (at least
    one), then a constant learning rate, so that epoch N is the same whatever ``epochs`` says and
    a training can be extended by more epochs; gradients clipped at norm 1.
-5. After each epoch, ``checkpoints/epoch-N/`` gets the adapter, the optimizer and scheduler
+7. After each epoch, ``checkpoints/epoch-N/`` gets the adapter, the optimizer and scheduler
    state, the RNG states and the loss curve so far, staged then renamed; a new run with the same
    fingerprint resumes after the last complete epoch up to ``epochs``.
 """
@@ -22,6 +32,7 @@ Rules, in order:
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import math
 import os
@@ -52,6 +63,8 @@ class LoraSettings:
     batch_tokens: int = 4096
     weight_decay: float = 0.0
     seed: int = 0
+    lora_layers: float = 1.0  # share of the decoder layers, the top ones, that get adapters
+    share_prefix: bool = True  # one pass over the rows' common prompt prefix per batch
 
 
 @dataclass
@@ -88,6 +101,15 @@ def setup_threads(threads: int = 0) -> int:
     return torch.get_num_threads()
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (avx512_bf16 or AMX), per /proc/cpuinfo (Linux)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+
+
 def pick_device(device: str = "auto", dtype: str = "auto") -> tuple[torch.device, torch.dtype]:
     """(device, dtype) per rule 1."""
     if device == "auto":
@@ -98,7 +120,7 @@ def pick_device(device: str = "auto", dtype: str = "auto") -> tuple[torch.device
     names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
              "float16": torch.float16, "fp16": torch.float16}
     if dtype == "auto":
-        bf16 = dev.type == "cuda" and torch.cuda.is_bf16_supported()
+        bf16 = torch.cuda.is_bf16_supported() if dev.type == "cuda" else cpu_has_bf16()
         return dev, torch.bfloat16 if bf16 else torch.float32
     if dtype not in names:
         raise SftError(f"--dtype {dtype!r} is unknown: use auto, float32, bfloat16 or float16")
@@ -147,11 +169,52 @@ def _parts(model) -> tuple[Any, Any, float | None]:
     return decoder, base.get_output_embeddings(), cap
 
 
-def batch_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-    """(summed cross-entropy, trained tokens) of one batch (rule 3)."""
+#: a common prefix shorter than this is not worth a separate pass
+MIN_SHARED = 16
+
+
+def shared_prefix(batch: dict[str, torch.Tensor]) -> int:
+    """Rule 4: the tokens every row starts with, up to the first position whose next token carries loss
+    in any row and short of every row's end (0 for a batch of one row)."""
+    ids, labels, mask = batch["input_ids"], batch["labels"], batch["attention_mask"]
+    if ids.shape[0] < 2:
+        return 0
+    differs = (ids != ids[:1]).any(0).nonzero()
+    trained = (labels != IGNORE).any(0).nonzero()
+    p = min(int(mask.sum(1).min()) - 1, int(differs[0]) if len(differs) else ids.shape[1],
+            int(trained[0]) - 1 if len(trained) else ids.shape[1])
+    return max(p, 0)
+
+
+def _plain_cache(decoder):
+    """A fresh DynamicCache of full-attention layers only, or None when the model has other kinds
+    (sliding windows, linear attention): those are not shared."""
+    from transformers.cache_utils import DynamicCache, DynamicLayer
+
+    cache = DynamicCache(config=decoder.config)
+    return cache if cache.layers and all(type(x) is DynamicLayer for x in cache.layers) else None
+
+
+def _hidden(decoder, batch: dict[str, torch.Tensor], share: bool) -> tuple[torch.Tensor, int]:
+    """(the last hidden states from position ``p`` on, ``p``): rule 4's shared prefix runs once."""
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    p = shared_prefix(batch) if share else 0
+    cache = _plain_cache(decoder) if p >= MIN_SHARED else None
+    if cache is None:
+        return decoder(input_ids=ids, attention_mask=mask).last_hidden_state, 0
+    # transformers 5.x renamed past_key_values to cache (the old name warns, then goes in 5.40)
+    kw = "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+    decoder(input_ids=ids[:1, :p], use_cache=True, **{kw: cache})
+    cache.batch_repeat_interleave(ids.shape[0])
+    out = decoder(input_ids=ids[:, p:], attention_mask=mask, use_cache=True, **{kw: cache})
+    return out.last_hidden_state, p
+
+
+def batch_loss(model, batch: dict[str, torch.Tensor], share_prefix: bool = True) -> tuple[torch.Tensor, int]:
+    """(summed cross-entropy, trained tokens) of one batch (rules 3-4)."""
     decoder, head, cap = _parts(model)
-    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-    target = batch["labels"][:, 1:]
+    hidden, p = _hidden(decoder, batch, share_prefix)
+    target = batch["labels"][:, p + 1:]
     sel = target != IGNORE
     logits = head(hidden[:, :-1][sel]).float()
     if cap:
@@ -161,7 +224,8 @@ def batch_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int
 
 
 @torch.no_grad()
-def evaluate(model, seqs: list[Encoded], pad_id: int, device: torch.device, batch_tokens: int) -> float | None:
+def evaluate(model, seqs: list[Encoded], pad_id: int, device: torch.device, batch_tokens: int,
+             share_prefix: bool = True) -> float | None:
     """Token-weighted mean loss over ``seqs`` (None when there are none)."""
     if not seqs:
         return None
@@ -169,7 +233,7 @@ def evaluate(model, seqs: list[Encoded], pad_id: int, device: torch.device, batc
     model.eval()
     total, count = 0.0, 0
     for idx in make_batches(seqs, batch_tokens, 0, 0):
-        loss, n = batch_loss(model, collate(seqs, idx, pad_id, device))
+        loss, n = batch_loss(model, collate(seqs, idx, pad_id, device), share_prefix)
         total += float(loss)
         count += n
     model.train(was)
@@ -233,13 +297,51 @@ def _schedule(per_epoch: int) -> Callable[[int], float]:
     return f
 
 
+def lora_target(model, s: LoraSettings) -> dict[str, Any]:
+    """Rule 5: PEFT's ``target_modules`` and ``layers_to_transform`` for ``s``."""
+    if s.lora_layers >= 1:
+        return {"target_modules": s.target_modules}
+    if not 0 < s.lora_layers < 1:
+        raise SftError(f"--lora-layers {s.lora_layers}: give the share of layers that get adapters, in (0, 1]")
+    n = model.config.get_text_config().num_hidden_layers
+    k = max(1, round(n * s.lora_layers))
+    if s.target_modules == "all-linear":
+        decoder, _, _ = _parts(model)
+        names = {name.rsplit(".", 1)[-1] for name, m in decoder.named_modules()
+                 if isinstance(m, torch.nn.Linear) and ".layers." in f".{name}"}
+    elif all(x.strip().isidentifier() for x in s.target_modules.split(",")):
+        names = {x.strip() for x in s.target_modules.split(",")}
+    else:
+        raise SftError(f"--target-modules {s.target_modules!r} is a pattern, which PEFT cannot combine with "
+                       "--lora-layers below 1: give all-linear or module names (q_proj,v_proj)")
+    return {"target_modules": sorted(names), "layers_to_transform": list(range(n - k, n)), "layers_pattern": "layers"}
+
+
+def cast_frozen(model, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Cast the frozen (base) weights to ``dtype`` in place, the trained adapters keep theirs; returns
+    the weights as they were, for :func:`restore_frozen` (a round trip through bf16 would round them)."""
+    saved = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad and p.is_floating_point() and p.dtype != dtype:
+            saved[name] = p.data
+            p.data = p.data.to(dtype)
+    return saved
+
+
+def restore_frozen(model, saved: dict[str, torch.Tensor]) -> None:
+    """Put back the frozen weights :func:`cast_frozen` returned."""
+    for name, p in model.named_parameters():
+        if name in saved:
+            p.data = saved[name]
+
+
 def add_lora(model, s: LoraSettings):
-    """``model`` wrapped with fresh LoRA adapters (seeded)."""
+    """``model`` wrapped with fresh LoRA adapters (seeded) on rule 5's layers."""
     from peft import LoraConfig, get_peft_model
 
+    target = lora_target(model, s)
     torch.manual_seed(s.seed)
-    cfg = LoraConfig(r=s.rank, lora_alpha=s.alpha, lora_dropout=s.dropout, target_modules=s.target_modules,
-                     task_type="CAUSAL_LM")
+    cfg = LoraConfig(r=s.rank, lora_alpha=s.alpha, lora_dropout=s.dropout, task_type="CAUSAL_LM", **target)
     return get_peft_model(model, cfg)
 
 
@@ -268,7 +370,7 @@ def train(model, train_seqs: list[Encoded], s: LoraSettings, *, pad_id: int, dev
         for idx in batches:
             t0 = time.perf_counter()
             batch = collate(train_seqs, idx, pad_id, device)
-            loss_sum, n = batch_loss(model, batch)
+            loss_sum, n = batch_loss(model, batch, s.share_prefix)
             (loss_sum / max(n, 1)).backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()

@@ -95,7 +95,7 @@ SMALL_PIPELINE = ["--limit", "16", "--candidates", "8,16", "--gen-tokens", "4", 
 def abliterated_run(smollm2_dir, tmp_path_factory) -> Path:
     """One small abliteration pipeline run on the bundled SmolLM2, shared by the tests that need it."""
     import torch
-    from typer.testing import CliRunner
+    from cli_helpers import CliRunner
 
     from harness.cli import app
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 import torch
+from cli_helpers import CliRunner
 from tiny_models import build_tiny
-from typer.testing import CliRunner
 
 from harness.cli import app
 

@@ -7,10 +7,10 @@ import json
 
 import numpy as np
 import pytest
+from cli_helpers import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tiny_runs import build_tiny_run
-from typer.testing import CliRunner
 
 from abliterate.bake.run import bake
 from abliterate.control import random_orthogonal

@@ -7,9 +7,9 @@ import json
 
 import numpy as np
 import pytest
+from cli_helpers import CliRunner
 from safetensors.numpy import load_file
 from tiny_runs import build_tiny_run
-from typer.testing import CliRunner
 
 from abliterate.control import random_orthogonal
 from abliterate.direction_report import direction_report, spread, verdict_sentences

@@ -10,9 +10,9 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from cli_helpers import CliRunner
 from conftest import SMALL_PIPELINE as SMALL
 from safetensors import safe_open
-from typer.testing import CliRunner
 
 from abliterate.directions import read_ranking
 from harness.cli import app

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import CliRunner
 from matplotlib.image import imread
 from md_tables import assert_rows_match_headers
-from typer.testing import CliRunner
 
 from ablbench.results import SUMMARY_COLUMNS, write_json_atomic, write_summary
 from harness.cli import app

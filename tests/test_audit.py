@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import CliRunner
 from md_tables import assert_rows_match_headers
 from test_agent_scripted_server import ScriptedServer
-from typer.testing import CliRunner
 
 from ablbench.atif import ATIF_VERSION
 from ablbench.paths import REPO_ROOT

@@ -8,15 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import typer
+from cli_helpers import CliRunner
 from safetensors.torch import load_file, save_file
-from typer.testing import CliRunner
 
 from abliterate.bake.direction import load_direction
 from abliterate.bake.errors import BakeError
 from abliterate.bake.profile import StrengthProfile, parse_profile_specs
 from abliterate.bake.run import bake
-from harness.commands._bake_cmd import bake_command
+from harness.cli import app
 
 D, INNER, LAYERS = 8, 12, 4
 
@@ -186,17 +185,14 @@ def test_tied_lm_head_is_edited_with_the_embedding(tmp_path):
 def test_cli_dry_run_and_error(tmp_path):
     src = _checkpoint(tmp_path / "src")
     torch.save(_r().float(), tmp_path / "r.pt")
-    app = typer.Typer()
-    app.command("bake")(bake_command)
-    app.command("noop")(lambda: None)  # keep "bake" a subcommand, as under `ablbench abliterate`
     runner = CliRunner()
-    ok = runner.invoke(app, ["bake", "--model", str(src), "--direction", str(tmp_path / "r.pt"),
+    ok = runner.invoke(app, ["abliterate", "bake", "--model", str(src), "--direction", str(tmp_path / "r.pt"),
                              "--out", str(tmp_path / "out"), "--dry-run", "--components", "attn",
                              "--profile", "attn:peak=1,pos=0,edge=0.5,width=2"])
     assert ok.exit_code == 0, ok.output
     assert "model.layers.0.self_attn.o_proj.weight" in ok.output and "3 tensor(s) would be edited" in ok.output
     assert not (tmp_path / "out").exists()
-    bad = runner.invoke(app, ["bake", "--model", str(src), "--direction", str(tmp_path / "missing.pt"),
+    bad = runner.invoke(app, ["abliterate", "bake", "--model", str(src), "--direction", str(tmp_path / "missing.pt"),
                               "--out", str(tmp_path / "out")])
     assert bad.exit_code == 1 and "error:" in bad.output and "not found" in bad.output
 

@@ -9,11 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_helpers import CliRunner
 from matplotlib.image import imread
 from md_tables import assert_rows_match_headers
 from test_agent_scripted_server import ScriptedServer
 from test_behaviour_metrics import atif, turn
-from typer.testing import CliRunner
 
 from ablbench.results import write_json_atomic, write_summary
 from harness.analysis import analyze, load_run

@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_helpers import CliRunner
 from test_agent_scripted_server import ScriptedServer
-from typer.testing import CliRunner
 
 from ablbench.paths import BUNDLED_TASKS
 from ablbench.results import BEHAVIOUR_COLUMNS

@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import CliRunner
 from test_agent_scripted_server import ScriptedServer
 from test_audit import AUDIT_TASKS, oracle_run
-from typer.testing import CliRunner
 
 from ablbench.paths import REPO_ROOT
 from harness.analysis import AnalyzeOptions, analyze, load_run

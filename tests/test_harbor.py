@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from cli_helpers import CliRunner
 from conftest import missing
 from harbor_helpers import (
     AGENT_IMPORT,
@@ -29,7 +30,6 @@ from harbor_helpers import (
     validate_atif,
 )
 from test_agent_scripted_server import ScriptedServer
-from typer.testing import CliRunner
 
 from ablbench.paths import BUNDLED_TASKS, DEBIAN_IMAGE, REPO_ROOT
 from harness.cli import app

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import CliRunner
 from md_tables import assert_rows_match_headers
 from scipy import integrate, special, stats
-from typer.testing import CliRunner
 
 from ablbench.results import write_json_atomic, write_summary
 from harness.analysis import plan

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from cli_helpers import CliRunner
 
 from ablbench.agent_api import AgentStop
 from ablbench.paths import TRAIN_TASKS

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_helpers import CliRunner
 from conftest import missing
 from report_helpers import REPO, Browser, TrialPlan, Turn, chrome_missing, screen, write_run, write_trial
-from typer.testing import CliRunner
 
 from ablbench.paths import BUNDLED_TASKS
 from harness.cli import app

@@ -13,8 +13,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from cli_helpers import CliRunner
 from test_runner import _scheduler, make_task
-from typer.testing import CliRunner
 
 from harness.agents.simple import OracleAgent
 from harness.cli import app

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import docker.errors
 import pytest
+from cli_helpers import CliRunner
 from conftest import missing
 from test_agent_scripted_server import ScriptedServer
-from typer.testing import CliRunner
 
 from ablbench.paths import DEBIAN_IMAGE
 from harness.cli import app

@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_helpers import CliRunner
 from test_agent_scripted_server import ScriptedServer
-from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.llm_client import LLMClient

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import CliRunner
 from safetensors.torch import load_file
 from sft_helpers import TASKS, trace_records, write_run
 from tiny_gguf import hf_to_gguf
 from tiny_models import build_tiny
-from typer.testing import CliRunner
 
 from ablbench.atif import write_trajectory
 from harness.agents.terminus import TerminusAgent, _Episode, history_reply

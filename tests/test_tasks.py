@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from cli_helpers import CliRunner
 
 from ablbench.errors import AblbenchError
 from ablbench.paths import BASE_IMAGE, BUNDLED_TASKS

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from cli_helpers import CliRunner
 
 from ablbench.paths import BASE_IMAGE, BUNDLED_TASKS, REPO_ROOT, TRAIN_TASKS
 from ablbench.task_spec import TaskSpec

@@ -11,8 +11,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from abliterate.bake.errors import BakeError
-
-COMPONENTS = ("embed", "attn", "mlp", "experts")
+from abliterate.options import COMPONENTS  # the flag default lives with the options
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ from abliterate.bake.math import EditStats, Workspace, make_editor, math_threads
 from abliterate.bake.profile import COMPONENTS, parse_profile_specs
 from abliterate.bake.stream import StreamTiming
 from abliterate.fsio import write_json
+from abliterate.options import BakeOptions
 
 log = logging.getLogger(__name__)
 
@@ -58,25 +59,6 @@ SINGLE_NAME = "model.safetensors"
 #: them up and silently serve the unedited model)
 _OTHER_WEIGHTS = {".bin", ".pth", ".pt", ".ckpt", ".gguf", ".h5", ".msgpack", ".safetensors", ".onnx"}
 _SKIP_DIRS = {".git", ".cache", "__pycache__"}
-
-
-@dataclass(frozen=True)
-class BakeOptions:
-    """The options of ``ablbench abliterate bake`` (see :func:`bake` for each knob)."""
-
-    model: Path
-    direction: Path
-    out: Path
-    layer: float | None = None
-    components: tuple[str, ...] = COMPONENTS
-    weight: float = 1.0
-    profile: tuple[str, ...] = ()  # COMPONENT:peak=W,pos=P,edge=E,width=H or COMPONENT=W specs
-    norm_preserve: bool = False
-    postnorm_correction: str = "auto"
-    skip_unknown_writers: bool = False
-    gguf_type: str = "auto"
-    q8_bound: float | None = None
-    dry_run: bool = False
 
 
 @dataclass

@@ -15,24 +15,15 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 
 from abliterate.errors import AbliterationError
 from abliterate.evaluate.judge_prompt import JUDGE_PROMPT_VERSION, LABELS, is_refused, judge_messages, parse_label
 from abliterate.evaluate.markers import is_refusal
 from abliterate.evaluate.refusal_stats import cohens_kappa
+from abliterate.options import JudgeCheckOptions as JudgeCheckOptions  # re-exported: the step's own options
 
 LABELLED_FILE = "refusal_labelled.jsonl"
 UNPARSED = "UNPARSED"
-
-
-@dataclass(frozen=True)
-class JudgeCheckOptions:
-    """The options of ``ablbench abliterate judge-check``: the judge's agreement with the labelled set."""
-
-    judge: tuple[str, str] | None = None  # (OpenAI-compatible URL, model name); required
-    out: Path | None = None  # the agreement as JSON, every item included
-    workers: int = 4  # requests in flight at once
 
 
 @dataclass

@@ -18,7 +18,6 @@ Refusal figures, in order:
 from __future__ import annotations
 
 import gc
-from dataclasses import dataclass
 from pathlib import Path
 
 from abliterate.errors import AbliterationError
@@ -27,26 +26,8 @@ from abliterate.evaluate.refusal_stats import rate_with_ci
 from abliterate.fsio import write_json, write_text
 from abliterate.infer import generate, kl_rows, next_token_logprobs
 from abliterate.model import load_model
+from abliterate.options import EvaluationOptions as EvaluationOptions  # re-exported: the step's own options
 from abliterate.progress import progress_bar
-
-
-@dataclass(frozen=True)
-class EvaluationOptions:
-    """The options of ``ablbench abliterate evaluate`` (``smoke`` fills them from its own)."""
-
-    base: Path
-    edited: Path | None = None  # None: describe base alone
-    run: Path | None = None  # its eval split; None: the built-in prompts
-    out: Path | None = None  # default: run/reports, else the current folder
-    max_new_tokens: int = 128
-    limit: int | None = None  # prompts per bucket
-    benign: int = 12  # everyday prompts for the over-refusal figure
-    judge: tuple[str, str] | None = None  # (OpenAI-compatible URL, model name)
-    no_rd: bool = False
-    batch_size: int = 8
-    device: str = "auto"
-    dtype: str = "auto"
-    quiet: bool = False
 
 JSON_FILE = "evaluation.json"
 MD_FILE = "evaluation.md"

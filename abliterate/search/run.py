@@ -22,7 +22,7 @@ import hashlib
 import json
 import shlex
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ from abliterate.contrast import read_contrast, select
 from abliterate.directions import DIRS_FILE
 from abliterate.errors import AbliterationError
 from abliterate.fsio import atomic_path, file_sha256, write_json
+from abliterate.options import SearchOptions
 from abliterate.search.front import PARETO_CSV, PLOT_FILE, TRIALS_CSV, choose_trial, plot_front, trial_row, write_rows
 from abliterate.search.objectives import Budget, FormatCheck, TrialEvaluator
 from abliterate.search.space import SEARCH_COMPONENTS, from_params, suggest
@@ -40,26 +41,6 @@ SEARCH_DIR = "search"
 CHOSEN_FILE = "chosen.json"
 CHOSEN_DIRECTION = "chosen_direction.pt"
 BASE_FILE = "base.json"
-
-
-@dataclass(frozen=True)
-class SearchOptions:
-    """Every knob of the search (the budgets and prompts key the stored study)."""
-
-    trials: int = 200
-    seed: int = 0
-    startup: int | None = None
-    prompts: int | None = None
-    gen_tokens: int = 100
-    format_tokens: int = 128
-    batch_size: int = 8
-    kl_bound: float = 0.1
-    damage_tolerance: float = 0.1
-    trial: int | None = None
-    fresh: bool = False
-    device: str = "auto"
-    dtype: str = "auto"
-    layers_path: str | None = None
 
 
 #: ``abliterate pipeline --demo-search``: a few minutes on SmolLM2 on two CPU cores

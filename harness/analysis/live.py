@@ -22,7 +22,6 @@ import hashlib
 import json
 import tempfile
 import threading
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -31,20 +30,9 @@ from urllib.parse import parse_qs, urlsplit
 from ablbench.errors import AblbenchError
 from ablbench.results import RUN_FILE, SUMMARY_FILE, read_run_meta
 from harness.analysis.model import Run
+from harness.analysis_options import ViewOptions
 
 HOST = "127.0.0.1"
-
-
-@dataclass(frozen=True)
-class ViewOptions:
-    """The options of one ``ablbench view`` invocation."""
-
-    names: str | None = None  # comma-separated, one per run (harness.analysis.options.run_labels)
-    port: int = 8765  # on 127.0.0.1; 0 picks a free port
-    solved: str = "mean"  # a key of harness.analysis.compare.SOLVED_RULES
-    poll: float = 3.0  # seconds between the page's checks for finished trials
-    allow_harness_drift: bool = False  # as AnalyzeOptions
-    allow_task_drift: bool = False
 
 
 def _stamp(path: Path) -> str:
@@ -223,3 +211,22 @@ def make_server(report: LiveReport, port: int = 8765) -> ThreadingHTTPServer:
                             "or --port 0 for a free one") from None
     server.daemon_threads = True
     return server
+
+
+def open_live_report(runs: list[Path], o: ViewOptions) -> tuple[LiveReport, ThreadingHTTPServer]:
+    """``ablbench view``: the checked runs' live report and its (not yet started) server on 127.0.0.1."""
+    from harness.analysis import SOLVED_RULES
+    from harness.analysis.options import run_labels
+
+    labels = run_labels(o.names, len(runs))
+    if o.solved not in SOLVED_RULES:
+        raise AblbenchError(f"unknown --solved rule {o.solved!r}; use one of {', '.join(SOLVED_RULES)}")
+    if o.poll <= 0:
+        raise AblbenchError(f"--poll {o.poll} must be above 0 seconds")
+    missing = [str(p) for p in runs if not p.exists()]
+    if missing:
+        raise AblbenchError(f"{', '.join(missing)}: no such file or folder; pass results folders written by "
+                            "`ablbench run` (they may still be running)")
+    report = LiveReport(runs, labels, o)
+    report.state()  # fail now, not in the browser, on a folder that cannot be read
+    return report, make_server(report, o.port)

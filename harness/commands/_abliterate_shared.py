@@ -1,46 +1,37 @@
-"""What every ``ablbench abliterate`` verb module shares: the error wrapper and the common options.
+"""What every ``ablbench abliterate`` verb module shares: the group and the error wrapper.
 
 Rules, in order:
-1. Each verb is wrapped by :func:`cli_errors`: the [abliterate] extra is checked, library warnings
+1. Each verb runs inside :func:`cli_errors`: the [abliterate] extra is checked, library warnings
    go to a log file, and a library error becomes ``error: ...`` and exit 1.
-2. An option used by more than one verb module is declared here once.
+2. The options shared by several verbs are declared once, in :mod:`abliterate.options`.
 3. This module imports no other ``abliterate`` verb module (they import it).
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-import typer
+from cyclopts import App
 
 from ablbench.errors import AblbenchError
 from harness.errors import fail
 
-DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ...")
-DTYPE = typer.Option("auto", "--dtype", help="auto (fp32 on CPU, stored dtype on GPU), float32, bfloat16 ...")
-BATCH = typer.Option(8, "--batch-size", help="Prompts per forward pass (memory is bounded by this).")
-LAYERS_PATH = typer.Option(None, "--layers-path", help="Dotted path of the decoder layers for an unknown arch.")
-JUDGE = typer.Option(None, "--judge", metavar="URL MODEL",
-                     help="Also judge refusals with an LLM behind an OpenAI-compatible URL (pinned prompt).")
+abl_app = App(name="abliterate", help="Find, choose, bake and evaluate a refusal direction.",
+              help_flags=["--help"], version_flags=[])
 
 
-def cli_errors(fn: Callable) -> Callable:
+@contextmanager
+def cli_errors(verb: str) -> Iterator[None]:
     """Check the [abliterate] extra, then turn library errors into ``error: ...`` + exit 1."""
+    from harness.extras import require
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from harness.extras import require
+    try:
+        require("abliterate", f"abliterate {verb}")
+        from ablbench.paths import cache_dir
+        from abliterate.progress import warnings_to_file
 
-        verb = fn.__name__.removesuffix("_cmd")
-        try:
-            require("abliterate", f"abliterate {verb}")
-            from ablbench.paths import cache_dir
-            from abliterate.progress import warnings_to_file
-
-            with warnings_to_file(cache_dir() / "logs" / f"abliterate-{verb}.log"):
-                return fn(*args, **kwargs)
-        except AblbenchError as exc:  # AbliterationError included
-            raise fail(str(exc)) from exc
-
-    return wrapper
+        with warnings_to_file(cache_dir() / "logs" / f"abliterate-{verb}.log"):
+            yield
+    except AblbenchError as exc:  # AbliterationError included
+        raise fail(str(exc)) from exc

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Annotated
 
-import typer
+from cyclopts import App, Parameter
 
 from ablbench.errors import AblbenchError
-from harness.errors import fail
-
-if TYPE_CHECKING:
-    from harness.analysis.options import AnalyzeOptions
+from harness.analysis_options import AnalyzeOptions
+from harness.errors import echo, fail, secho
 
 
 def _print_summary(res: dict) -> None:
@@ -120,51 +118,21 @@ def _print_behaviour(res: dict) -> None:
     if not beh.get("available"):
         return
     for pair in beh["pairs"]:
-        typer.echo(f"behaviour {pair['a']} vs {pair['b']} ({pair['n_tasks']} tasks):")
+        echo(f"behaviour {pair['a']} vs {pair['b']} ({pair['n_tasks']} tasks):")
         for m in pair["metrics"]:
-            typer.echo(f"  {m['sentence']}")
-    typer.echo(f"turns with a refusal marker: {len(beh['refusals'])}"
+            echo(f"  {m['sentence']}")
+    echo(f"turns with a refusal marker: {len(beh['refusals'])}"
                + (f" ({beh['judge']['refusals']} judged refusals)" if "judge" in beh else ""))
 
 
 def analyze_command(
-    runs: list[Path] = typer.Argument(..., help="Results folders, master_summary.csv files, harbor job folders "
-                                      "or tb run folders.", show_default=False),
-    names: str | None = typer.Option(None, "--names", help="Comma-separated run names, one per RUN."),
-    json_out: Path | None = typer.Option(None, "--json", help="Write the analysis as JSON here ('-' = stdout)."),
-    markdown_out: Path | None = typer.Option(None, "--markdown", help="Write the markdown report here "
-                                             "('-' = stdout)."),
-    plots: Path | None = typer.Option(None, "--plots", help="Folder for the PNG figures."),
-    html_out: Path | None = typer.Option(None, "--html", help="Write one self-contained HTML report here: the "
-                                         "tables, the figures, a task x run matrix and every trajectory."),
-    solved: str = typer.Option("mean", "--solved", help="With several attempts per task: mean (default: the "
-                               "headline test compares per-task success rates over all attempts; 0/1 views use "
-                               "attempt 1) | first | any | majority (the headline is McNemar on that 0/1 rule)."),
-    errors_as_failures: bool = typer.Option(False, "--errors-as-failures", help="Count tasks with infra/llm/"
-                                            "verifier errors as failures in the paired tests (default: they leave "
-                                            "the pair's test, with the count stated)."),
-    judge: tuple[str, str] | None = typer.Option(None, "--judge", metavar="URL MODEL", help="Also ask an LLM judge "
-                                                 "(OpenAI-compatible server URL, model name) about every turn where "
-                                                 "a refusal marker fired."),
-    allow_mixed_structured: bool = typer.Option(
-        False, "--allow-mixed-structured", help="Compare runs even when only some used --structured."
-    ),
-    allow_harness_drift: bool = typer.Option(
-        False, "--allow-harness-drift", help="Compare runs even when their harness identity (ablbench version and "
-        "commit, prompt, parser rules, turns, tokens, sampling, timeout multiplier) differs."
-    ),
-    allow_task_drift: bool = typer.Option(
-        False, "--allow-task-drift", help="Keep same-named tasks whose content differs between runs (default: "
-        "they leave the analysis, listed in the report)."
-    ),
+    runs: Annotated[list[Path], Parameter(help="Results folders, master_summary.csv files, harbor job folders or tb "
+                                           "run folders.")],
+    /,
+    *,
+    options: Annotated[AnalyzeOptions, Parameter(name="*")] = AnalyzeOptions(),
 ) -> None:
     """Compare runs on their shared tasks: pass rates, exact paired tests, overlap, power, plots."""
-    from harness.analysis.options import AnalyzeOptions
-
-    options = AnalyzeOptions(names=names, json_out=json_out, markdown_out=markdown_out, plots=plots,
-                             html_out=html_out, solved=solved, errors_as_failures=errors_as_failures, judge=judge,
-                             allow_mixed_structured=allow_mixed_structured,
-                             allow_harness_drift=allow_harness_drift, allow_task_drift=allow_task_drift)
     try:
         _analyze(runs, options)
     except AblbenchError as exc:
@@ -178,21 +146,21 @@ def _analyze(runs: list[Path], o: AnalyzeOptions) -> None:
 
     result = analyze(runs, o)
     for note in result.warnings:
-        typer.secho(f"warning: {note}", err=True, fg=typer.colors.YELLOW)
+        secho(f"warning: {note}", err=True, fg="yellow")
     res = result.report
     for out, text in ((o.json_out, to_json), (o.markdown_out, to_markdown)):
         if str(out) == "-":
-            typer.echo(text(res), nl=False)
+            echo(text(res), nl=False)
             return
     _print_summary(res)
     _print_behaviour(res)
     for r in res["audit"]["runs"]:
-        typer.echo(f"audit {r['run']}: {r['passes']} pass(es), {r['flagged_passes']} flagged; "
+        echo(f"audit {r['run']}: {r['passes']} pass(es), {r['flagged_passes']} flagged; "
                    f"{r['passes_unflagged']} without flagged passes")
     for path in result.written:
-        typer.echo(f"wrote {path}")
+        echo(f"wrote {path}")
 
 
-def register(app: typer.Typer) -> None:
+def register(app: App) -> None:
     """Add the ``analyze`` verb."""
-    app.command("analyze")(analyze_command)
+    app.command(analyze_command, name="analyze")

@@ -7,10 +7,11 @@ import shutil
 import sys
 from dataclasses import dataclass
 
-import typer
+from cyclopts import App
 from rich.console import Console
 
 from ablbench.paths import BASE_IMAGE, embedded_model_dir
+from harness.errors import Exit
 
 SGLANG_IMAGE_PREFIX = "lmsysorg/sglang"
 
@@ -104,10 +105,10 @@ def _bundled_gguf_check() -> Check:
         return Check("bundled GGUF", False, "missing", str(exc).split(" -- ")[-1])
 
 
-def register(app: typer.Typer) -> None:
+def register(app: App) -> None:
     """Add the ``doctor`` verb."""
 
-    @app.command()
+    @app.command(name="doctor")
     def doctor() -> None:
         """Check every prerequisite; exit 1 if a required one is missing."""
         console = Console(highlight=False, soft_wrap=True)
@@ -117,4 +118,4 @@ def register(app: typer.Typer) -> None:
             fix = "" if c.ok else f"  [dim]fix: {c.fix}[/]"
             console.print(f"{mark} {c.name:<20} {c.detail}{fix}")
         if any(c.required and not c.ok for c in checks):
-            raise typer.Exit(1)
+            raise Exit(1)

@@ -2,29 +2,27 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Annotated
 
-import typer
+from cyclopts import App, Parameter
 
 from ablbench.errors import AblbenchError
-from harness.errors import fail
+from harness.embedded_model import EmbeddedModelOptions
+from harness.errors import echo, fail
 
 
-def register(app: typer.Typer) -> None:
+def register(app: App) -> None:
     """Add the ``model`` verb group."""
-    model_app = typer.Typer(help="Bundled models.", no_args_is_help=True)
+    model_app = App(name="model", help="Bundled models.", help_flags=["--help"], version_flags=[])
 
-    @model_app.command("embedded")
-    def embedded(
-        out: Path | None = typer.Option(None, "--out", help="Folder to write (default: the ablbench cache; hf only)."),
-        fmt: str = typer.Option("hf", "--format", help="hf: a bf16 safetensors folder | gguf: the bundled GGUF file."),
-    ) -> None:
+    @model_app.command(name="embedded")
+    def embedded(options: Annotated[EmbeddedModelOptions, Parameter(name="*")] = EmbeddedModelOptions()) -> None:
         """Print the bundled SmolLM2-135M-Instruct: an HF folder (materialized once) or its GGUF file."""
-        from harness.embedded_model import EmbeddedModelOptions, embedded_model
+        from harness.embedded_model import embedded_model
 
         try:
-            typer.echo(embedded_model(EmbeddedModelOptions(out=out, fmt=fmt)))
+            echo(embedded_model(options))
         except AblbenchError as exc:
             raise fail(str(exc)) from exc
 
-    app.add_typer(model_app, name="model")
+    app.command(model_app)

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
+from typing import Annotated
 
-import typer
+from cyclopts import App, Parameter
 
 from ablbench.errors import AblbenchError
 from ablbench.paths import BUNDLED_TASKS, TRAIN_TASKS
-from harness.errors import fail
+from harness.errors import echo, fail, secho
 
 
 @dataclass(frozen=True)
 class TasksListOptions:
     """The options of ``ablbench tasks list``."""
 
-    path: Path = BUNDLED_TASKS  # a folder of tasks, or one task folder
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
+    path: Path = BUNDLED_TASKS
+    """A folder of tasks, or one task folder."""
+    _: KW_ONLY
+    include: Annotated[tuple[str, ...], Parameter(alias="-i")] = ()
+    """Only tasks matching this glob."""
+    exclude: Annotated[tuple[str, ...], Parameter(alias="-e")] = ()
+    """Skip tasks matching this glob."""
 
 
 @dataclass(frozen=True)
@@ -26,9 +31,14 @@ class TasksCheckOptions:
     """The options of ``ablbench tasks check`` (``base_image_map`` and ``offline`` apply with ``images``)."""
 
     path: Path = BUNDLED_TASKS
+    """A folder of tasks, or one task folder."""
+    _: KW_ONLY
     images: bool = False
+    """Also say, per task, whether its image can host the agent (tmux, bash): ready, needs bootstrap, cannot run. Nothing is pulled or built."""
     base_image_map: tuple[str, ...] = ()
+    """FROM=TO, as for `ablbench run` (with --images; repeatable)."""
     offline: bool = False
+    """As for `ablbench run` (with --images)."""
 
 
 @dataclass(frozen=True)
@@ -36,49 +46,36 @@ class TasksDiffOptions:
     """The options of ``ablbench tasks diff`` (two task folders, old then new)."""
 
     old: Path
+    """The old folder of tasks (or one task folder)."""
     new: Path
+    """The new folder of tasks (or one task folder)."""
 
 
 def _fmt_s(seconds: float) -> str:
     return f"{seconds:g}s" if seconds < 120 or seconds % 60 else f"{seconds / 60:g}m"
 
 
-def register(app: typer.Typer) -> None:
+def register(app: App) -> None:
     """Add the ``tasks`` verb group."""
-    tasks_app = typer.Typer(help="Inspect and validate task folders (TB2/harbor or legacy tb).",
-                            no_args_is_help=True)
+    tasks_app = App(name="tasks", help="Inspect and validate task folders (TB2/harbor or legacy tb).",
+                    help_flags=["--help"], version_flags=[])
 
-    @tasks_app.command("list")
-    def list_(
-        path: Path = typer.Argument(BUNDLED_TASKS, help="A folder of tasks, or one task folder."),
-        include: list[str] = typer.Option([], "--include", "-i", help="Only tasks matching this glob."),
-        exclude: list[str] = typer.Option([], "--exclude", "-e", help="Skip tasks matching this glob."),
-    ) -> None:
+    @tasks_app.command(name="list")
+    def list_(options: Annotated[TasksListOptions, Parameter(name="*")] = TasksListOptions()) -> None:
         """Show the tasks under PATH with format, difficulty, timeouts and environment."""
-        _list(TasksListOptions(path=path, include=tuple(include), exclude=tuple(exclude)))
+        _list(options)
 
-    @tasks_app.command("check")
-    def check(
-        path: Path = typer.Argument(BUNDLED_TASKS, help="A folder of tasks, or one task folder."),
-        images: bool = typer.Option(
-            False, "--images", help="Also say, per task, whether its image can host the agent (tmux, bash): "
-            "ready, needs bootstrap, cannot run. Nothing is pulled or built."),
-        base_image_map: list[str] = typer.Option(
-            [], "--base-image-map", help="FROM=TO, as for `ablbench run` (with --images; repeatable)."),
-        offline: bool = typer.Option(False, "--offline", help="As for `ablbench run` (with --images)."),
-    ) -> None:
+    @tasks_app.command(name="check")
+    def check(options: Annotated[TasksCheckOptions, Parameter(name="*")] = TasksCheckOptions()) -> None:
         """Validate every task under PATH; print each problem with its file; exit 1 if any."""
-        _check(TasksCheckOptions(path=path, images=images, base_image_map=tuple(base_image_map), offline=offline))
+        _check(options)
 
-    @tasks_app.command("diff")
-    def diff(
-        old: Path = typer.Argument(..., help="The old folder of tasks (or one task folder).", show_default=False),
-        new: Path = typer.Argument(..., help="The new folder of tasks (or one task folder).", show_default=False),
-    ) -> None:
+    @tasks_app.command(name="diff")
+    def diff(options: Annotated[TasksDiffOptions, Parameter(name="*")]) -> None:
         """List the tasks changed (same name, other content), added and removed between OLD and NEW."""
-        _diff(TasksDiffOptions(old=old, new=new))
+        _diff(options)
 
-    app.add_typer(tasks_app, name="tasks")
+    app.command(tasks_app)
 
 
 def _list(o: TasksListOptions) -> None:
@@ -118,10 +115,10 @@ def _check(o: TasksCheckOptions) -> None:
     problems = check_tasks(o.path)
     if problems:
         for p in problems:
-            typer.secho(f"{p.path}: {p.message}", err=True, fg=typer.colors.RED)
+            secho(f"{p.path}: {p.message}", err=True, fg="red")
         raise fail(f"{len(problems)} problem(s) in {o.path}; fix them and rerun `ablbench tasks check`")
     specs = discover_tasks(o.path)
-    typer.echo(f"ok: {len(specs)} task(s) in {o.path}")
+    echo(f"ok: {len(specs)} task(s) in {o.path}")
     if o.images:
         _check_images(specs, o)
 
@@ -164,9 +161,9 @@ def _check_images(specs: list, o: TasksCheckOptions) -> None:
         counts[status] += 1
         table.add_row(spec.name, image, f"[{colour[status]}]{status}[/]", detail)
     Console().print(table)
-    typer.echo(", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    echo(", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     if counts["needs bootstrap"]:
-        typer.echo("needs bootstrap: `ablbench run` adds tmux/bash in a cached derived image (the build needs "
+        echo("needs bootstrap: `ablbench run` adds tmux/bash in a cached derived image (the build needs "
                    "network to the image's package mirror)")
     if counts["cannot run"]:
         raise fail(f"{counts['cannot run']} task image(s) cannot host the agent: add tmux and bash to their "
@@ -183,9 +180,9 @@ def _diff(o: TasksDiffOptions) -> None:
     except AblbenchError as exc:
         raise fail(str(exc)) from exc
     for name, files in d.changed.items():
-        typer.echo(f"changed  {name}: {', '.join(files)}")
+        echo(f"changed  {name}: {', '.join(files)}")
     for name in d.added:
-        typer.echo(f"added    {name}")
+        echo(f"added    {name}")
     for name in d.removed:
-        typer.echo(f"removed  {name}")
-    typer.echo(f"{len(d.changed)} changed, {len(d.added)} added, {len(d.removed)} removed, {len(d.same)} the same")
+        echo(f"removed  {name}")
+    echo(f"{len(d.changed)} changed, {len(d.added)} added, {len(d.removed)} removed, {len(d.same)} the same")
