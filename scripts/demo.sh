@@ -19,7 +19,7 @@
 # Knobs: DEMO_MODEL (a GGUF; default the bundled one) with DEMO_MODEL_HF (its HF folder),
 # DEMO_EDITED (an already edited GGUF: skips the SFT and abliteration steps, two arms),
 # DEMO_SFT=0 (no SFT: base vs abliterated base, the old demo), DEMO_SFT_ARGS (default
-# `--epochs 1 --batch-tokens 2048 --lr 2e-3 --val-fraction 0.1`), DEMO_PARALLEL (2), DEMO_MAX_TURNS (4), DEMO_MAX_TOKENS (256),
+# `--epochs 1 --lora-layers 1 --batch-tokens 2048 --lr 2e-3 --val-fraction 0.1`), DEMO_PARALLEL (2), DEMO_MAX_TURNS (4), DEMO_MAX_TOKENS (256),
 # DEMO_TEMPERATURE (0.7, every arm), DEMO_STRUCTURED (1: schema-constrained actions in every arm;
 # 0: free-form replies), DEMO_TIMEOUT_MULTIPLIER (0.5), DEMO_SEARCH (0), DEMO_ABLITERATE_ARGS
 # (default: 4 candidate layers, 8 evaluation and 8 report prompts of 64 tokens) and
@@ -27,7 +27,8 @@
 #
 # What the defaults trade to stay near 20 minutes on 2 cores (measured, README "The two
 # commands"): 1 epoch of SFT on one replay per training task (a second epoch doubled the
-# training time and solved the two reachable tasks no more often: 2/6 against 3/6 tries); 4 turns per task,
+# training time and solved the two reachable tasks no more often: 2/6 against 3/6 tries;
+# adapters on every layer, as measured: the top half learns less per epoch); 4 turns per task,
 # which is what a trained trajectory needs (act, show the result, complete, confirm) and what
 # bounds the base arm, which always uses every turn; one attempt per task at temperature 0.7 (greedy
 # was no better: it repeats one wrong command); the abliteration's evaluation on 8 + 8 prompts
@@ -78,7 +79,7 @@ else
     step "SFT: LoRA on the passed replays -> merged HF folder + merged GGUF"
     # shellcheck disable=SC2086 # DEMO_SFT_ARGS is a list of arguments
     "$ABL" sft --model "$SOURCE" --traces "$OUT/replays" --gguf "$BASE" --out "$OUT/sft" --quiet \
-      ${DEMO_SFT_ARGS:---epochs 1 --batch-tokens 2048 --lr 2e-3 --val-fraction 0.1}
+      ${DEMO_SFT_ARGS:---epochs 1 --lora-layers 1 --batch-tokens 2048 --lr 2e-3 --val-fraction 0.1}
     TARGET="$OUT/sft/merged.gguf"; TARGET_HF="$OUT/sft/merged"; NAME=sft-abliterated; CTRL_NAME=sft-control
     arms+=(--model "sft=$TARGET")
   fi
