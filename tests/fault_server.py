@@ -62,6 +62,8 @@ def main() -> None:
     counter = itertools.count()
     lock = threading.Lock()
     stopped: list[bool] = []
+    continued = threading.Event()
+    signal.signal(signal.SIGCONT, lambda *_: continued.set())
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -102,6 +104,9 @@ def main() -> None:
                 stopped.append(stop)
             if stop:
                 os.kill(os.getpid(), signal.SIGSTOP)
+                # the stop can take effect a moment after kill() returns (seen here on a cold start):
+                # never answer this request before someone sends SIGCONT
+                continued.wait()
             if kind == "e500":
                 return self._send(500, b'{"error": {"message": "injected 500 (script)"}}')
             content = REPLIES[kind]
