@@ -13,8 +13,6 @@ from __future__ import annotations
 import sys
 from typing import IO
 
-_COLOURS = {"red": 31, "green": 32, "yellow": 33}
-
 
 class Exit(SystemExit):
     """End the command with ``code`` (what the message, if any, was already printed for)."""
@@ -28,16 +26,16 @@ class Exit(SystemExit):
 def echo(message: object = "", *, err: bool = False, nl: bool = True) -> None:
     """Print ``message`` on stdout (stderr with ``err``), with a newline unless ``nl`` is False."""
     stream: IO[str] = sys.stderr if err else sys.stdout
-    stream.write(f"{message}{chr(10) if nl else ''}")
+    stream.write(f"{message}\n" if nl else str(message))
     stream.flush()
 
 
 def secho(message: str, *, err: bool = False, fg: str | None = None) -> None:
-    """``echo`` in colour ``fg`` (red, green, yellow) when the stream is a terminal."""
-    stream = sys.stderr if err else sys.stdout
-    if fg and getattr(stream, "isatty", lambda: False)():
-        message = f"\x1b[{_COLOURS[fg]}m{message}\x1b[0m"
-    echo(message, err=err)
+    """``echo`` in colour ``fg`` (a rich colour name) when the stream is a terminal."""
+    from rich.console import Console
+
+    Console(file=sys.stderr if err else sys.stdout, soft_wrap=True, highlight=False, markup=False,
+            emoji=False).print(message, style=fg)
 
 
 def fail(message: str, code: int = 1) -> Exit:
