@@ -139,6 +139,28 @@ def test_parallel_requests_are_queued_and_all_answered(llama_server):
     assert all(getattr(r, "content", None) for r in results.values()), results
 
 
+def test_two_agents_taking_turns_resume_from_their_own_cached_prefix(llama_server):
+    """The prompt cache (rule 3): after another conversation's request, a conversation's next turn
+    restores its own state and evaluates only the new tokens, not everything after the shared system prompt."""
+    def ask(messages: list[dict]) -> dict:
+        body = {"model": llama_server.model_name, "messages": messages, "max_tokens": 8, "temperature": 0}
+        return httpx.post(f"{llama_server.base_url}/v1/chat/completions", json=body, timeout=300).json()
+
+    def last_prefix_hit() -> int:
+        hits = re.findall(r"(\d+) prefix-match hit", llama_server.log_path.read_text())
+        return int(hits[-1]) if hits else 0
+
+    a = initial_messages("Create the folder /app/output.", "root@x:/app# ")
+    b = initial_messages("Count the lines of /app/data.txt and write the number to /app/n.txt.", "root@x:/app# ")
+    first_a = ask(a)
+    ask(b)  # the context now holds b; a and b share only the system prompt and the message's start
+    shared = last_prefix_hit()
+    a_next = [*a, first_a["choices"][0]["message"], {"role": "user", "content": "New Terminal Output:\nroot@x:/app# "}]
+    ask(a_next)
+    assert llama_server.identity()["prompt_cache"] is True
+    assert shared < first_a["usage"]["prompt_tokens"] <= last_prefix_hit()
+
+
 def test_refusals_before_anything_starts(tmp_path, bundled_gguf):
     folder = tmp_path / "hf-model"
     folder.mkdir()
@@ -164,11 +186,12 @@ def test_command_sets_threads_and_context_explicitly(bundled_gguf):
     assert alias.startswith("SmolLM2-135M-Instruct.Q4_1@") and len(alias.split("@")[1]) == 12
     assert flags == {"--model": str(bundled_gguf.resolve()), "--model_alias": alias,
                      "--host": "127.0.0.1", "--port": "40005", "--n_threads": str(default_threads()),
-                     "--n_threads_batch": str(default_threads()), "--n_ctx": "8192"}
+                     "--n_threads_batch": str(default_threads()), "--n_ctx": "8192", "--cache": "true"}
     # server arguments after `--` come last, win, and are what the identity reports
     custom = make_server("llamacpp", bundled_gguf, extra_args=["--n_threads", "3", "--n_ctx=2048"])
     assert custom.command()[-2:] == ["3", "--n_ctx=2048"]
-    assert custom._effective() == (3, 2048)
+    assert custom._effective() == (3, 2048) and custom.prompt_cache()
+    assert not make_server("llamacpp", bundled_gguf, extra_args=["--cache", "false"]).prompt_cache()
 
 
 def test_early_exit_is_reported_with_the_log(bundled_gguf):
