@@ -80,16 +80,22 @@ class TrainState:
     resumed_from: int | None = None
 
 
-def default_threads() -> int:
-    """``ABLBENCH_TORCH_THREADS``, else the usable CPUs the 1-minute load average leaves idle (at least 1).
+def default_threads(sample_s: float = 1.0) -> int:
+    """``ABLBENCH_TORCH_THREADS``, else the usable CPUs left idle now (at least 1).
 
-    On an oversubscribed CPU, OpenMP threads wait for each other at every barrier: one thread
-    is then many times faster than two (README, "Measured here")."""
+    "Now" is a ``sample_s`` sample of CPU use, not the load average, which still holds the last
+    minute's work (a demo's replay step just before). On an oversubscribed CPU, OpenMP threads
+    wait for each other at every barrier: one thread is then many times faster than two
+    (README, "Measured here"), so a CPU counts as idle only when at least 80 % of it is."""
     env = os.environ.get("ABLBENCH_TORCH_THREADS", "")
     if env.strip().isdigit() and int(env) > 0:
         return int(env)
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(cpus, cpus - round(os.getloadavg()[0])))
+    import psutil
+
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    busy = psutil.cpu_percent(interval=sample_s, percpu=True)
+    idle = sum(100.0 - busy[c] for c in cpus if c < len(busy)) / 100.0
+    return max(1, min(len(cpus), int(idle + 0.2)))
 
 
 def setup_threads(threads: int = 0) -> int:

@@ -141,3 +141,22 @@ def test_run_sft_records_the_speed_settings_and_merges_in_fp32_on_the_cpu(tiny, 
     assert changed and all(".layers.2." in n or ".layers.3." in n for n in changed), changed
     with pytest.raises(SftError, match="--lora-layers 0"):
         run_sft(SftOptions(model=tiny, traces=(run,), out=tmp_path / "o2", lora_layers=0))
+
+
+def test_threads_default_to_the_cpus_idle_now(monkeypatch):
+    """With every usable CPU kept busy, training takes one thread; ABLBENCH_TORCH_THREADS overrides."""
+    import os
+    import subprocess
+    import sys
+
+    monkeypatch.delenv("ABLBENCH_TORCH_THREADS", raising=False)
+    cpus = len(os.sched_getaffinity(0))
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cpus)]
+    try:
+        assert train.default_threads(sample_s=0.5) == 1
+    finally:
+        for b in burners:
+            b.kill()
+            b.wait()
+    monkeypatch.setenv("ABLBENCH_TORCH_THREADS", "3")
+    assert train.default_threads() == 3
