@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The main job (run by `make demo` after set-up): the user's three arms on the bundled
 # SmolLM2-135M-Instruct (or your own model with DEMO_MODEL=FILE.gguf + DEMO_MODEL_HF=FOLDER):
-#   1. replay the bundled TRAINING tasks (tasks/train, disjoint from the 12 evaluation tasks)
-#      with their reference solutions through the real agent loop (`ablbench run --agent replay`),
-#   2. SFT: LoRA fine-tuning on the passed replays (`ablbench sft`), merged into an HF folder and
-#      a GGUF copy of the base (cached: a rerun with the same data and settings reuses it, a
-#      killed one resumes after its last epoch),
+#   1-2. SFT in one command (`ablbench sft --replay --tasks tasks/train`): replay the bundled
+#      TRAINING tasks (tasks/train, disjoint from the 12 evaluation tasks) with their reference
+#      solutions through the real agent loop, then LoRA fine-tuning on the passed replays, merged
+#      into an HF folder and a GGUF copy of the base (cached: a rerun with the same data and
+#      settings reuses it, a killed one resumes its replays and then its last epoch),
 #   3. abliterate the SFT model with the abliteration pipeline (contrast set, capture,
 #      directions, the one-layer choice; DEMO_SEARCH=1: a small Optuna search) and bake the edit
 #      into the SFT GGUF; DEMO_CONTROL=1 also bakes the control edit of the SFT model (a random
@@ -73,12 +73,9 @@ if [ -n "${DEMO_EDITED:-}" ]; then
 else
   if [ "${DEMO_SFT:-1}" = 1 ]; then
     [ -d "$SOURCE" ] || die "SFT needs the model as an HF folder: set DEMO_MODEL_HF=FOLDER (or DEMO_SFT=0)"
-    step "replay the training tasks (tasks/train) with their reference solutions"
-    # shellcheck disable=SC2086 # DEMO_REPLAY_ARGS is a list of arguments
-    "$ABL" run --agent replay --tasks tasks/train -n "$PARALLEL" --out "$OUT/replays" --resume ${DEMO_REPLAY_ARGS:-}
-    step "SFT: LoRA on the passed replays -> merged HF folder + merged GGUF"
+    step "SFT: replay the training tasks (tasks/train) -> LoRA on the passed replays -> merged HF folder + merged GGUF"
     # shellcheck disable=SC2086 # DEMO_SFT_ARGS is a list of arguments
-    "$ABL" sft --model "$SOURCE" --traces "$OUT/replays" --gguf "$BASE" --out "$OUT/sft" --quiet \
+    "$ABL" sft --model "$SOURCE" --replay --tasks tasks/train --parallel "$PARALLEL" --gguf "$BASE" --out "$OUT/sft" --quiet \
       ${DEMO_SFT_ARGS:---epochs 1 --lora-layers 1 --batch-tokens 2048 --lr 2e-3 --val-fraction 0.1}
     TARGET="$OUT/sft/merged.gguf"; TARGET_HF="$OUT/sft/merged"; NAME=sft-abliterated; CTRL_NAME=sft-control
     arms+=(--model "sft=$TARGET")
@@ -120,6 +117,16 @@ scripts/full_bench_parallel.sh "${arms[@]}" \
 
 step "done in $(( $(date +%s) - start )) s (load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
 echo "wall time per step (s):"; cat "$OUT/timings.tsv"
+if [ -f "$OUT/sft/sft.json" ]; then  # the SFT step's own split, from its provenance
+  .venv/bin/python - "$OUT/sft/sft.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+t, replay = r["timings"], r["data"].get("replay") or {}
+print(f"  SFT step: replay {replay.get('seconds', 0):.0f} s, data {t['data_s']:.0f} s, "
+      f"validation {t['val_before_s'] + t['val_after_s']:.0f} s, training {t['train_s']:.0f} s "
+      f"({r['throughput_tokens_per_s']} tokens/s on {r['hyperparameters']['threads']} threads), merge {t['merge_s']:.0f} s")
+PY
+fi
 [ -f "$OUT/sft/sft.json" ] && echo "SFT provenance:      $OUT/sft/sft.json (validation loss before/after, loss curve)"
 [ -d "$OUT/abliteration" ] && echo "abliteration report: $OUT/abliteration/reports/evaluation.md"
 echo "comparison report:   $OUT/bench/report.md (plots in $OUT/bench/plots)"

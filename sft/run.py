@@ -40,6 +40,12 @@ class SftOptions:
     """HF model folder (default: the bundled SmolLM2)."""
     traces: tuple[Path, ...] = ()
     """ablbench run folder, harbor job or trial folder (repeat for more); passed trials only unless --include-failed."""
+    replay: bool = False
+    """First replay the reference solutions of --tasks through the agent loop in containers (into OUT/replays, resumed on a rerun); the passed replays are training data."""
+    tasks: Path | None = None  # None with --replay: the bundled training tasks (disjoint from the evaluation set)
+    """With --replay: the task folder to replay (default: the bundled training tasks, tasks/train)."""
+    parallel: int = 2
+    """With --replay: replays running at once."""
     out: Path = Path("results/sft")
     """Output folder (adapter, merged, sft.json)."""
     gguf: Path | None = None
@@ -84,7 +90,7 @@ def training_fingerprint(o: SftOptions, files: list[dict]) -> tuple[dict, str]:
     """(the settings that define the training, their hash with the data's): rule 1. The epoch count
     and the outputs asked for are not part of it: more epochs extend a training, fewer pick an
     earlier checkpoint, and --gguf only adds an output."""
-    skip = {"out", "quiet", "threads", "traces", "epochs", "gguf", "share_prefix"}
+    skip = {"out", "quiet", "threads", "traces", "replay", "tasks", "parallel", "epochs", "gguf", "share_prefix"}
     settings = {k: v for k, v in asdict(o).items() if k not in skip}
     blob = json.dumps({"settings": settings, "data": sorted(f["sha256"] for f in files)}, sort_keys=True, default=str)
     return settings, hashlib.sha256(blob.encode()).hexdigest()
@@ -109,8 +115,10 @@ def _progress(quiet: bool):
 
 
 def run_sft(o: SftOptions, *, history_reply: Callable[[str], str] | None = None,
-            log: Callable[[str], None] = print) -> dict:
-    """Train, merge and describe (module rules); returns the sft.json content."""
+            log: Callable[[str], None] = print, replay: dict | None = None) -> dict:
+    """Train, merge and describe (module rules); returns the sft.json content.
+
+    ``replay`` describes the replay run that made ``o.traces``' last entry (``--replay``), for sft.json."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -122,7 +130,8 @@ def run_sft(o: SftOptions, *, history_reply: Callable[[str], str] | None = None,
         raise SftError(f"--model {o.model}: not an HF model folder (no config.json); pass one "
                        "(`ablbench model embedded` prints the bundled model's)")
     if not o.traces:
-        raise SftError("no training data: pass --traces RUN (ablbench run folders or harbor jobs)")
+        raise SftError("no training data: pass --traces RUN (ablbench run folders or harbor jobs) or --replay "
+                       "(the reference solutions of --tasks, default the bundled training tasks)")
     if o.epochs < 1 or o.rank < 1 or o.lr <= 0 or o.batch_tokens < 16 or o.max_len < 16:
         raise SftError("--epochs, --rank, --lr must be positive and --batch-tokens, --max-len at least 16")
     if not 0 < o.lora_layers <= 1:
@@ -224,7 +233,7 @@ def run_sft(o: SftOptions, *, history_reply: Callable[[str], str] | None = None,
         "fingerprint": fingerprint,
         "model": str(model_dir.resolve()),
         "data": {"sources": [str(p) for p in o.traces], "files": files, "not_passed_left_out": dropped,
-                 "include_failed": o.include_failed,
+                 "include_failed": o.include_failed, "replay": replay,
                  "sequences": {"train": len(tr_seqs), "validation": len(va_seqs),
                                "dropped_no_trained_token": drop_tr + drop_va},
                  "tokens": {"train": sum(len(x.input_ids) for x in tr_seqs),

@@ -281,12 +281,12 @@ def test_the_demo_trains_on_training_tasks_and_evaluates_on_the_others(tmp_path)
     from harness.tasks import discover_tasks
 
     script = (REPO_ROOT / "scripts" / "demo.sh").read_text()
-    replay = next(line for line in script.splitlines() if line.strip().startswith("\"$ABL\" run --agent replay"))
-    words = shlex.split(replay.replace('"$ABL"', "ablbench"))
+    sft = next(line for line in script.splitlines() if line.strip().startswith("\"$ABL\" sft "))
+    words = shlex.split(sft.replace('"$ABL"', "ablbench").rstrip("\\ "))
+    assert "--replay" in words and "--traces" not in words  # the replays are its only data
     assert (REPO_ROOT / words[words.index("--tasks") + 1]).resolve() == TRAIN_TASKS.resolve()
     bench = script[script.index("scripts/full_bench_parallel.sh"):]
     assert not re.search(r"--tasks\b", bench.split("\n\n")[0])  # the benchmark runs the default set
-    assert '--traces "$OUT/replays"' in script
 
     train = discover_tasks(TRAIN_TASKS)
     evaluation = {s.name for s in discover_tasks(BUNDLED_TASKS)}
@@ -296,3 +296,34 @@ def test_the_demo_trains_on_training_tasks_and_evaluates_on_the_others(tmp_path)
     sft_tasks = {t.task for t in trials}
     assert len(sft_tasks) == len(train) >= 40 and len(evaluation) == 12
     assert not sft_tasks & evaluation
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_replay_then_train_in_one_command(tiny, base_image, tmp_path):
+    """`sft --replay --tasks DIR`: the tasks' reference solutions replayed in containers are the data,
+    sft.json says so; a rerun resumes the replays and the training alike; --tasks alone is one line."""
+    from ablbench.paths import TRAIN_TASKS
+
+    tasks = tmp_path / "tasks"
+    for name in ("copy-logs-glob", "touch-ready-marker", "count-city-lines"):
+        shutil.copytree(TRAIN_TASKS / name, tasks / name)
+    out = tmp_path / "out"
+    args = ["sft", "--model", str(tiny), "--replay", "--tasks", str(tasks), "--parallel", "2", "--out", str(out),
+            "--epochs", "1", "--rank", "4", "--alpha", "8", "--val-fraction", "0.34", "--quiet"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    rep = json.loads((out / "sft.json").read_text())
+    replay = rep["data"]["replay"]
+    assert replay["trials"] == {"passed": 3} and replay["run"] == str(out / "replays")
+    assert rep["data"]["sources"] == [str(out / "replays")] and len(rep["data"]["files"]) == 3
+    trained = set(rep["split"]["train_tasks"]) | set(rep["split"]["validation_tasks"])
+    assert trained == {"copy-logs-glob", "touch-ready-marker", "count-city-lines"}
+    assert rep["validation_loss"]["after"] < rep["validation_loss"]["before"]
+
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and "up to date" in again.output, again.output
+    assert "3 passed" in again.output  # the resumed replay kept its trials
+
+    alone = CliRunner().invoke(app, ["sft", "--model", str(tiny), "--tasks", str(tasks), "--out", str(tmp_path / "x")])
+    assert alone.exit_code == 1 and alone.output.strip().count("\n") == 0 and "add --replay" in alone.output
