@@ -15,6 +15,9 @@ Rules, in order:
    this sweep started is stopped and the sweep returns 130/143 without serving the next model or
    analysing. Whatever happens, no server of this sweep outlives it.
 5. ``main(argv)`` is ``scripts/full_bench_parallel.sh``: its flags, its one-line errors (exit 2).
+6. Before anything is served, a model fine-tuned by ``ablbench sft`` (or an edit of one) is refused
+   when its data came from any of the tasks to evaluate (:mod:`sft.provenance`): training data
+   never overlaps evaluation data.
 """
 
 from __future__ import annotations
@@ -196,6 +199,18 @@ def check_options(models: list[tuple[str, Path]], o: SweepOptions) -> None:
             raise AblbenchError(f"--agent must be ablbench or terminus-2, got '{o.harbor_agent}'")
     else:
         raise AblbenchError(f"--engine must be builtin or harbor, got '{o.engine}'")
+    check_unseen_tasks(models, o.run)
+
+
+def check_unseen_tasks(models: list[tuple[str, Path]], run: RunOptions) -> None:
+    """Rule 6: no model is evaluated on a task its ``ablbench sft`` fine-tuning read."""
+    from ablbench.paths import BUNDLED_TASKS
+    from harness.tasks import discover_tasks
+    from sft.provenance import check_unseen
+
+    evaluated = {t.name for t in discover_tasks(run.tasks or BUNDLED_TASKS, include=run.include, exclude=run.exclude)}
+    for name, path in models:
+        check_unseen(name, Path(path), evaluated)
 
 
 def say(text: str) -> None:

@@ -37,6 +37,7 @@ class GGUFFacts:
     chat_template: str | None
     tokenizer_digest: str
     abliteration: dict[str, Any] = field(default_factory=dict)
+    sft: dict[str, Any] = field(default_factory=dict)  # ``sft.*`` keys of a model from ``ablbench sft``
 
 
 def has_gguf_magic(path: Path) -> bool:
@@ -79,6 +80,7 @@ def read_facts(path: Path) -> GGUFFacts:
         chat_template=values.get("tokenizer.chat_template") if isinstance(values.get("tokenizer.chat_template"), str) else None,
         tokenizer_digest=digest.hexdigest()[:16],
         abliteration={k: v for k, v in values.items() if k.startswith("abliteration.")},
+        sft={k: v for k, v in values.items() if k.startswith("sft.")},
     )
 
 

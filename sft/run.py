@@ -10,7 +10,9 @@ Rules, in order:
    model with a zero-initialized adapter, i.e. the base) and after. On the CPU both are measured
    in fp32 and the merge is done and saved in fp32, whatever dtype the training step used; on a
    GPU all of it is in the training dtype.
-3. sft.json is written atomically last; it records the data files and hashes, the split, the
+3. The merged outputs name every task the data came from (:mod:`sft.provenance`), so an
+   evaluation of them, or of an edit of them, can refuse those tasks.
+4. sft.json is written atomically last; it records the data files and hashes, the split, the
    settings, the loss curve, the validation loss before and after, the seed, versions, timings.
 """
 
@@ -124,6 +126,7 @@ def run_sft(o: SftOptions, *, history_reply: Callable[[str], str] | None = None,
 
     from sft import data, tokens, train
     from sft.merge import merge_gguf, merge_hf
+    from sft.provenance import write_side_file
 
     t_all = time.monotonic()
     if o.model is None or not (Path(o.model) / "config.json").is_file():
@@ -220,11 +223,13 @@ def run_sft(o: SftOptions, *, history_reply: Callable[[str], str] | None = None,
     t = time.monotonic()
     model.save_pretrained(out / "adapter")
     merge_hf(model, tok, out / "merged", eval_dtype)
+    seen = sorted({*train_tasks, *val_tasks})
+    write_side_file(out / "merged", fingerprint, seen)
     gguf_report = None
     if o.gguf is not None:
         (out / "merged.gguf").unlink(missing_ok=True)
         gguf_report = merge_gguf(Path(o.gguf), model_dir, out / "merged", out / "merged.gguf",
-                                 provenance={"fingerprint": fingerprint, "val_loss_after": val_after})
+                                 provenance={"fingerprint": fingerprint, "val_loss_after": val_after, "tasks": seen})
     timings["merge_s"] = time.monotonic() - t
     timings["total_s"] = time.monotonic() - t_all
     report = {

@@ -22,6 +22,7 @@ from harness.cli import app
 from sft import data, tokens, train
 from sft.errors import SftError
 from sft.merge import merge_hf
+from sft.provenance import SIDE_FILE, seen_tasks
 
 LOGIT_TOL = 1e-5  # tests/test_bake_gguf.py: llama.cpp on an F32 file vs transformers, relative to max |logit|
 
@@ -228,6 +229,10 @@ def test_cli_trains_merges_to_gguf_resumes_and_llamacpp_agrees(tiny, tmp_path):
     assert rep["validation_loss"]["before"] > 0 and rep["validation_loss"]["after"] > 0
     assert rep["hyperparameters"]["rank"] == 4 and rep["seed"] == 0 and rep["versions"]["peft"] != "missing"
     assert [c["epoch"] for c in rep["loss_curve"]][-1] == 2
+    # both merged outputs name the tasks the data came from (training and validation)
+    seen = sorted(rep["split"]["train_tasks"] + rep["split"]["validation_tasks"])
+    assert seen_tasks(out / "merged") == seen == seen_tasks(out / "merged.gguf") and len(seen) == 4
+    assert seen_tasks(base_gguf) is None and seen_tasks(tiny) is None
 
     # the merged GGUF: same names, types of unchanged tensors, and llama.cpp gives the merged HF model's logits
     src, got = gguf.GGUFReader(base_gguf), gguf.GGUFReader(out / "merged.gguf")
@@ -327,3 +332,27 @@ def test_replay_then_train_in_one_command(tiny, base_image, tmp_path):
 
     alone = CliRunner().invoke(app, ["sft", "--model", str(tiny), "--tasks", str(tasks), "--out", str(tmp_path / "x")])
     assert alone.exit_code == 1 and alone.output.strip().count("\n") == 0 and "add --replay" in alone.output
+
+
+def test_a_sweep_refuses_to_evaluate_a_model_on_its_own_training_tasks(tmp_path):
+    """full_bench_parallel.sh stops in one line, before serving, when an SFT model (or an edit of one:
+    the side file travels with it) met any evaluated task; --exclude of those tasks lets it through."""
+    import subprocess
+    import sys
+
+    from ablbench.paths import REPO_ROOT
+    from harness.run_options import RunOptions
+    from harness.sweep import SweepOptions, check_unseen_tasks
+
+    model = tmp_path / "sft-abliterated"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / SIDE_FILE).write_text(json.dumps({"tasks": ["copy-logs-glob", "hello-world", "make-output-dir"]}))
+    res = subprocess.run([sys.executable, "-m", "harness.sweep", "--model", f"edited={model}", "--out", str(tmp_path / "o")],
+                         capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.strip().count("\n") == 0, res.stderr
+    assert "fine-tuned on 2 of the tasks to evaluate (hello-world, make-output-dir)" in res.stderr
+    assert not (tmp_path / "o").exists()  # nothing served, nothing written
+    check_unseen_tasks([("edited", model)], RunOptions(exclude=("hello-world", "make-output-dir")))
+    assert SweepOptions().run.tasks is None  # the default set is the one checked above
