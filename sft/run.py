@@ -126,7 +126,7 @@ def run_sft(o: SftOptions, *, history_reply: Callable[[str], str] | None = None,
 
     from sft import data, tokens, train
     from sft.merge import merge_gguf, merge_hf
-    from sft.provenance import write_side_file
+    from sft.provenance import SIDE_FILE, write_side_file
 
     t_all = time.monotonic()
     if o.model is None or not (Path(o.model) / "config.json").is_file():
@@ -163,6 +163,9 @@ def run_sft(o: SftOptions, *, history_reply: Callable[[str], str] | None = None,
         done = json.loads((out / SFT_FILE).read_text()) if (out / SFT_FILE).is_file() else {}
         if (done.get("hyperparameters", {}).get("epochs") == o.epochs and (out / "merged").is_dir()
                 and (o.gguf is None or (out / "merged.gguf").is_file())):
+            if not (out / "merged" / SIDE_FILE).is_file():  # an output from before the record existed
+                write_side_file(out / "merged", fingerprint,
+                                [*done["split"]["train_tasks"], *done["split"]["validation_tasks"]])
             log(f"up to date: {out / SFT_FILE}")
             return done
     else:

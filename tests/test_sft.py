@@ -251,8 +251,10 @@ def test_cli_trains_merges_to_gguf_resumes_and_llamacpp_agrees(tiny, tmp_path):
     assert np.abs(_llamacpp_logits(base_gguf, ids) - ref).max() > 1e-3 * np.abs(ref).max(), "SFT changed nothing"
 
     # a rerun with the same data and settings is a no-op; other settings into the same folder are refused
+    (out / "merged" / SIDE_FILE).unlink()  # as an output from before the record existed: restored
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0 and "up to date" in again.output
+    assert seen_tasks(out / "merged") == seen
     other = CliRunner().invoke(app, [*args[:-1], "--seed", "1", "--quiet"])
     assert other.exit_code == 1 and "another training" in other.output
 
