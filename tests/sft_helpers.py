@@ -51,3 +51,20 @@ def write_run(root: Path, tasks: dict[str, tuple[str, list[str]]] = TASKS, faile
                                                        "reward": reward, "outcome": "passed" if reward else "failed"}))
         (trial / "reward.txt").write_text(f"{reward:g}\n")
     return root
+
+
+def lora_model(tiny: Path, settings):
+    """``tiny`` in fp32 with ``settings``' LoRA adapters, their B matrices seeded non-zero (PEFT starts
+    them at zero, which would make any merge or comparison trivially exact)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from sft import train
+
+    model = train.add_lora(AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32), settings)
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(5)
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(0.05 * torch.randn(p.shape, generator=g))
+    return model

@@ -12,7 +12,7 @@ import pytest
 import torch
 from cli_helpers import CliRunner
 from safetensors.torch import load_file
-from sft_helpers import TASKS, trace_records, write_run
+from sft_helpers import TASKS, lora_model, trace_records, write_run
 from tiny_gguf import hf_to_gguf
 from tiny_models import build_tiny
 
@@ -171,12 +171,7 @@ def test_merged_hf_logits_equal_the_adapter_applied_ones(tiny, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     s = train.LoraSettings(rank=4, alpha=8)
-    model = train.add_lora(AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32), s)
-    with torch.no_grad():  # a non-trivial adapter (B starts at zero)
-        g = torch.Generator().manual_seed(5)
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.copy_(0.05 * torch.randn(p.shape, generator=g))
+    model = lora_model(tiny, s)
     ids = torch.randint(5, 380, (1, 24), generator=torch.Generator().manual_seed(2))
     model.eval()
     with torch.no_grad():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from sft_helpers import write_run
+from sft_helpers import lora_model, write_run
 from tiny_models import build_tiny
 
 from harness.agents.terminus import history_reply
@@ -37,14 +37,7 @@ def seqs(tiny, tmp_path_factory) -> list[tokens.Encoded]:
 
 
 def _model(tiny: Path, s: train.LoraSettings, dtype=torch.float32):
-    from transformers import AutoModelForCausalLM
-
-    model = train.add_lora(AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32), s)
-    with torch.no_grad():  # a non-trivial adapter (B starts at zero)
-        g = torch.Generator().manual_seed(5)
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.copy_(0.05 * torch.randn(p.shape, generator=g))
+    model = lora_model(tiny, s)
     train.cast_frozen(model, dtype)
     return model
 
